@@ -66,11 +66,11 @@ class Op:
 # ---------------------------------------------------------------- attrs
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return type(value) is int  # bool is an int subclass and must not pass
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) is float or type(value) is int
 
 
 def _int_list(value: object) -> bool:
@@ -285,7 +285,7 @@ def _mul_vjp(g, out, *xs):
 
 def _tie_split_vjp(g, out, *xs):
     """max/min: the gradient goes to the inputs equal to the extreme, split equally on ties."""
-    hits = [x == out for x in xs]
+    hits = [(x == out) * 1.0 for x in xs]  # as floats: numpy adds bools as logical or
     count = _total(hits)
     return tuple(g * hit / count for hit in hits)
 

@@ -14,9 +14,11 @@ All three give the same numbers as the per-node numpy rules of the op table.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -71,6 +73,19 @@ class _LevelGroup:
     ins: list[np.ndarray]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold off the cyclic collector: compiling and running allocate many acyclic objects, and
+    on 100,000-node graphs its repeated full scans cost about as much as the work itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # ---------------------------------------------------------------- sources
 
 
@@ -115,6 +130,8 @@ def bind_sources(
 
 
 def _checked_attrs(op: Op, node: Node) -> dict:
+    if not op.attrs and not node.attrs:
+        return {}
     declared = {a.name: a for a in op.attrs}
     for name in node.attrs:
         if name not in declared:
@@ -188,6 +205,12 @@ def compile_plan(
     nodes = graph.nodes
     if limits.max_nodes is not None and len(nodes) > limits.max_nodes:
         raise TooLarge(f"the graph has {len(nodes)} nodes; the limit is {limits.max_nodes}")
+    with gc_paused():
+        return _compile(graph, source_shapes, limits, strategy)
+
+
+def _compile(graph, source_shapes, limits, strategy) -> Plan:
+    nodes = graph.nodes
     seen: set[str] = set()
     for node in nodes:
         if node.id in seen:
@@ -200,8 +223,7 @@ def compile_plan(
                 raise UnknownNode(f"node '{node.id}' takes unknown node '{name}'", node.id)
     if graph.output not in seen:
         raise UnknownNode(f"output '{graph.output}' is not a node of the graph", graph.output)
-    order = topological_order(nodes)
-    return Plan(order, checked, source_shapes, graph.output, limits, strategy)
+    return Plan(topological_order(nodes), checked, source_shapes, graph.output, limits, strategy)
 
 
 class Plan:
@@ -225,8 +247,11 @@ class Plan:
         self.strategy = self._choose_strategy(strategy)
         self._level_groups = self._group_levels() if self.strategy == "levels" else None
         if self.strategy == "scalar":
-            self._scalar_fwd = [self._bind(op.scalar_forward, i) for i, op in enumerate(self.ops)]
-            self._scalar_vjp = [self._bind(op.scalar_vjp, i) for i, op in enumerate(self.ops)]
+            bound: dict = {}
+            self._scalar_fwd = [self._bind(op.scalar_forward, i, bound) for i, op in
+                                enumerate(self.ops)]
+            self._scalar_vjp = [self._bind(op.scalar_vjp, i, bound) for i, op in
+                                enumerate(self.ops)]
 
     # ---- introspection
 
@@ -307,8 +332,15 @@ class Plan:
             return "levels"
         return "scalar"
 
-    def _bind(self, kernel, i: int):
-        return partial(kernel, **self.attrs[i]) if self.attrs[i] and kernel else kernel
+    def _bind(self, kernel, i: int, bound: dict):
+        """The kernel with node i's attrs applied, shared between nodes with equal attrs."""
+        attrs = self.attrs[i]
+        if not attrs or kernel is None:
+            return kernel
+        key = (kernel, tuple(attrs.items()))
+        if key not in bound:
+            bound[key] = partial(kernel, **attrs)
+        return bound[key]
 
     def _group_levels(self) -> list[list[_LevelGroup]]:
         keyed: dict[tuple, list[int]] = {}
@@ -351,9 +383,9 @@ class Plan:
             "scalar": self._run_scalar,
             "levels": self._run_levels,
         }[self.strategy]
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), gc_paused():
             values, grads = runner(source_values, seed, needed, forward_only, deadline)
-        return self._result(values, grads, reported)
+            return self._result(values, grads, reported)
 
     def _reported(self, wrt: Sequence[str] | None) -> list[int]:
         if wrt is None:
@@ -529,7 +561,7 @@ class Plan:
 
 def _plain(value):
     """0-d results as Python floats, others as float64 arrays."""
-    if isinstance(value, float):
+    if type(value) is float:
         return value
     value = np.asarray(value, dtype=np.float64)
     return float(value) if value.ndim == 0 else value

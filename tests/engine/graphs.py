@@ -18,35 +18,32 @@ def graph(*nodes: Node, output: str) -> Graph:
 
 
 def random_scalar_dag(n: int, *, width: int, seed: int = 0, gates=BASIC_GATES) -> Graph:
-    """A layered DAG of `n` scalar nodes about `n / width` levels deep, values kept moderate."""
+    """A layered DAG of `n` scalar nodes about `n / (2 * width)` levels deep.
+
+    Each level of gates is followed by a level of sigmoids so that deep graphs stay finite.
+    """
     rng = np.random.default_rng(seed)
-    nodes = [node(f"x{i}", "input", value=rng.uniform(0.5, 1.5)) for i in range(width)]
-    previous = list(range(width))
-    while len(nodes) < n:
+    kinds = rng.integers(len(gates), size=n)
+    picks = rng.integers(width, size=(n, 2))
+    nodes = [node(f"x{i}", "input", value=v) for i, v in enumerate(rng.uniform(0.5, 1.5, width))]
+    previous = [n_.id for n_ in nodes]
+    while len(nodes) < n - 1:
         layer = []
-        for _ in range(min(width, n - len(nodes))):
-            op = gates[rng.integers(len(gates))]
-            k = len(nodes)
+        for _ in range(min(width, (n - 1 - len(nodes)) // 2 or 1)):
+            op, (a, b) = gates[kinds[len(nodes)]], picks[len(nodes)] % len(previous)
+            name = f"n{len(nodes)}"
             if op in ("add", "mul", "max"):
-                a, b = rng.choice(previous, 2)
-                # keep mul chains from overflowing: multiply by a squashed value
-                nodes.append(node(f"n{k}", op, [nodes[a].id, nodes[b].id]))
+                nodes.append(node(name, op, [previous[a], previous[b]]))
             elif op == "pow":
-                nodes.append(node(f"n{k}", "pow", [nodes[rng.choice(previous)].id], exponent=2.0))
+                nodes.append(node(name, "pow", [previous[a]], exponent=2.0))
             else:
-                nodes.append(node(f"n{k}", op, [nodes[rng.choice(previous)].id]))
-            layer.append(k)
-        # squash every level back into (0, 1) so deep graphs stay finite
-        squashed = []
-        for k in layer:
-            j = len(nodes)
-            if j >= n:
-                break
-            nodes.append(node(f"s{j}", "sigmoid", [nodes[k].id]))
-            squashed.append(j)
-        previous = squashed or layer
-    out = node("out", "add", [nodes[i].id for i in previous[:2]] if len(previous) > 1
-               else [nodes[previous[0]].id, nodes[previous[0]].id])
+                nodes.append(node(name, op, [previous[a]]))
+            layer.append(name)
+        previous = []
+        for name in layer:
+            nodes.append(node(f"s{len(nodes)}", "sigmoid", [name]))
+            previous.append(nodes[-1].id)
+    out = node("out", "add", [previous[0], previous[-1]])
     return Graph(tuple(nodes) + (out,), "out")
 
 
