@@ -28,7 +28,7 @@ from engine.plan import (
     topological_order,
 )
 
-# Part of every result hash and cache key: bump it whenever any number the engine returns may change.
+# Part of every result hash and cache key: bump it whenever a number the engine returns may change.
 ENGINE_VERSION = "1"
 
 __all__ = [

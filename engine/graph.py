@@ -31,3 +31,6 @@ class Limits:
     max_nodes: int | None = None
     max_elements: int | None = None
     max_total_elements: int | None = None
+
+
+NO_LIMITS = Limits()

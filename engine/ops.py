@@ -11,6 +11,7 @@ numpy rule, so both paths agree on inf and nan.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
@@ -51,6 +52,8 @@ class Op:
     scalar_vjp: Callable | None = None
     # The vjp takes `needs` (one bool per input) and may skip gradients nobody asked for.
     vjp_takes_needs: bool = False
+    # n-ary ops: the float kernel for exactly two inputs (the common case, kept call-cheap).
+    scalar_pairwise: Callable | None = None
 
     @property
     def is_source(self) -> bool:
@@ -184,7 +187,7 @@ def _transpose_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
         return shape[::-1]
     ndim = len(shape)
     if sorted(a % ndim if -ndim <= a < ndim else -1 for a in axes) != list(range(ndim)):
-        raise BadAttr(f"axes {list(axes)} is not a permutation of a {len(shape)}-d tensor's axes", node)
+        raise BadAttr(f"axes {list(axes)} is not a permutation of {ndim} axes", node)
     return tuple(shape[a % ndim] for a in axes)
 
 
@@ -201,7 +204,9 @@ def _reshape_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
             raise ShapeMismatch(f"cannot reshape {list(shape)} into {list(target)}", node)
         target = tuple(size // known if n == -1 else n for n in target)
     if math.prod(target) != size:
-        raise ShapeMismatch(f"cannot reshape {list(shape)} ({size} elements) into {list(target)}", node)
+        raise ShapeMismatch(
+            f"cannot reshape {list(shape)} ({size} elements) into {list(target)}", node
+        )
     return tuple(target)
 
 
@@ -386,10 +391,10 @@ def _unary(name, symbol, description, forward, vjp, *, scalar_forward=None, scal
               scalar_forward or forward, scalar_vjp or vjp)
 
 
-def _nary(name, symbol, description, forward, vjp, scalar_forward, *, min_arity=2,
-          max_arity=None):
+def _nary(name, symbol, description, forward, vjp, pairwise, *, min_arity=2, max_arity=None):
     return Op(name, min_arity, max_arity, description, _broadcast_shape, forward, vjp, (),
-              symbol, scalar_forward, vjp)
+              symbol, pairwise if max_arity == 2 else lambda *xs: reduce(pairwise, xs), vjp,
+              scalar_pairwise=pairwise)
 
 
 OP_TABLE: tuple[Op, ...] = (
@@ -399,17 +404,16 @@ OP_TABLE: tuple[Op, ...] = (
     Op("const", 0, 0, "a fixed value", _source_shape, symbol="const"),
     # n-ary and binary elementwise (numpy broadcasting)
     _nary("add", "+", "x1 + x2 + ...", lambda *xs: _total(xs),
-          lambda g, out, *xs: (g,) * len(xs), lambda *xs: _total(xs)),
-    _nary("mul", "*", "x1 * x2 * ...", lambda *xs: _product(xs), _mul_vjp,
-          lambda *xs: _product(xs)),
-    _nary("sub", "-", "x - y", lambda x, y: x - y, lambda g, out, x, y: (g, -g),
-          lambda x, y: x - y, max_arity=2),
-    _nary("div", "/", "x / y", lambda x, y: x / y,
-          lambda g, out, x, y: (g / y, -g * x / (y * y)), lambda x, y: x / y, max_arity=2),
+          lambda g, out, *xs: (g,) * len(xs), operator.add),
+    _nary("mul", "*", "x1 * x2 * ...", lambda *xs: _product(xs), _mul_vjp, operator.mul),
+    _nary("sub", "-", "x - y", operator.sub, lambda g, out, x, y: (g, -g), operator.sub,
+          max_arity=2),
+    _nary("div", "/", "x / y", operator.truediv, lambda g, out, x, y: (g / y, -g * x / (y * y)),
+          operator.truediv, max_arity=2),
     _nary("max", "max", "elementwise maximum; ties split the gradient equally",
-          lambda *xs: reduce(np.maximum, xs), _tie_split_vjp, lambda *xs: reduce(_max2, xs)),
+          lambda *xs: reduce(np.maximum, xs), _tie_split_vjp, _max2),
     _nary("min", "min", "elementwise minimum; ties split the gradient equally",
-          lambda *xs: reduce(np.minimum, xs), _tie_split_vjp, lambda *xs: reduce(_min2, xs)),
+          lambda *xs: reduce(np.minimum, xs), _tie_split_vjp, _min2),
     # unary elementwise
     _unary("neg", "-x", "-x", lambda x: -x, lambda g, out, x: (-g,)),
     _unary("inv", "1/x", "1 / x", lambda x: 1.0 / x, lambda g, out, x: (-g * out * out,)),

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from engine.errors import (
     UnknownNode,
     UnknownOp,
 )
-from engine.graph import Graph, Limits, Node
+from engine.graph import NO_LIMITS, Graph, Limits, Node
 from engine.ops import Op, coerce_attr, unbroadcast
 
 Shape = tuple[int, ...]
@@ -52,15 +52,29 @@ DEADLINE_STRIDE = 1024
 _FLOAT_FAULTS = (ArithmeticError, ValueError)
 
 
-@dataclass(slots=True)
+@dataclass
 class RunResult:
-    """Values and gradients of the reported nodes; 0-d ones as Python floats."""
+    """Values and gradients of the reported nodes; 0-d ones as Python floats.
+
+    `value_list` and `grad_list` run parallel to `order` (what serialisers walk); the by-id
+    dicts `values` and `grads` are built on first use.
+    """
 
     output: str
     value: object
     order: list[str]
-    values: dict[str, object]
-    grads: dict[str, object] | None
+    value_list: list
+    grad_list: list | None
+
+    @cached_property
+    def values(self) -> dict[str, object]:
+        return dict(zip(self.order, self.value_list, strict=True))
+
+    @cached_property
+    def grads(self) -> dict[str, object] | None:
+        if self.grad_list is None:
+            return None
+        return dict(zip(self.order, self.grad_list, strict=True))
 
 
 @dataclass(slots=True)
@@ -193,7 +207,7 @@ def _node_on_cycle(by_id: dict[str, Node], pending: dict[str, int]) -> str:
 def compile_plan(
     graph: Graph,
     source_shapes: Mapping[str, Shape],
-    limits: Limits = Limits(),
+    limits: Limits = NO_LIMITS,
     *,
     strategy: str | None = None,
 ) -> Plan:
@@ -246,12 +260,7 @@ class Plan:
         self.ancestors = self._ancestors_of_output()
         self.strategy = self._choose_strategy(strategy)
         self._level_groups = self._group_levels() if self.strategy == "levels" else None
-        if self.strategy == "scalar":
-            bound: dict = {}
-            self._scalar_fwd = [self._bind(op.scalar_forward, i, bound) for i, op in
-                                enumerate(self.ops)]
-            self._scalar_vjp = [self._bind(op.scalar_vjp, i, bound) for i, op in
-                                enumerate(self.ops)]
+        self._scalar_chunks = self._float_steps() if self.strategy == "scalar" else None
 
     # ---- introspection
 
@@ -332,15 +341,31 @@ class Plan:
             return "levels"
         return "scalar"
 
-    def _bind(self, kernel, i: int, bound: dict):
-        """The kernel with node i's attrs applied, shared between nodes with equal attrs."""
-        attrs = self.attrs[i]
-        if not attrs or kernel is None:
-            return kernel
-        key = (kernel, tuple(attrs.items()))
-        if key not in bound:
-            bound[key] = partial(kernel, **attrs)
-        return bound[key]
+    def _float_steps(self) -> list[list[tuple]]:
+        """Per gate (i, forward kernel, vjp rule, inputs, a, b) with attrs bound, in chunks of
+        DEADLINE_STRIDE. `a`, `b` are the input indices of a one- or two-input gate (b = -1 for
+        one input); gates with more inputs have a = b = -2 and read `inputs`."""
+        bound: dict = {}
+
+        def bind(kernel, attrs):
+            if not attrs:
+                return kernel
+            key = (kernel, tuple(attrs.items()))
+            if key not in bound:  # share one partial between nodes with equal attrs
+                bound[key] = partial(kernel, **attrs)
+            return bound[key]
+
+        steps = []
+        for i, op in enumerate(self.ops):
+            if op.is_source:
+                continue
+            ins, attrs = self.ins[i], self.attrs[i]
+            kernel = op.scalar_forward
+            if len(ins) == 2 and op.scalar_pairwise is not None:
+                kernel = op.scalar_pairwise
+            a, b = (ins[0], -1) if len(ins) == 1 else ins if len(ins) == 2 else (-2, -2)
+            steps.append((i, bind(kernel, attrs), bind(op.scalar_vjp, attrs), ins, a, b))
+        return [steps[k : k + DEADLINE_STRIDE] for k in range(0, len(steps), DEADLINE_STRIDE)]
 
     def _group_levels(self) -> list[list[_LevelGroup]]:
         keyed: dict[tuple, list[int]] = {}
@@ -439,16 +464,21 @@ class Plan:
             raise DeadlineExceeded("the computation ran past its time limit")
 
     def _result(self, values: list, grads: list | None, reported: list[int]) -> RunResult:
-        ids = self.ids
-        value_of = {ids[i]: _plain(values[i]) for i in reported}
-        grad_of = None
-        if grads is not None:
-            grad_of = {}
-            for i in reported:
-                g = grads[i]
-                grad_of[ids[i]] = _plain(np.zeros(self.shapes[i]) if g is None else g)
-        return RunResult(self.output, _plain(values[self.out]), [ids[i] for i in reported],
-                         value_of, grad_of)
+        """Pick the reported nodes; the float strategies' lists hold plain floats already."""
+        floats = self.strategy != "tensor"
+        plain = (lambda v: v) if floats else _plain
+        if grads is not None and not floats:
+            grads = [np.zeros(self.shapes[i]) if g is None else g for i, g in enumerate(grads)]
+        everything = len(reported) == len(self.ids)
+
+        def pick(column: list) -> list:
+            if everything and floats:
+                return column
+            return [plain(column[i]) for i in reported]
+
+        order = list(self.ids) if everything else [self.ids[i] for i in reported]
+        return RunResult(self.output, plain(values[self.out]), order, pick(values),
+                         None if grads is None else pick(grads))
 
     # ---- strategy: one numpy call per node
 
@@ -492,40 +522,49 @@ class Plan:
         return rule(*[np.float64(a) for a in args], **self.attrs[i])
 
     def _run_scalar(self, sources, seed, needed, forward_only, deadline):
-        n = len(self.ids)
-        ins, fwd = self.ins, self._scalar_fwd
-        values = [0.0] * n
+        values = [0.0] * len(self.ids)
         for i, value in sources.items():
             values[i] = float(value)
-        for i in range(n):
-            kernel = fwd[i]
-            if kernel is None:
-                continue
-            args = [values[j] for j in ins[i]]
-            try:
-                values[i] = kernel(*args)
-            except _FLOAT_FAULTS:
-                values[i] = float(self._numpy_twin(self.ops[i].forward, i, *args))
-            if not i % DEADLINE_STRIDE:
-                self._check_deadline(deadline)
+        for chunk in self._scalar_chunks:
+            self._check_deadline(deadline)
+            for i, kernel, _, ins, a, b in chunk:
+                try:
+                    if b == -1:
+                        values[i] = kernel(values[a])
+                    elif b >= 0:
+                        values[i] = kernel(values[a], values[b])
+                    else:
+                        values[i] = kernel(*[values[j] for j in ins])
+                except _FLOAT_FAULTS:
+                    args = [values[j] for j in ins]
+                    values[i] = float(self._numpy_twin(self.ops[i].forward, i, *args))
         if forward_only:
             return values, None
-        vjp = self._scalar_vjp
-        grads = [0.0] * n
+        grads = [0.0] * len(self.ids)
         grads[self.out] = float(seed)
-        for i in range(n - 1, -1, -1):
-            rule = vjp[i]
-            if rule is None or not needed[i]:
-                continue
-            args = [values[j] for j in ins[i]]
-            try:
-                local = rule(grads[i], values[i], *args)
-            except _FLOAT_FAULTS:
-                local = self._numpy_twin(self.ops[i].vjp, i, grads[i], values[i], *args)
-            for j, contribution in zip(ins[i], local, strict=True):
-                grads[j] += float(contribution)
-            if not i % DEADLINE_STRIDE:
-                self._check_deadline(deadline)
+        for chunk in reversed(self._scalar_chunks):
+            self._check_deadline(deadline)
+            for i, _, rule, ins, a, b in reversed(chunk):
+                if not needed[i]:
+                    continue
+                g = grads[i]
+                try:
+                    if b == -1:
+                        (da,) = rule(g, values[i], values[a])
+                        grads[a] += da
+                    elif b >= 0:
+                        da, db = rule(g, values[i], values[a], values[b])
+                        grads[a] += da
+                        grads[b] += db
+                    else:
+                        local = rule(g, values[i], *[values[j] for j in ins])
+                        for j, contribution in zip(ins, local, strict=True):
+                            grads[j] += contribution
+                except _FLOAT_FAULTS:
+                    args = [values[j] for j in ins]
+                    local = self._numpy_twin(self.ops[i].vjp, i, g, values[i], *args)
+                    for j, contribution in zip(ins, local, strict=True):
+                        grads[j] += float(contribution)
         return values, grads
 
     # ---- strategy: numpy over whole topological levels
@@ -574,7 +613,7 @@ def run_graph(
     seed: np.ndarray | None = None,
     wrt: Sequence[str] | None = None,
     forward_only: bool = False,
-    limits: Limits = Limits(),
+    limits: Limits = NO_LIMITS,
     deadline: float | None = None,
     allow_nonfinite: bool = False,
 ) -> RunResult:
