@@ -2,37 +2,43 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test bench lint docs stack-native clean
 
-$(STAMP): pyproject.toml client/pyproject.toml
+$(RUN_STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]' -e ./client
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e . -e ./client
+	touch $@
 
-run: $(STAMP)
+$(TEST_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+run: $(RUN_STAMP)
 	$(BIN)/chainrule serve
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	./scripts/install-system-deps
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/render-op-catalog --check README.md
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.wire
 	$(BIN)/python -m bench.http
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-docs: $(STAMP)
+docs: $(RUN_STAMP)
 	$(BIN)/python scripts/render-op-catalog README.md
 
-stack-native: $(STAMP)
-	./scripts/stack-native
+stack-native: $(TEST_STAMP)
+	$(BIN)/python scripts/stack-native
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -118,6 +118,9 @@ def _same_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
 
 
 def _broadcast_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:
