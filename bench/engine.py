@@ -51,7 +51,8 @@ def random_dag(n: int, depth: int, seed: int = 0) -> list[tuple]:
     """
     rng = np.random.default_rng(seed)
     width = n // depth
-    spec = [(f"x{i}", "input", (), {}, float(v)) for i, v in enumerate(rng.uniform(0.2, 0.9, width))]
+    starts = rng.uniform(0.2, 0.9, width)
+    spec = [(f"x{i}", "input", (), {}, float(v)) for i, v in enumerate(starts)]
     previous = [s[0] for s in spec]
     level = 0
     while len(spec) < n - 1:
@@ -204,7 +205,8 @@ def scalar_case(title: str, spec: list[tuple], repeats: int) -> None:
               f"   ratio chainrule / torch {ours / torch_time:.3f}x")
     else:
         print("  torch eager: skipped (torch is not installed)")
-    print(f"  max relative difference vs per-node numpy {worst:.1e}, vs micrograd {worst_micro:.1e}")
+    print(f"  max relative difference vs per-node numpy {worst:.1e},"
+          f" vs micrograd {worst_micro:.1e}")
 
 
 def _rel(a, b) -> float:

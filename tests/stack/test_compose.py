@@ -105,12 +105,13 @@ def _free_port() -> int:
 @pytest.mark.timeout(120)
 def test_stack_native_serves_and_caches_across_workers(tmp_path):
     port, redis_port = _free_port(), _free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "stack-native"), "--port", str(port),
-         "--redis-port", str(redis_port)],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stack.log", "wb"),
-        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-    )
+    with open(tmp_path / "stack.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "stack-native"), "--port", str(port),
+             "--redis-port", str(redis_port)],
+            stdout=subprocess.DEVNULL, stderr=log,
+            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        )
     base = f"http://127.0.0.1:{port}"
     body = {"graph": {"nodes": [
         {"id": "x", "op": "input", "value": -2}, {"id": "y", "op": "input", "value": 5},

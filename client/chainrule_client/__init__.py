@@ -1,0 +1,78 @@
+"""chainrule's Python SDK: build expressions like micrograd's Value and ask the service for
+their values and gradients.
+
+    import chainrule_client as cr
+
+    x, y, z = cr.input("x", -2.0), cr.input("y", 5.0), cr.input("z", -4.0)
+    with cr.Client("http://localhost:8000") as client:
+        result = client.gradients((x + y) * z)
+    result.value, result.grad(x)        # -12.0, -4.0
+
+The SDK speaks the HTTP wire contract only; it shares no code with the service. Exceptions are
+rooted at `ChainruleError` (tree in `chainrule_client.exceptions`).
+"""
+
+from chainrule_client.client import VERSION as __version__
+from chainrule_client.client import AsyncClient, Client
+from chainrule_client.exceptions import (
+    APIError,
+    BadRequest,
+    ChainruleError,
+    DeadlineExceeded,
+    GraphError,
+    NetworkError,
+    NotFound,
+    ProtocolError,
+    ServerError,
+    Timeout,
+    TooLarge,
+    TransportError,
+    Unavailable,
+    ValidationError,
+)
+from chainrule_client.expr import (
+    Node,
+    add_const,
+    const,
+    from_graph,
+    input,
+    inv,
+    maximum,
+    minimum,
+    scale,
+    to_graph,
+)
+from chainrule_client.results import Check, GradcheckResult, Result
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "BadRequest",
+    "ChainruleError",
+    "Check",
+    "Client",
+    "DeadlineExceeded",
+    "GradcheckResult",
+    "GraphError",
+    "NetworkError",
+    "Node",
+    "NotFound",
+    "ProtocolError",
+    "Result",
+    "ServerError",
+    "Timeout",
+    "TooLarge",
+    "TransportError",
+    "Unavailable",
+    "ValidationError",
+    "__version__",
+    "add_const",
+    "const",
+    "from_graph",
+    "input",
+    "inv",
+    "maximum",
+    "minimum",
+    "scale",
+    "to_graph",
+]

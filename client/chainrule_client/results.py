@@ -1,0 +1,101 @@
+"""What the service's answers become: `Result` for gradients/evaluate, `GradcheckResult`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from chainrule_client.expr import Node
+
+__all__ = ["Check", "GradcheckResult", "Result", "Tensor"]
+
+Tensor = float | np.ndarray
+
+
+def _key(node: Node | str, ids: Mapping[Node, str]) -> str:
+    if isinstance(node, str):
+        return node
+    if isinstance(node, Node):
+        if node in ids:
+            return ids[node]
+        if node.id is not None:
+            return node.id
+        raise KeyError("this unnamed node is not part of the request's expression")
+    raise TypeError(f"expected a Node or a node id, got {type(node).__name__}")
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """One /v1/gradients or /v1/evaluate answer.
+
+    `values` and `grads` map node ids (in the response's topological order) to floats for
+    scalars and float64 arrays otherwise; `grads` is empty for evaluate results. `grad(x)` and
+    `node_value(x)` take a node of the expression that was sent, or an id.
+    """
+
+    output: str
+    value: Tensor
+    values: dict[str, Tensor]
+    grads: dict[str, Tensor]
+    hash: str
+    cached: bool
+    kind: Literal["gradients", "evaluate"] = "gradients"
+    request_id: str | None = None
+    ids: Mapping[Node, str] = field(default_factory=dict, repr=False)
+
+    def grad(self, node: Node | str) -> Tensor:
+        """d(seed . output)/d(node)."""
+        key = _key(node, self.ids)
+        if self.kind == "evaluate":
+            raise KeyError(f"an evaluate result has no gradients (asked for {key!r})")
+        try:
+            return self.grads[key]
+        except KeyError:
+            raise KeyError(f"no gradient reported for node {key!r} (see wrt)") from None
+
+    def node_value(self, node: Node | str) -> Tensor:
+        """The forward value of one node."""
+        key = _key(node, self.ids)
+        try:
+            return self.values[key]
+        except KeyError:
+            raise KeyError(f"no value reported for node {key!r} (see wrt)") from None
+
+    def __repr__(self) -> str:
+        value = self.value if isinstance(self.value, float) else f"<array {self.value.shape}>"
+        return (
+            f"Result(output={self.output!r}, value={value}, nodes={len(self.values)}, "
+            f"cached={self.cached}, hash={self.hash[:12]!r}...)"
+        )
+
+
+@dataclass(frozen=True)
+class Check:
+    """The gradient check of one input: `analytic`/`numeric` are None for large tensors."""
+
+    max_rel_error: float
+    verdict: Literal["good", "ok", "suspect", "wrong"]
+    analytic: Tensor | None = None
+    numeric: Tensor | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class GradcheckResult:
+    """One /v1/gradcheck answer: a `Check` per checked input, and whether none was wrong."""
+
+    checks: dict[str, Check]
+    passed: bool
+    hash: str
+    cached: bool = False
+    request_id: str | None = None
+    ids: Mapping[Node, str] = field(default_factory=dict, repr=False)
+
+    def __getitem__(self, node: Node | str) -> Check:
+        key = _key(node, self.ids)
+        try:
+            return self.checks[key]
+        except KeyError:
+            raise KeyError(f"input {key!r} was not checked") from None

@@ -1,0 +1,310 @@
+"""The `chainrule` command line: serve the API, or run graphs, list ops and draw circuits locally.
+
+    chainrule serve [--host H] [--port P] [--workers N]     gunicorn with service/gunicorn.conf.py
+    chainrule eval GRAPH.json [--inputs JSON] [--wrt ids] [--json]
+    chainrule ops [--json]
+    chainrule diagram GRAPH.json -o circuit.svg [--format svg|dot|png]
+
+`eval` and `diagram` need no server: they load the file through the same schemas as the API
+and run the engine in-process. A file that cannot be used (missing, not JSON, an invalid graph)
+is reported in one line on stderr naming the node or field, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import marshmallow
+import numpy as np
+
+import engine
+import schemas
+
+GUNICORN_CONF = Path(__file__).with_name("gunicorn.conf.py")
+WSGI_APP = "service.wsgi:app"
+SUFFIX_FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
+
+
+class BadInput(click.ClickException):
+    """A graph file or option that cannot be used: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """chainrule: gradients as a service."""
+
+
+# -------------------------------------------------------------------- serve
+
+
+@main.command()
+@click.option("--host", help="Address to bind (HOST; default 0.0.0.0).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to bind (PORT; default 8000).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="gunicorn worker processes (WEB_CONCURRENCY)."
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the API under gunicorn (in-process cache unless REDIS_URL is set)."""
+    env = dict(os.environ)
+    for name, value in (("HOST", host), ("PORT", port), ("WEB_CONCURRENCY", workers)):
+        if value is not None:
+            env[name] = str(value)
+    argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), WSGI_APP]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
+# -------------------------------------------------------------------- eval
+
+
+@dataclass
+class LocalRun:
+    """A graph file loaded through the schemas and run by the engine."""
+
+    request: schemas.Request
+    sources: dict[str, np.ndarray]
+    plan: engine.Plan
+    result: engine.RunResult
+
+
+GRAPH_ARGUMENT = click.argument("graph_file", metavar="GRAPH.json", type=click.Path(dir_okay=False))
+INPUTS_OPTION = click.option(
+    "--inputs",
+    "inputs_text",
+    metavar="JSON",
+    help='Input values as a JSON object, e.g. \'{"x": 3}\', or @FILE to read one.',
+)
+WRT_OPTION = click.option(
+    "--wrt",
+    "wrt",
+    multiple=True,
+    metavar="IDS",
+    help="Only report these node ids (comma-separated; may be repeated).",
+)
+
+
+@main.command("eval")
+@GRAPH_ARGUMENT
+@INPUTS_OPTION
+@WRT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the API's response JSON instead.")
+def eval_graph(
+    graph_file: str, inputs_text: str | None, wrt: tuple[str, ...], as_json: bool
+) -> None:
+    """Run GRAPH.json forward and backward locally and print each node's value and gradient.
+
+    GRAPH.json holds a graph ({"nodes": [...], "output": ...}) or a whole /v1/gradients request
+    body ({"graph": ..., "inputs": ..., "seed": ...}).
+    """
+    run = run_file(graph_file, inputs_text, wrt)
+    if as_json:
+        digest = schemas.request_hash("gradients", run.request, run.sources)
+        body = schemas.dump_result(run.result, hash=digest, encoding=run.request.encoding)
+        click.echo(body.decode("utf-8"))
+        return
+    result = run.result
+    click.echo(f"output {result.output} = {summarize(result.value)}")
+    rows = [
+        (node_id, run.plan.op_of(node_id).name, summarize(result.values[node_id]),
+         summarize(result.grads[node_id]) if result.grads is not None else "")
+        for node_id in result.order
+    ]
+    click.echo(table(("node", "op", "value", "grad"), rows))
+
+
+def run_file(path: str, inputs_text: str | None, wrt: Sequence[str]) -> LocalRun:
+    """Load, validate and run a graph file; BadInput for anything wrong with it."""
+    body = request_body(path, inputs_text, wrt)
+    try:
+        request = schemas.load_request("gradients", body)
+        sources = engine.bind_sources(
+            request.graph, request.inputs, allow_nonfinite=request.allow_nonfinite
+        )
+        shapes = {name: value.shape for name, value in sources.items()}
+        plan = engine.compile_plan(request.graph, shapes)
+        result = plan.run(sources, seed=request.seed, wrt=request.wrt)
+    except marshmallow.ValidationError as error:
+        raise BadInput(f"{path}: {first_field_error(error.messages)}") from None
+    except engine.EngineError as error:
+        where = f"node '{error.node}': " if error.node is not None else ""
+        raise BadInput(f"{path}: {where}{error.message} ({error.code})") from None
+    return LocalRun(request, sources, plan, result)
+
+
+def request_body(path: str, inputs_text: str | None, wrt: Sequence[str]) -> dict[str, Any]:
+    """The request body a graph file and the command's options describe."""
+    data = read_json(path, path)
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: expected a JSON object (a graph or a request body)")
+    body = dict(data) if "graph" in data else {"graph": data}
+    if inputs_text is not None:
+        if inputs_text.startswith("@"):
+            inputs = read_json(inputs_text[1:], f"--inputs {inputs_text}")
+        else:
+            inputs = parse_json_text(inputs_text.encode("utf-8"), "--inputs")
+        if not isinstance(inputs, dict):
+            raise BadInput('--inputs: expected a JSON object of input values, e.g. {"x": 3}')
+        given = body.get("inputs")
+        body["inputs"] = {**(given if isinstance(given, dict) else {}), **inputs}
+    ids = [name.strip() for item in wrt for name in item.split(",") if name.strip()]
+    if ids:
+        body["wrt"] = ids
+    return body
+
+
+def read_json(path: str, label: str) -> object:
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{label}: no such file") from None
+    except OSError as error:
+        raise BadInput(f"{label}: cannot read: {error.strerror or error}") from None
+    return parse_json_text(raw, label)
+
+
+def parse_json_text(raw: bytes, label: str) -> object:
+    try:
+        return schemas.parse_json(raw)
+    except schemas.BadJson as error:
+        detail = " ".join(str(error).split()).removeprefix("the body is not valid JSON: ")
+        raise BadInput(f"{label}: not valid JSON: {detail}") from None
+
+
+def first_field_error(messages: object) -> str:
+    """The first of marshmallow's nested field errors as `field.path: message`, one line."""
+    problems = list(field_errors(messages))
+    if not problems:
+        return "invalid request"
+    path, message = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{path or 'body'}: {message}{more}"
+
+
+def field_errors(messages: object) -> Iterable[tuple[str, str]]:
+    stack: list[tuple[str, object]] = [("", messages)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, value in reversed(list(item.items())):
+                stack.append((f"{path}.{key}" if path else str(key), value))
+        elif isinstance(item, list) and item and all(isinstance(m, str) for m in item):
+            yield path, " ".join(" ".join(item).split())
+        elif isinstance(item, list):
+            for value in reversed(item):
+                stack.append((path, value))
+        else:
+            yield path, " ".join(str(item).split())
+
+
+# -------------------------------------------------------------------- ops
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON, as GET /v1/ops.")
+def ops(as_json: bool) -> None:
+    """List the op catalog: each op's inputs, attrs and what it computes."""
+    catalog = engine.describe_ops()
+    if as_json:
+        click.echo(json.dumps({"ops": catalog}, indent=2))
+        return
+    rows = [
+        (op["name"], op["arity"], op["symbol"], attrs_text(op["attrs"]), op["description"])
+        for op in catalog
+    ]
+    click.echo(table(("op", "inputs", "symbol", "attrs", "description"), rows))
+
+
+def attrs_text(attrs: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for attr in attrs:
+        if attr["required"]:
+            parts.append(f"{attr['name']} ({attr['type']})")
+        else:
+            parts.append(f"{attr['name']}={json.dumps(attr['default'])}")
+    return ", ".join(parts)
+
+
+# -------------------------------------------------------------------- diagram
+
+
+@main.command()
+@GRAPH_ARGUMENT
+@click.option(
+    "-o", "--output", "output_path", required=True, metavar="FILE",
+    help="Where to write the image ('-' for stdout).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["svg", "dot", "png"]),
+    help="Image format (default: from the output file's suffix, else svg).",
+)
+@INPUTS_OPTION
+@WRT_OPTION
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds allowed for Graphviz.")
+def diagram(
+    graph_file: str,
+    output_path: str,
+    fmt: str | None,
+    inputs_text: str | None,
+    wrt: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Draw GRAPH.json's circuit with forward values (green) and gradients (red), locally."""
+    from service import diagram as circuit  # Graphviz and the service package only here
+
+    fmt = fmt or SUFFIX_FORMATS.get(Path(output_path).suffix.lower(), "svg")
+    run = run_file(graph_file, inputs_text, wrt)
+    dot = circuit.circuit_dot(circuit.circuit_nodes(run.plan, run.result), run.result.output)
+    try:
+        image = circuit.render_circuit(dot, fmt, timeout)
+    except (circuit.DiagramError, circuit.DiagramTimeout) as error:
+        raise click.ClickException(str(error)) from None
+    if output_path == "-":
+        click.echo(image, nl=False)
+        return
+    try:
+        Path(output_path).write_bytes(image)
+    except OSError as error:
+        raise BadInput(f"{output_path}: cannot write: {error.strerror or error}") from None
+    click.echo(f"wrote {output_path} ({fmt}, {len(run.plan.ids)} nodes)", err=True)
+
+
+# -------------------------------------------------------------------- text output
+
+
+def summarize(value: object) -> str:
+    """A scalar to 6 significant digits; a tensor as its shape with its min and max."""
+    if value is None:
+        return ""
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        return f"{float(array):.6g}"
+    shape = "x".join(map(str, array.shape))
+    if array.size == 0:
+        return f"[{shape}] empty"
+    return f"[{shape}] min {array.min():.4g} max {array.max():.4g}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns under a header and a rule; the last column is not padded."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [str(c).ljust(w) for c, w in zip(cells[:-1], widths[:-1], strict=True)]
+        return "  ".join([*padded, str(cells[-1])]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Circuit diagrams drawn as the backprop notes draw them, rendered with Graphviz.
+
+Inputs sit on the left as plain labels, gates are boxes showing their op symbol, and every
+wire carries its forward value above it (green) and its gradient below it (red); the output's
+wire ends on the right with the output value over the seed. `circuit_dot` builds the DOT text
+(deterministic: the same nodes give the same text) and `render_circuit` turns it into SVG or
+PNG with Graphviz's `dot`, under a timeout.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import graphviz
+import numpy as np
+
+from engine.errors import DeadlineExceeded
+from engine.plan import Plan, RunResult
+
+__all__ = [
+    "DiagramError",
+    "DiagramTimeout",
+    "FORMATS",
+    "MEDIA_TYPES",
+    "circuit_dot",
+    "circuit_nodes",
+    "format_number",
+    "render_circuit",
+    "summarize",
+]
+
+VALUE_COLOR = "#2a9d3a"
+GRAD_COLOR = "#c8352b"
+WIRE_COLOR = "#4a4a4a"
+ID_COLOR = "#7a7a7a"
+FONT = "Helvetica,Arial,sans-serif"
+SOURCE_OPS = frozenset({"input", "const"})
+
+FORMATS = ("svg", "dot", "png")
+DOT_COMMAND = "dot"
+# Sharper than Graphviz's 96 dpi default; set on the command line so the DOT text stays the same.
+PNG_FLAGS = ("-Gdpi=144",)
+MEDIA_TYPES = {"svg": "image/svg+xml", "dot": "text/vnd.graphviz", "png": "image/png"}
+
+
+class DiagramError(RuntimeError):
+    """Graphviz could not render the circuit (missing `dot`, or it failed)."""
+
+
+class DiagramTimeout(DeadlineExceeded):
+    """Rendering took longer than its timeout; the `dot` process has been killed.
+
+    A DeadlineExceeded, so the service's one error handler answers 504 deadline_exceeded.
+    """
+
+    def __init__(self, timeout: float):
+        super().__init__(f"rendering the diagram took longer than {timeout:g} s")
+        self.timeout = timeout
+
+
+# ---------------------------------------------------------------- numbers
+
+def format_number(x: float) -> str:
+    """Three significant digits; nan, inf and -inf spelled out; no negative zero."""
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    text = f"{x:.3g}"
+    return "0" if text == "-0" else text
+
+
+def summarize(value: Any) -> str:
+    """A scalar as a short number; a tensor as its shape and range, e.g. `[3×4] -1.2…3.4`."""
+    if value is None:
+        return ""
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        return format_number(float(array))
+    shape = "[" + "×".join(str(n) for n in array.shape) + "]"
+    if array.size == 0:
+        return f"{shape} empty"
+    nan = np.isnan(array)
+    if nan.all():
+        return f"{shape} nan"
+    finite_part = array[~nan]
+    low, high = format_number(float(finite_part.min())), format_number(float(finite_part.max()))
+    text = f"{shape} {low}" if low == high else f"{shape} {low}…{high}"
+    return f"{text} nan" if nan.any() else text
+
+
+# ---------------------------------------------------------------- DOT
+
+def _field(node: Any, name: str, default: Any = None) -> Any:
+    if isinstance(node, Mapping):
+        return node.get(name, default)
+    return getattr(node, name, default)
+
+
+def gate_label_text(op: str, symbol: str, attrs: Mapping[str, Any] | None) -> str:
+    """The gate's symbol; ops with a number attr show it, as the notes' `+1` and `*-1` gates do."""
+    attrs = attrs or {}
+    number = {"add_const": "c", "scale": "a", "pow": "exponent"}.get(op)
+    value = attrs.get(number) if number else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if op == "add_const":
+            return f"-{format_number(-value)}" if value < 0 else f"+{format_number(value)}"
+        return f"{'*' if op == 'scale' else '**'}{format_number(value)}"
+    return symbol or op
+
+
+def _font(text: str, color: str | None = None, size: int | None = None) -> str:
+    attrs = (f' COLOR="{color}"' if color else "") + (f' POINT-SIZE="{size}"' if size else "")
+    return f"<FONT{attrs}>{text}</FONT>" if attrs else text
+
+
+def _wire_label(value: Any, grad: Any, has_grad: bool) -> str:
+    """A two-row table whose dividing rule is the wire itself: value above, gradient below."""
+    value_cell = (
+        f'<TD SIDES="B" BORDER="1" COLOR="{WIRE_COLOR}" CELLPADDING="1">'
+        f"{_font(html.escape(summarize(value)), VALUE_COLOR)}</TD>"
+    )
+    grad_text = html.escape(summarize(grad)) if has_grad else " "
+    grad_cell = f'<TD CELLPADDING="1">{_font(grad_text, GRAD_COLOR)}</TD>'
+    return (
+        '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">'
+        f"<TR>{value_cell}</TR><TR>{grad_cell}</TR></TABLE>>"
+    )
+
+
+def circuit_dot(nodes: Sequence[Any], output: str) -> str:
+    """The DOT text of the circuit.
+
+    `nodes` (topological order) are dicts or objects with id, op, symbol, inputs, value and
+    grad (None for a forward-only drawing), and optionally attrs; values are floats or arrays.
+    """
+    dot = graphviz.Digraph(
+        "circuit",
+        graph_attr={
+            "rankdir": "LR",
+            "nodesep": "0.18",
+            "ranksep": "0.12",
+            "ordering": "in",
+            "fontname": FONT,
+            "bgcolor": "white",
+            "pad": "0.2",
+        },
+        node_attr={"fontname": FONT, "fontsize": "13", "color": WIRE_COLOR, "penwidth": "1.2"},
+        edge_attr={"color": WIRE_COLOR, "arrowsize": "0.6", "penwidth": "1.1", "dir": "none"},
+    )
+    names: dict[str, str] = {}
+    by_id: dict[str, Any] = {}
+    sources: list[str] = []
+    for index, node in enumerate(nodes):
+        node_id = str(_field(node, "id"))
+        names[node_id] = f"n{index}"
+        by_id[node_id] = node
+        op = str(_field(node, "op"))
+        label = html.escape(node_id)
+        if op in SOURCE_OPS:
+            sources.append(names[node_id])
+            text = _font(label, ID_COLOR) if op == "const" else label
+            dot.node(names[node_id], label=f"<{text}>", shape="plaintext", width="0", height="0",
+                     margin="0.03")
+        else:
+            symbol = gate_label_text(op, str(_field(node, "symbol") or ""), _field(node, "attrs"))
+            dot.node(
+                names[node_id],
+                label=f"<{html.escape(symbol)}<BR/>{_font(label, ID_COLOR, 8)}>",
+                shape="box",
+                style="rounded",
+                width="0.45",
+                height="0.45",
+                margin="0.08,0.03",
+            )
+
+    wires = 0
+
+    def wire(tail: str, head: str, source: Any) -> None:
+        nonlocal wires
+        name = f"w{wires}"
+        wires += 1
+        grad = _field(source, "grad")
+        dot.node(name, label=_wire_label(_field(source, "value"), grad, grad is not None),
+                 shape="plain")
+        dot.edge(tail, name, headport="w")
+        dot.edge(name, head, tailport="e", dir="forward")
+
+    for node in nodes:
+        head = names[str(_field(node, "id"))]
+        for input_id in _field(node, "inputs") or ():
+            if str(input_id) not in by_id:
+                raise ValueError(f"node {_field(node, 'id')!r} takes {input_id!r}, not given")
+            wire(names[str(input_id)], head, by_id[str(input_id)])
+    if output in by_id:
+        dot.node("end", label="", shape="point", style="invis", width="0.01")
+        wire(names[output], "end", by_id[output])
+    if sources:
+        with dot.subgraph(name="inputs", graph_attr={"rank": "min"}) as column:
+            for name in sources:
+                column.node(name)
+    return dot.source
+
+
+def circuit_nodes(plan: Plan, result: RunResult) -> list[dict[str, Any]]:
+    """The nodes `circuit_dot` draws, from a compiled plan and a run of it.
+
+    Every node of the plan is drawn; one the run did not report (outside `wrt`) shows no number.
+    """
+    grads = result.grads
+    return [
+        {
+            "id": node_id,
+            "op": op.name,
+            "symbol": op.symbol,
+            "attrs": attrs,
+            "inputs": node.inputs,
+            "value": result.values.get(node_id),
+            "grad": None if grads is None else grads.get(node_id),
+        }
+        for node_id, node, op, attrs in zip(plan.ids, plan.nodes, plan.ops, plan.attrs, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------- rendering
+
+def render_circuit(dot: str, fmt: str, timeout: float) -> bytes:
+    """Render DOT text as `fmt` ("svg", "png", or "dot" for the text itself).
+
+    Runs Graphviz's `dot` in a child process that is killed when `timeout` seconds pass
+    (DiagramTimeout); the graphviz package's own pipe() has no timeout.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown diagram format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == "dot":
+        return dot.encode("utf-8")
+    try:
+        # run() kills and reaps the child itself when the timeout expires.
+        done = subprocess.run(
+            [DOT_COMMAND, f"-T{fmt}", *(PNG_FLAGS if fmt == "png" else ())],
+            input=dot.encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DiagramTimeout(timeout) from None
+    except OSError as error:
+        raise DiagramError(f"cannot run Graphviz's dot: {error}") from error
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip()
+        raise DiagramError(f"dot exited with status {done.returncode}: {message}")
+    return done.stdout

@@ -1,0 +1,191 @@
+"""The playground page in a real browser: headless Debian chromium driven by Playwright.
+
+The real app (in-process cache) is served by a werkzeug server thread on a free loopback port;
+the page is loaded, run, switched to another classic circuit, and fed a faulty graph, and the
+tests read what a person would see: the drawn circuit, the node table, the error by its node.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from werkzeug.serving import make_server
+
+from service import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# The module's tests share one server and so its cache: a repeated run is marked "(cached)".
+OUTPUT_F = re.compile(r"^f = -12( \(cached\))?$")
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium is not installed at /usr/bin/chromium (the Makefile installs it)",
+)
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    app = create_app({"REDIS_URL": None, "PROMETHEUS_MULTIPROC_DIR": None})
+    # Port 0: the kernel picks a free port, so parallel runs cannot collide.
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="playground-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    script_errors: list[str] = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
+    page.goto(base_url)
+    try:
+        yield page
+    finally:
+        context.close()
+    assert script_errors == [], "the page's script raised"
+
+
+def cell(page: Page, node: str, column: str) -> str:
+    return page.locator(f'#nodes tbody tr[data-node="{node}"] td.{column}').inner_text()
+
+
+def run_and_wait(page: Page, rows: int) -> None:
+    page.click("#run")
+    expect(page.locator("#nodes tbody tr")).to_have_count(rows)
+    expect(page.locator("#status")).to_have_text("")
+    expect(page.locator("#run")).to_be_enabled()
+
+
+def test_the_default_circuit_runs_and_is_drawn(page: Page, tmp_path: Path) -> None:
+    assert page.title() == "chainrule playground"
+    assert '"id": "x", "op": "input", "value": -2' in page.input_value("#editor")
+    run_and_wait(page, 5)
+
+    svg = page.locator("#diagram svg")
+    expect(svg).to_have_count(1)
+    drawn = svg.locator("text").all_text_contents()
+    assert {"x", "y", "z", "-2", "5", "-4", "3", "-12", "1"} <= set(drawn)
+    assert svg.bounding_box()["width"] > 200
+
+    values = [cell(page, n, "value") for n in ("x", "y", "z", "q", "f")]
+    assert values == ["-2", "5", "-4", "3", "-12"]
+    assert [cell(page, n, "grad") for n in ("x", "y", "z")] == ["-4", "-4", "3"]
+    assert cell(page, "f", "op") == "mul"
+    expect(page.locator("#output-summary")).to_have_text(OUTPUT_F)
+    page.screenshot(path=tmp_path / "playground-default.png", full_page=True)
+
+
+def test_another_classic_circuit_from_the_menu(page: Page, tmp_path: Path) -> None:
+    page.select_option("#circuit", label="sigmoid neuron, gate by gate")
+    assert '"id": "w0", "op": "input", "value": 2' in page.input_value("#editor")
+    run_and_wait(page, 13)
+    assert cell(page, "f", "value") == "0.7311"
+    grads = {n: cell(page, n, "grad") for n in ("w0", "x0", "w1", "x1", "w2")}
+    assert grads == {"w0": "-0.1966", "x0": "0.3932", "w1": "-0.3932", "x1": "-0.5898",
+                     "w2": "0.1966"}
+    drawn = set(page.locator("#diagram svg text").all_text_contents())
+    assert {"0.731", "1/x", "exp", "*-1", "+1", "-0.197", "0.393", "-0.59"} <= drawn
+    page.screenshot(path=tmp_path / "playground-sigmoid.png", full_page=True)
+
+    page.select_option("#circuit", label="routing: 2(xy + max(z, w))")
+    run_and_wait(page, 8)
+    assert [cell(page, n, "grad") for n in ("x", "y", "z", "w")] == ["-8", "6", "2", "0"]
+    assert cell(page, "f", "value") == "-20"
+
+
+def test_an_error_is_shown_next_to_the_node_it_names(page: Page, tmp_path: Path) -> None:
+    run_and_wait(page, 5)
+    source = page.input_value("#editor")
+    page.fill("#editor", source.replace('"inputs": ["x", "y"]', '"inputs": ["x", "nope"]'))
+    page.click("#run")
+
+    row = page.locator('#nodes tbody tr.has-error[data-node="q"]')
+    expect(row).to_have_count(1)
+    expect(row.locator(".row-error")).to_contain_text("unknown_node")
+    expect(row.locator(".row-error")).to_contain_text("nope")
+    expect(page.locator("#nodes tbody tr.has-error")).to_have_count(1)
+    box = page.locator("#editor-error")
+    expect(box).to_be_visible()
+    expect(box.locator(".node-badge")).to_have_text("q")
+    expect(box).to_contain_text("line 7")
+    expect(page.locator("#diagram svg")).to_have_count(0)
+    page.screenshot(path=tmp_path / "playground-error.png", full_page=True)
+
+    page.fill("#editor", source)
+    run_and_wait(page, 5)
+    expect(page.locator("#editor-error")).to_be_hidden()
+    expect(page.locator("#nodes tbody tr.has-error")).to_have_count(0)
+
+
+def test_errors_before_any_table_are_shown_by_the_editor(page: Page) -> None:
+    source = page.input_value("#editor")
+    page.fill("#editor", source.replace('"output": "f"', '"output": "nope"'))
+    page.click("#run")
+    box = page.locator("#editor-error")
+    expect(box).to_be_visible()
+    expect(box.locator(".node-badge")).to_have_text("nope")
+    expect(box).to_contain_text("unknown_node")
+
+    page.fill("#editor", source[:-3])
+    page.click("#run")
+    expect(box).to_contain_text("valid JSON")
+    expect(box.locator(".node-badge")).to_have_count(0)
+
+
+def test_the_editor_indents_with_tab_and_runs_with_ctrl_enter(page: Page) -> None:
+    page.fill("#editor", "")
+    page.focus("#editor")
+    page.keyboard.press("Tab")
+    page.keyboard.type("x")
+    assert page.input_value("#editor") == "  x"
+    page.keyboard.press("Shift+Tab")
+    assert page.input_value("#editor") == "x"
+
+    page.select_option("#circuit", index=0)
+    page.focus("#editor")
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("#diagram svg")).to_have_count(1)
+    expect(page.locator("#output-summary")).to_have_text(OUTPUT_F)
+
+
+def test_static_files_are_served_with_relative_links(page: Page, base_url: str) -> None:
+    html = page.content()
+    assert 'href="static/playground.css"' in html and 'src="static/playground.js"' in html
+    assert "http://" not in html.replace(base_url, "") and "https://" not in html
+    for name in ("playground.js", "playground.css"):
+        response = page.request.get(f"{base_url}static/{name}")
+        assert response.ok, name
