@@ -1,0 +1,34 @@
+"""chainrule's wire format: request JSON to engine objects, engine results to response JSON.
+
+marshmallow schemas validate requests (field errors in `ValidationError.messages`) and describe
+responses for the OpenAPI document; orjson and numpy do the heavy lifting for big graphs and
+tensors; `request_hash` names a result by everything that decides it. Never imports Flask.
+"""
+
+from schemas.hashing import request_hash, structure_hash
+from schemas.jsontext import BadJson, parse_json
+from schemas.openapi import build_spec
+from schemas.requests import REQUEST_KINDS, Request, load_request
+from schemas.responses import (
+    dump_evaluate,
+    dump_gradcheck,
+    dump_result,
+    error_body,
+    mark_cached,
+)
+
+__all__ = [
+    "REQUEST_KINDS",
+    "BadJson",
+    "Request",
+    "build_spec",
+    "dump_evaluate",
+    "dump_gradcheck",
+    "dump_result",
+    "error_body",
+    "load_request",
+    "mark_cached",
+    "parse_json",
+    "request_hash",
+    "structure_hash",
+]

@@ -1,0 +1,203 @@
+"""Request schemas (CONTRACT sections 2 and 3) and `load_request`: wire JSON to engine objects.
+
+Field errors come back as marshmallow's `ValidationError.messages` (the service answers 422
+`validation_error` with them as `details`). The schemas check the wire shape only: op names
+against the engine's catalog (`unknown_op`, naming the node), but arity, attrs, references,
+cycles, shapes and non-finite values are left to the engine, which names the node too.
+Optional fields take their default when absent (the Request dataclass's default where the
+schema gives none); null is never a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from operator import attrgetter
+
+import numpy as np
+from marshmallow import RAISE, Schema, fields, post_load, validate
+
+from engine import OPS, Graph, Node, UnknownOp
+from engine.plan import gc_paused
+from schemas.fastload import FastList, TupleList
+from schemas.tensors import Tensor, check_size, element_limit, nominal_size
+
+REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram")
+ENCODINGS = ("json", "b64")
+DIAGRAM_FORMATS = ("svg", "dot", "png")
+DEFAULT_ENCODING = "json"
+DEFAULT_EPS = 1e-5
+DEFAULT_FORMAT = "svg"
+MAX_ID_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A loaded request of any kind; fields a kind does not take keep their defaults."""
+
+    graph: Graph
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    seed: np.ndarray | None = None
+    wrt: list[str] | None = None
+    encoding: str = DEFAULT_ENCODING
+    cache: bool = True
+    allow_nonfinite: bool = False
+    eps: float = DEFAULT_EPS
+    check: list[str] | None = None
+    format: str = DEFAULT_FORMAT
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class StrictBoolean(fields.Boolean):
+    """true or false only (marshmallow's Boolean also reads 1, "yes", "on"...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> bool:
+        if type(value) is not bool:
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class JsonNumber(fields.Float):
+    """A finite JSON number (marshmallow's Float also reads numeric strings)."""
+
+    def _validated(self, value) -> float:
+        if type(value) not in (int, float):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
+class SourceValues(fields.Dict):
+    """`inputs`: node id -> tensor; a tensor over the element limit is TooLarge naming its id."""
+
+    def __init__(self, **kwargs):
+        super().__init__(keys=fields.String(), values=Tensor(), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> dict:
+        if isinstance(value, dict):
+            if set(map(type, value)) <= {str}:
+                # Many scalar inputs: decoded as one column, as Tensor would one by one.
+                numbers = self.value_field.load_numbers(list(value.values()))
+                if numbers is not None:
+                    return dict(zip(value, numbers, strict=True))
+            for key, item in value.items():
+                check_size(nominal_size(item), key if type(key) is str else None)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class NodeSchema(StrictSchema):
+    """A node; its fields are the engine Node's parameters, loaded straight into one."""
+
+    id = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_ID_LENGTH),
+        metadata={"description": "unique in the graph"},
+    )
+    op = fields.String(
+        required=True,
+        metadata={"enum": list(OPS), "description": "a name from GET /v1/ops"},
+    )
+    inputs = TupleList(
+        fields.String(),
+        load_default=tuple,
+        metadata={"description": "ids of other nodes, in argument order"},
+    )
+    attrs = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        metadata={"description": "the op's attributes (GET /v1/ops)"},
+    )
+    value = Tensor(metadata={"description": "an input's default value, or a const's value"},
+    )
+
+    @post_load
+    def _node(self, data: dict, **kwargs) -> Node:
+        return Node(**data)
+
+
+class GraphSchema(StrictSchema):
+    nodes = FastList(NodeSchema, Node, required=True)
+    output = fields.String(required=True, metadata={"description": "the node backward starts from"})
+
+    @post_load
+    def _graph(self, data: dict, **kwargs) -> Graph:
+        return Graph(tuple(data["nodes"]), data["output"])
+
+
+class EvaluateRequestSchema(StrictSchema):
+    graph = fields.Nested(GraphSchema, required=True)
+    inputs = SourceValues(
+        load_default=dict,
+        metadata={"description": "values for input nodes, over their own value"},
+    )
+    wrt = fields.List(
+        fields.String(),
+        metadata={"description": "the node ids to report (default: every node)"},
+    )
+    encoding = fields.String(load_default=DEFAULT_ENCODING, validate=validate.OneOf(ENCODINGS))
+    cache = StrictBoolean(load_default=True)
+    allow_nonfinite = StrictBoolean(load_default=False)
+
+
+class GradientsRequestSchema(EvaluateRequestSchema):
+    seed = Tensor(
+        metadata={"description": "dL/d(output), the output's shape (default: ones)"},
+    )
+
+
+class GradcheckRequestSchema(GradientsRequestSchema):
+    eps = JsonNumber(load_default=DEFAULT_EPS, validate=validate.Range(min=0, min_inclusive=False))
+    check = fields.List(
+        fields.String(),
+        metadata={"description": "input ids to check (default: every input node)"},
+    )
+
+
+class DiagramRequestSchema(GradientsRequestSchema):
+    format = fields.String(load_default=DEFAULT_FORMAT, validate=validate.OneOf(DIAGRAM_FORMATS))
+
+
+REQUEST_SCHEMAS: dict[str, Schema] = {
+    "gradients": GradientsRequestSchema(),
+    "evaluate": EvaluateRequestSchema(),
+    "gradcheck": GradcheckRequestSchema(),
+    "diagram": DiagramRequestSchema(),
+}
+
+
+def load_request(kind: str, data: object, *, max_elements: int | None = None) -> Request:
+    """Validate a parsed body of endpoint `kind` and decode it into a Request.
+
+    Raises marshmallow.ValidationError for field errors, TooLarge for a tensor over
+    `max_elements`, and UnknownOp (naming the node) for an op missing from the catalog.
+    """
+    schema = REQUEST_SCHEMAS.get(kind)
+    if schema is None:
+        raise ValueError(f"unknown request kind {kind!r}; expected one of {REQUEST_KINDS}")
+    # Loading a big graph allocates many acyclic objects; the collector's scans would cost
+    # about as much as the loading.
+    with element_limit(max_elements), gc_paused():
+        loaded = schema.load(data)
+    _check_ops(loaded["graph"])
+    return Request(**loaded)
+
+
+def _check_ops(graph: Graph) -> None:
+    unknown = set(map(attrgetter("op"), graph.nodes)) - OPS.keys()
+    if unknown:
+        node = next(node for node in graph.nodes if node.op in unknown)
+        raise UnknownOp(f"unknown op '{node.op}'; GET /v1/ops lists the ops", node.id)
+
+
+__all__ = [
+    "DIAGRAM_FORMATS",
+    "ENCODINGS",
+    "REQUEST_KINDS",
+    "REQUEST_SCHEMAS",
+    "GraphSchema",
+    "NodeSchema",
+    "Request",
+    "load_request",
+]

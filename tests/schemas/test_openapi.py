@@ -1,0 +1,92 @@
+"""The OpenAPI document: valid OpenAPI 3, every contract endpoint, generated from the schemas."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from openapi_spec_validator import validate
+
+from engine import OPS
+from schemas import build_spec
+from schemas.requests import REQUEST_SCHEMAS
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict:
+    return build_spec()
+
+
+def test_document_validates_as_openapi_3(spec):
+    assert spec["openapi"].startswith("3.")
+    validate(spec)
+
+
+def test_document_is_plain_json(spec):
+    assert orjson.loads(orjson.dumps(spec)) == spec
+
+
+def test_every_contract_endpoint_is_described(spec):
+    operations = {(path, method) for path, item in spec["paths"].items() for method in item
+                  if method != "parameters"}
+    assert {
+        ("/v1/gradients", "post"), ("/v1/evaluate", "post"), ("/v1/gradcheck", "post"),
+        ("/v1/diagram", "post"), ("/v1/results/{hash}", "get"), ("/v1/ops", "get"),
+        ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get"), ("/openapi.json", "get"),
+    } <= operations
+
+
+@pytest.mark.parametrize(
+    ("path", "request_schema", "response_schema"),
+    [
+        ("/v1/gradients", "GradientsRequest", "GradientsResponse"),
+        ("/v1/evaluate", "EvaluateRequest", "EvaluateResponse"),
+        ("/v1/gradcheck", "GradcheckRequest", "GradcheckResponse"),
+    ],
+)
+def test_compute_endpoints_name_their_schemas_and_errors(spec, path, request_schema,
+                                                         response_schema):
+    post = spec["paths"][path]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": f"#/components/schemas/{request_schema}"}
+    ok = post["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {
+        "$ref": f"#/components/schemas/{response_schema}"
+    }
+    assert {"ETag", "X-Cache", "X-Request-ID"} <= set(ok["headers"])
+    assert {"400", "413", "415", "422", "500", "504"} <= set(post["responses"])
+
+
+def test_error_responses_carry_the_error_schema(spec):
+    for response in spec["components"]["responses"].values():
+        schema = response["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}
+    error = spec["components"]["schemas"]["ErrorDetail"]
+    assert set(error["required"]) == {"code", "message", "node", "details"}
+
+
+def test_request_schemas_are_the_validating_schemas(spec):
+    names = {"gradients": "GradientsRequest", "evaluate": "EvaluateRequest",
+             "gradcheck": "GradcheckRequest", "diagram": "DiagramRequest"}
+    for kind, schema in REQUEST_SCHEMAS.items():
+        described = spec["components"]["schemas"][names[kind]]
+        assert set(described["properties"]) == set(schema.fields)
+        assert described["additionalProperties"] is False
+        assert described["required"] == ["graph"]
+
+
+def test_op_names_come_from_the_engine_catalog(spec):
+    node = spec["components"]["schemas"]["Node"]
+    assert node["properties"]["op"]["enum"] == list(OPS)
+    assert node["properties"]["id"]["maxLength"] == 128
+    assert node["properties"]["value"] == {
+        "description": "an input's default value, or a const's value",
+        "allOf": [{"$ref": "#/components/schemas/Tensor"}],
+    }
+
+
+def test_tensor_component_lists_the_three_forms(spec):
+    tensor = spec["components"]["schemas"]["Tensor"]
+    assert {"type": "number"} in tensor["oneOf"]
+    assert {"$ref": "#/components/schemas/EncodedTensor"} in tensor["oneOf"]
+    encoded = spec["components"]["schemas"]["EncodedTensor"]
+    assert encoded["required"] == ["dtype", "shape", "b64"]

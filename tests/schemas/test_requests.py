@@ -1,0 +1,232 @@
+"""Request loading: every field's error (code and path), the kinds, defaults, and unknown ops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from marshmallow import ValidationError
+
+from engine import Graph, Node, UnknownOp
+from schemas import REQUEST_KINDS, Request, load_request
+from tests.schemas.wire_cases import circuit_request
+
+INVALID_BOOLEAN = ["Not a valid boolean."]
+MISSING = ["Missing data for required field."]
+UNKNOWN = ["Unknown field."]
+NOT_STRING = ["Not a valid string."]
+NOT_LIST = ["Not a valid list."]
+
+
+def errors_of(kind: str, data: object) -> dict:
+    with pytest.raises(ValidationError) as caught:
+        load_request(kind, data)
+    return caught.value.messages
+
+
+def node_errors(node_fields: dict, index: int = 3) -> dict:
+    """Errors from replacing fields of the circuit's node `index` (q, the add)."""
+    data = circuit_request()
+    data["graph"]["nodes"][index].update(node_fields)
+    return errors_of("gradients", data)["graph"]["nodes"][index]
+
+
+def test_the_contract_example_loads_into_engine_objects():
+    request = load_request("gradients", circuit_request(seed=2, wrt=["x", "y"]))
+    assert isinstance(request, Request) and isinstance(request.graph, Graph)
+    x, y, z, q, f = request.graph.nodes
+    assert x == Node("x", "input", (), {}, x.value) and x.value.shape == () and x.value == -2.0
+    assert q == Node("q", "add", ("x", "y"), {}, None)
+    assert f.inputs == ("q", "z") and request.graph.output == "f"
+    assert request.seed == 2.0 and request.wrt == ["x", "y"]
+
+
+def test_defaults_of_every_kind():
+    for kind in REQUEST_KINDS:
+        request = load_request(kind, circuit_request())
+        assert request.inputs == {} and request.seed is None and request.wrt is None
+        assert request.encoding == "json" and request.cache is True
+        assert request.allow_nonfinite is False
+        assert request.eps == 1e-5 and request.check is None and request.format == "svg"
+
+
+def test_kind_specific_fields():
+    request = load_request("gradcheck", circuit_request(eps=1e-3, check=["x"]))
+    assert request.eps == 1e-3 and request.check == ["x"]
+    assert load_request("diagram", circuit_request(format="png")).format == "png"
+    assert errors_of("evaluate", circuit_request(seed=1.0)) == {"seed": UNKNOWN}
+    assert errors_of("gradients", circuit_request(eps=1e-3)) == {"eps": UNKNOWN}
+    assert errors_of("gradients", circuit_request(format="svg")) == {"format": UNKNOWN}
+    assert errors_of("evaluate", circuit_request(check=["x"])) == {"check": UNKNOWN}
+
+
+def test_unknown_kind_is_a_programming_error():
+    with pytest.raises(ValueError, match="unknown request kind"):
+        load_request("integrate", circuit_request())
+
+
+# ---------------------------------------------------------------- top-level fields
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"colour": "red"}, {"colour": UNKNOWN}),
+        ({"inputs": [1]}, {"inputs": ["Not a valid mapping type."]}),
+        ({"inputs": {"x": True}}, {"inputs": {"x": {"value": [
+            'a boolean is not a tensor: expected a number, a rectangular nested list of '
+            'numbers, or {"dtype", "shape", "b64"}']}}}),
+        ({"inputs": None}, {"inputs": ["Field may not be null."]}),
+        ({"seed": None}, {"seed": ["Field may not be null: a tensor is required."]}),
+        ({"seed": "one"}, {"seed": [
+            'a string other than NaN, Infinity or -Infinity is not a tensor: expected a number, '
+            'a rectangular nested list of numbers, or {"dtype", "shape", "b64"}']}),
+        ({"wrt": "x"}, {"wrt": NOT_LIST}),
+        ({"wrt": [1]}, {"wrt": {0: NOT_STRING}}),
+        ({"wrt": None}, {"wrt": ["Field may not be null."]}),
+        ({"encoding": "base64"}, {"encoding": ["Must be one of: json, b64."]}),
+        ({"cache": "false"}, {"cache": INVALID_BOOLEAN}),
+        ({"cache": 0}, {"cache": INVALID_BOOLEAN}),
+        ({"allow_nonfinite": 1}, {"allow_nonfinite": INVALID_BOOLEAN}),
+    ],
+)
+def test_top_level_field_errors(fields, expected):
+    assert errors_of("gradients", circuit_request(**fields)) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"eps": 0}, {"eps": ["Must be greater than 0."]}),
+        ({"eps": -1e-5}, {"eps": ["Must be greater than 0."]}),
+        ({"eps": "1e-5"}, {"eps": ["Not a valid number."]}),
+        ({"eps": True}, {"eps": ["Not a valid number."]}),
+        ({"eps": float("inf")}, {"eps": [
+            "Special numeric values (nan or infinity) are not permitted."]}),
+        ({"check": ["x", 2]}, {"check": {1: NOT_STRING}}),
+    ],
+)
+def test_gradcheck_field_errors(fields, expected):
+    assert errors_of("gradcheck", circuit_request(**fields)) == expected
+
+
+def test_diagram_format_must_be_known():
+    assert errors_of("diagram", circuit_request(format="gif")) == {
+        "format": ["Must be one of: svg, dot, png."]
+    }
+
+
+def test_body_must_be_an_object():
+    assert errors_of("gradients", [1, 2]) == {"_schema": ["Invalid input type."]}
+    assert errors_of("gradients", {}) == {"graph": MISSING}
+
+
+# ---------------------------------------------------------------- graph and node fields
+
+
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [
+        ("f", {"_schema": ["Invalid input type."]}),
+        ({"nodes": []}, {"output": MISSING}),
+        ({"output": "f"}, {"nodes": MISSING}),
+        ({"nodes": {}, "output": "f"}, {"nodes": NOT_LIST}),
+        ({"nodes": [], "output": 3}, {"output": NOT_STRING}),
+        ({"nodes": [], "output": "f", "name": "g"}, {"name": UNKNOWN}),
+        ({"nodes": [7], "output": "f"}, {"nodes": {0: {"_schema": ["Invalid input type."]}}}),
+    ],
+)
+def test_graph_field_errors(graph, expected):
+    assert errors_of("gradients", {"graph": graph}) == {"graph": expected}
+
+
+@pytest.mark.parametrize(
+    ("node_fields", "expected"),
+    [
+        ({"id": ""}, {"id": ["Length must be between 1 and 128."]}),
+        ({"id": "n" * 129}, {"id": ["Length must be between 1 and 128."]}),
+        ({"id": 5}, {"id": NOT_STRING}),
+        ({"id": None}, {"id": ["Field may not be null."]}),
+        ({"op": ["add"]}, {"op": NOT_STRING}),
+        ({"inputs": "x"}, {"inputs": NOT_LIST}),
+        ({"inputs": ["x", 1]}, {"inputs": {1: NOT_STRING}}),
+        ({"attrs": []}, {"attrs": ["Not a valid mapping type."]}),
+        ({"weight": 1}, {"weight": UNKNOWN}),
+    ],
+)
+def test_node_field_errors(node_fields, expected):
+    assert node_errors(node_fields) == expected
+
+
+def test_node_required_fields():
+    data = circuit_request()
+    del data["graph"]["nodes"][3]["id"]
+    del data["graph"]["nodes"][4]["op"]
+    assert errors_of("gradients", data) == {
+        "graph": {"nodes": {3: {"id": MISSING}, 4: {"op": MISSING}}}
+    }
+
+
+def test_id_of_128_characters_is_accepted():
+    data = circuit_request()
+    data["graph"]["nodes"][0]["id"] = "n" * 128
+    assert load_request("gradients", data).graph.nodes[0].id == "n" * 128
+
+
+def test_errors_from_several_places_are_collected_together():
+    data = circuit_request(cache="yes")
+    data["graph"]["nodes"][0]["value"] = [1, None]
+    data["graph"]["nodes"][2]["id"] = ""
+    assert errors_of("gradients", data) == {
+        "cache": INVALID_BOOLEAN,
+        "graph": {"nodes": {
+            0: {"value": ["element [1] is null, not a number"]},
+            2: {"id": ["Length must be between 1 and 128."]},
+        }},
+    }
+
+
+def test_attrs_are_loaded_as_given_for_the_engine_to_check():
+    data = circuit_request()
+    data["graph"]["nodes"][3]["attrs"] = {"a": [1, {"b": None}]}
+    assert load_request("gradients", data).graph.nodes[3].attrs == {"a": [1, {"b": None}]}
+
+
+def test_unknown_op_names_the_first_such_node():
+    data = circuit_request()
+    data["graph"]["nodes"][3]["op"] = "plus"
+    data["graph"]["nodes"][4]["op"] = "times"
+    with pytest.raises(UnknownOp) as caught:
+        load_request("gradients", data)
+    assert caught.value.code == "unknown_op" and caught.value.node == "q"
+    assert "'plus'" in caught.value.message
+
+
+def test_field_errors_come_before_unknown_ops():
+    data = circuit_request(cache=2)
+    data["graph"]["nodes"][3]["op"] = "plus"
+    assert errors_of("gradients", data) == {"cache": INVALID_BOOLEAN}
+
+
+def test_engine_checks_are_left_to_the_engine():
+    # Arity, unknown references and cycles load; compile_plan reports them with the node.
+    data = {"graph": {"nodes": [{"id": "a", "op": "neg", "inputs": ["a", "b"]}], "output": "c"}}
+    request = load_request("gradients", data)
+    assert request.graph.nodes[0].inputs == ("a", "b")
+
+
+def test_inputs_decode_to_arrays():
+    request = load_request("gradients", circuit_request(inputs={"x": [1, 2], "y": 3}))
+    np.testing.assert_array_equal(request.inputs["x"], [1.0, 2.0])
+    assert request.inputs["y"].shape == ()
+
+
+def test_many_scalar_inputs_load_like_one():
+    inputs = {f"x{i}": i * 0.5 for i in range(1000)}
+    inputs["x7"] = 7
+    request = load_request("gradients", circuit_request(inputs=inputs))
+    assert list(request.inputs) == list(inputs)
+    for key, value in inputs.items():
+        array = request.inputs[key]
+        assert array.shape == () and array.dtype == np.float64 and array == value
+    mixed = load_request("gradients", circuit_request(inputs={"x": 1, "y": [2.0]}))
+    assert mixed.inputs["x"].shape == () and mixed.inputs["y"].shape == (1,)
