@@ -46,6 +46,12 @@ class BadAttr(GraphError):
     code = "bad_attr"
 
 
+class UnexpectedValue(GraphError):
+    """A `value` on a node that computes its value (only input and const nodes take one)."""
+
+    code = "validation_error"
+
+
 class MissingInput(GraphError):
     code = "missing_input"
 

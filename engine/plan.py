@@ -35,6 +35,7 @@ from engine.errors import (
     NonfiniteInput,
     ShapeMismatch,
     TooLarge,
+    UnexpectedValue,
     UnknownNode,
     UnknownOp,
 )
@@ -166,6 +167,12 @@ def _check_node(node: Node) -> tuple[Op, dict]:
     op = op_catalog.OPS.get(node.op)
     if op is None:
         raise UnknownOp(f"unknown op '{node.op}'", node.id)
+    if node.value is not None and not op.is_source:
+        raise UnexpectedValue(
+            f"node '{node.id}' is a '{op.name}' gate; only input and const nodes take a value",
+            node.id,
+            {"value": ["only input and const nodes take a value"]},
+        )
     n = len(node.inputs)
     if n < op.min_arity or (op.max_arity is not None and n > op.max_arity):
         raise Arity(f"op '{op.name}' takes {op.arity_text} inputs, got {n}", node.id)

@@ -37,8 +37,7 @@ import numpy as np
 import orjson
 
 import engine
-from engine import OPS, Graph
-from engine.plan import gc_paused
+from engine import OPS, Graph, gc_paused
 from schemas.requests import Request
 
 # The fields of each request kind, beyond the graph and its values, that change the response.

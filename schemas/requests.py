@@ -16,8 +16,7 @@ from operator import attrgetter
 import numpy as np
 from marshmallow import RAISE, Schema, fields, post_load, validate
 
-from engine import OPS, Graph, Node, UnknownOp
-from engine.plan import gc_paused
+from engine import OPS, Graph, Node, UnknownOp, gc_paused
 from schemas.fastload import FastList, TupleList
 from schemas.tensors import Tensor, check_size, element_limit, nominal_size
 

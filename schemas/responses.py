@@ -13,8 +13,7 @@ import numpy as np
 import orjson
 from marshmallow import Schema, fields, validate
 
-from engine import GradCheck, RunResult
-from engine.plan import gc_paused
+from engine import GradCheck, RunResult, gc_paused
 from schemas.jsontext import NONFINITE_SPELLINGS, spell_float
 from schemas.tensors import Tensor, tensor_json
 

@@ -18,8 +18,8 @@ from typing import Any
 import graphviz
 import numpy as np
 
+from engine import Plan, RunResult
 from engine.errors import DeadlineExceeded
-from engine.plan import Plan, RunResult
 
 __all__ = [
     "DiagramError",

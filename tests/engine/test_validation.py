@@ -39,6 +39,7 @@ def _fault(g: Graph, **kwargs) -> EngineError:
         (graph(X, node("a", "add", ["x", "c"]), node("b", "exp", ["a"]), node("c", "neg", ["b"]),
                output="c"), "cycle", "a"),
         (graph(X, node("f", "exp", ["x", "x"]), output="f"), "arity", "f"),
+        (graph(X, node("f", "exp", ["x"], value=2.0), output="f"), "validation_error", "f"),
         (graph(X, node("f", "add", ["x"]), output="f"), "arity", "f"),
         (graph(X, node("f", "sub", ["x", "x", "x"]), output="f"), "arity", "f"),
         (graph(X, node("f", "input", ["x"], value=1.0), output="f"), "arity", "f"),
