@@ -120,9 +120,11 @@ def _font(text: str, color: str | None = None, size: int | None = None) -> str:
 
 def _wire_label(value: Any, grad: Any, has_grad: bool) -> str:
     """A two-row table whose dividing rule is the wire itself: value above, gradient below."""
+    # an empty <FONT></FONT> is a Graphviz syntax error: an unreported number is a space
+    value_text = html.escape(summarize(value)) if value is not None else " "
     value_cell = (
         f'<TD SIDES="B" BORDER="1" COLOR="{WIRE_COLOR}" CELLPADDING="1">'
-        f"{_font(html.escape(summarize(value)), VALUE_COLOR)}</TD>"
+        f"{_font(value_text, VALUE_COLOR)}</TD>"
     )
     grad_text = html.escape(summarize(grad)) if has_grad else " "
     grad_cell = f'<TD CELLPADDING="1">{_font(grad_text, GRAD_COLOR)}</TD>'

@@ -1,0 +1,129 @@
+"""The application factory: configuration, shared resources, request hooks and blueprints.
+
+Every request gets an id (the client's X-Request-ID when it sends a usable one, echoed in the
+response for gunicorn's JSON access line), a stage timer reported in Server-Timing, a body-size
+check before anything reads the body, and on the way out its metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from engine import ENGINE_VERSION, Limits
+from service import api, errors, jsonlog, probes, site
+from service.cache import (
+    MemoryResultCache,
+    NearCachedResults,
+    RedisResultCache,
+    ResultCache,
+)
+from service.config import load_config
+from service.errors import ApiError
+from service.known_requests import KnownRequests
+from service.metrics import ServiceMetrics
+from service.plans import PlanCache
+from service.resources import Resources, resources
+from service.timing import StageTimer
+
+# Result hashes of recently seen request bodies (about 200 bytes each).
+KNOWN_REQUESTS_SIZE = 4096
+
+# A client's request id is echoed when it is 1-200 visible ASCII characters; else we make one.
+CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the service. `config` overrides the environment (keys as in service/config.py)."""
+    app = Flask(__name__)
+    settings = load_config(config)
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
+
+    jsonlog.init_app(app)
+    errors.init_app(app)
+    metrics = ServiceMetrics(settings["PROMETHEUS_MULTIPROC_DIR"])
+    limits = Limits(
+        max_nodes=settings["MAX_NODES"],
+        max_elements=settings["MAX_ELEMENTS"],
+        max_total_elements=settings["MAX_TOTAL_ELEMENTS"],
+    )
+    app.extensions["chainrule"] = Resources(
+        results=_result_cache(settings, metrics),
+        plans=PlanCache(settings["PLAN_CACHE_SIZE"], limits),
+        known_requests=KnownRequests(KNOWN_REQUESTS_SIZE),
+        metrics=metrics,
+        limits=limits,
+    )
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(probes.blueprint)
+    app.register_blueprint(site.blueprint)
+    return app
+
+
+def _result_cache(settings: dict[str, Any], metrics: ServiceMetrics) -> ResultCache:
+    if not settings["REDIS_URL"]:
+        return MemoryResultCache(
+            max_bytes=settings["MEMORY_CACHE_MAX_BYTES"],
+            max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
+            ttl_seconds=settings["CACHE_TTL_SECONDS"],
+        )
+    shared = RedisResultCache(
+        settings["REDIS_URL"],
+        engine_version=ENGINE_VERSION,
+        ttl_seconds=settings["CACHE_TTL_SECONDS"],
+        max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
+        timeout_seconds=settings["REDIS_TIMEOUT_SECONDS"],
+        claim_ttl_seconds=settings["COMPUTE_DEADLINE_SECONDS"],
+        on_error=lambda operation: metrics.cache_errors.labels(operation).inc(),
+    )
+    if not settings["NEAR_CACHE_MAX_BYTES"]:
+        return shared
+    near = MemoryResultCache(
+        max_bytes=settings["NEAR_CACHE_MAX_BYTES"],
+        max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
+        ttl_seconds=settings["CACHE_TTL_SECONDS"],
+    )
+    return NearCachedResults(near, shared)
+
+
+# The hooks run on every request: they look up `request` and `g` once, not per attribute.
+
+
+def _start_request() -> None:
+    req = request._get_current_object()
+    state = g._get_current_object()
+    state.started = time.perf_counter()
+    incoming = req.headers.get("X-Request-ID")
+    if incoming and CLIENT_REQUEST_ID.fullmatch(incoming):
+        state.request_id = incoming
+    else:
+        state.request_id = uuid.uuid4().hex
+    state.timer = StageTimer()
+    length, limit = req.content_length, req.max_content_length
+    if length is not None and limit is not None and length > limit:
+        message = f"the request body is {length} bytes; the limit is {limit}"
+        raise ApiError(413, "too_large", message)
+
+
+def _finish_request(response: Response) -> Response:
+    req = request._get_current_object()
+    state = g._get_current_object()
+    finished = time.perf_counter()
+    elapsed = finished - getattr(state, "started", finished)
+    headers = response.headers
+    headers["X-Request-ID"] = getattr(state, "request_id", None) or uuid.uuid4().hex
+    timer = getattr(state, "timer", None)
+    if timer is not None and timer.stages:
+        headers["Server-Timing"] = timer.server_timing()
+    rule = req.url_rule
+    route = rule.rule if rule is not None else "unmatched"
+    status = response.status_code
+    resources().metrics.observe_request(route, req.method, status, elapsed)
+    return response

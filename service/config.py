@@ -1,0 +1,102 @@
+"""The service's configuration: every setting is an environment variable, with its default here.
+
+`load_config()` is read once by the app factory (and by service/gunicorn.conf.py); the keys are
+the environment variable names, so `create_app({"MAX_NODES": 100})` overrides exactly what
+`MAX_NODES=100` in the environment would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def _optional_str(text: str) -> str | None:
+    return text or None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def default_worker_count() -> int:
+    """gunicorn's usual 2 x cores + 1, capped so a big host does not fork dozens of workers."""
+    return min(2 * (os.cpu_count() or 1) + 1, 12)
+
+
+# name -> (default, parser for the environment's string)
+SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
+    "REDIS_URL": (None, _optional_str),
+    "CACHE_TTL_SECONDS": (3600, _positive_int),
+    "CACHE_MAX_ENTRY_BYTES": (8 * 1024 * 1024, _positive_int),
+    "MEMORY_CACHE_MAX_BYTES": (256 * 1024 * 1024, _positive_int),
+    "NEAR_CACHE_MAX_BYTES": (32 * 1024 * 1024, _non_negative_int),
+    "PLAN_CACHE_SIZE": (256, _positive_int),
+    "MAX_BODY_BYTES": (32 * 1024 * 1024, _positive_int),
+    "MAX_NODES": (200_000, _positive_int),
+    "MAX_ELEMENTS": (10_000_000, _positive_int),
+    "MAX_TOTAL_ELEMENTS": (50_000_000, _positive_int),
+    "COMPUTE_DEADLINE_SECONDS": (10.0, _positive_float),
+    "MAX_GRADCHECK_ELEMENTS": (10_000, _positive_int),
+    "DIAGRAM_MAX_NODES": (300, _positive_int),
+    "DIAGRAM_TIMEOUT_SECONDS": (10.0, _positive_float),
+    "REDIS_TIMEOUT_SECONDS": (0.05, _positive_float),
+    "LOG_LEVEL": ("INFO", _log_level),
+    "HOST": ("0.0.0.0", str),
+    "PORT": (8000, _positive_int),
+    "WEB_CONCURRENCY": (None, _positive_int),
+    "PROMETHEUS_MULTIPROC_DIR": (None, _optional_str),
+}
+
+
+class ConfigError(ValueError):
+    """An environment variable or override that cannot be used, named in the message."""
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Defaults, then the environment, then `overrides` (already typed values, e.g. from tests).
+
+    Keys of `overrides` that are not settings (Flask's own, such as TESTING) pass through.
+    """
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for name, (default, parse) in SETTINGS.items():
+        text = environ.get(name)
+        if text is None:
+            config[name] = default
+            continue
+        try:
+            config[name] = parse(text.strip())
+        except ValueError as error:
+            raise ConfigError(f"environment variable {name}={text!r}: {error}") from None
+    config.update(overrides or {})
+    if config["WEB_CONCURRENCY"] is None:
+        config["WEB_CONCURRENCY"] = default_worker_count()
+    return config

@@ -1,0 +1,176 @@
+"""The /docs page: the OpenAPI document rendered as plain HTML on the server.
+
+No script and no CDN (deployments are often offline): each path and method with its summary,
+request body and responses, then every schema as a table of its properties, linked by $ref.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from html import escape
+from typing import Any
+
+HTTP_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
+
+STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       color: #222; }
+code, .path { font-family: ui-monospace, monospace; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2.5rem; }
+.operation { border: 1px solid #ddd; border-radius: 6px; padding: .6rem 1rem; margin: 1rem 0; }
+.method { display: inline-block; min-width: 4rem; font-weight: bold; text-transform: uppercase; }
+.get { color: #1d6fb8; } .post { color: #2a8a3a; } .delete { color: #b8321d; }
+table { border-collapse: collapse; width: 100%; margin: .4rem 0; }
+th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #eee;
+         vertical-align: top; }
+.required { color: #b8321d; font-size: .8rem; }
+nav li { list-style: none; }
+"""
+
+
+def render_docs_page(spec: dict[str, Any]) -> str:
+    """A self-contained HTML page describing `spec` (an OpenAPI 3 document as a dict)."""
+    info = spec.get("info", {})
+    title = f"{info.get('title', 'API')} {info.get('version', '')}".strip()
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+    ]
+    if info.get("description"):
+        parts.append(f"<p>{escape(info['description'])}</p>")
+    parts.append('<p>The machine-readable document: <a href="openapi.json">openapi.json</a>.</p>')
+    operations = list(_operations(spec.get("paths", {})))
+    parts.append("<nav><h2>Endpoints</h2><ul>")
+    for path, method, _ in operations:
+        parts.append(
+            f'<li><a href="#{_anchor(method, path)}"><span class="method {method}">{method}</span>'
+            f' <span class="path">{escape(path)}</span></a></li>'
+        )
+    parts.append("</ul></nav>")
+    for path, method, operation in operations:
+        parts.append(_render_operation(spec, path, method, operation))
+    schemas = spec.get("components", {}).get("schemas", {})
+    if schemas:
+        parts.append("<h2>Schemas</h2>")
+        for name, schema in sorted(schemas.items()):
+            parts.append(_render_schema(name, schema))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _operations(paths: dict[str, Any]):
+    for path, item in paths.items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def _anchor(method: str, path: str) -> str:
+    slug = "".join(ch if ch.isalnum() else "-" for ch in path).strip("-")
+    return escape(f"{method}-{slug}")
+
+
+def _resolve(spec: dict[str, Any], item: Any) -> Any:
+    """Follow a local "$ref" ("#/components/responses/NotFound") to what it names."""
+    while isinstance(item, dict) and str(item.get("$ref", "")).startswith("#/"):
+        target: Any = spec
+        for part in item["$ref"][2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        item = target
+    return item
+
+
+def _render_operation(
+    spec: dict[str, Any], path: str, method: str, operation: dict[str, Any]
+) -> str:
+    parts = [
+        f'<section class="operation" id="{_anchor(method, path)}">',
+        f'<h3><span class="method {method}">{method}</span> <span class="path">{escape(path)}'
+        "</span></h3>",
+    ]
+    for key in ("summary", "description"):
+        if operation.get(key):
+            parts.append(f"<p>{escape(str(operation[key]))}</p>")
+    parameters = operation.get("parameters") or []
+    if parameters:
+        parts.append("<h4>Parameters</h4><table><tr><th>name</th><th>in</th><th>type</th></tr>")
+        for parameter in map(partial(_resolve, spec), parameters):
+            parts.append(
+                f"<tr><td><code>{escape(str(parameter.get('name', '')))}</code></td>"
+                f"<td>{escape(str(parameter.get('in', '')))}</td>"
+                f"<td>{_type_text(parameter.get('schema', {}))}</td></tr>"
+            )
+        parts.append("</table>")
+    body = operation.get("requestBody")
+    if body:
+        parts.append("<h4>Request body</h4>" + _content_text(body.get("content", {})))
+    responses = operation.get("responses") or {}
+    if responses:
+        parts.append("<h4>Responses</h4><table><tr><th>status</th><th>meaning</th><th>body</th></tr>")
+        for status, response in sorted(responses.items()):
+            response = _resolve(spec, response)
+            parts.append(
+                f"<tr><td>{escape(str(status))}</td>"
+                f"<td>{escape(str(response.get('description', '')))}</td>"
+                f"<td>{_content_text(response.get('content', {}))}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _content_text(content: dict[str, Any]) -> str:
+    return "<br>".join(
+        f"<code>{escape(media_type)}</code> {_type_text(media.get('schema', {}))}"
+        for media_type, media in content.items()
+    )
+
+
+def _render_schema(name: str, schema: dict[str, Any]) -> str:
+    parts = [f'<section id="schema-{escape(name)}"><h3><code>{escape(name)}</code></h3>']
+    if schema.get("description"):
+        parts.append(f"<p>{escape(str(schema['description']))}</p>")
+    properties = schema.get("properties") or {}
+    required = set(schema.get("required") or ())
+    if properties:
+        parts.append("<table><tr><th>field</th><th>type</th><th>description</th></tr>")
+        for field, field_schema in properties.items():
+            flag = ' <span class="required">required</span>' if field in required else ""
+            parts.append(
+                f"<tr><td><code>{escape(field)}</code>{flag}</td>"
+                f"<td>{_type_text(field_schema)}</td>"
+                f"<td>{escape(str(field_schema.get('description', '')))}</td></tr>"
+            )
+        parts.append("</table>")
+    else:
+        parts.append(f"<p>{_type_text(schema)}</p>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _type_text(schema: dict[str, Any]) -> str:
+    """A one-line description of a schema: its type, $ref link, items, choices, enum."""
+    if not isinstance(schema, dict):
+        return ""
+    if "$ref" in schema:
+        name = str(schema["$ref"]).rsplit("/", 1)[-1]
+        return f'<a href="#schema-{escape(name)}"><code>{escape(name)}</code></a>'
+    for combinator, joiner in (("oneOf", " | "), ("anyOf", " | "), ("allOf", " & ")):
+        if combinator in schema:
+            return joiner.join(_type_text(choice) for choice in schema[combinator])
+    kind = schema.get("type", "any")
+    if isinstance(kind, list):
+        kind = " | ".join(str(k) for k in kind)
+    text = escape(str(kind))
+    if kind == "array" and "items" in schema:
+        text = f"array of {_type_text(schema['items'])}"
+    elif kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        text = f"object of {_type_text(schema['additionalProperties'])}"
+    if "enum" in schema:
+        text += " (" + ", ".join(f"<code>{escape(str(v))}</code>" for v in schema["enum"]) + ")"
+    if "default" in schema:
+        text += f", default <code>{escape(json.dumps(schema['default']))}</code>"
+    return text

@@ -1,0 +1,102 @@
+"""gunicorn settings for chainrule: the one configuration used by `make run`, the Dockerfile and
+`chainrule serve` (gunicorn -c service/gunicorn.conf.py 'service.wsgi:app').
+
+Values come from the same environment variables as the app (service/config.py): HOST, PORT,
+WEB_CONCURRENCY, COMPUTE_DEADLINE_SECONDS, LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+# Run from a source checkout as well as from an installed package, whatever the cwd.
+_package_root = str(Path(__file__).resolve().parent.parent)
+if _package_root not in sys.path:
+    sys.path.insert(0, _package_root)
+
+from gunicorn import glogging  # noqa: E402
+
+from service.config import load_config  # noqa: E402
+from service.jsonlog import JsonLogFormatter  # noqa: E402
+
+_settings = load_config()
+_deadline = _settings["COMPUTE_DEADLINE_SECONDS"]
+
+bind = [f"{_settings['HOST']}:{_settings['PORT']}"]
+workers = _settings["WEB_CONCURRENCY"]
+# Sync workers: one request at a time per process, so a heavy computation never stalls others
+# in the same worker; they close the connection after each response.
+worker_class = "sync"
+# Parsing, loading and dumping a maximal body come on top of the compute deadline; a worker is
+# only killed when it is stuck well past anything a request may legitimately take.
+timeout = int(_deadline) + 30
+graceful_timeout = int(_deadline) + 15
+# Recycle workers now and then (bounded memory growth), staggered so they do not restart at once.
+max_requests = 100_000
+max_requests_jitter = 10_000
+# gunicorn's control socket sits at one path per user; several servers on a host would collide.
+control_socket_disable = True
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"  # heartbeat files off a possibly slow container overlay disk
+
+# Every line gunicorn writes is one JSON object (service/jsonlog.py): its own events on stderr,
+# and on stdout one access line per request with the request id the app put in X-Request-ID.
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings["LOG_LEVEL"].lower()
+# The Logging HOWTO's "Optimization": skip what no line shows (caller, thread, process name).
+logging._srcfile = None
+logging.logThreads = False
+logging.logMultiprocessing = False
+logging.logProcesses = False
+
+
+class JsonGunicornLogger(glogging.Logger):
+    """gunicorn's error and access logs as JSON lines; access lines at LOG_LEVEL INFO or lower."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        self.access_log.setLevel(self.loglevel)
+        formatter = JsonLogFormatter()
+        for handler in (*self.error_log.handlers, *self.access_log.handlers):
+            handler.setFormatter(formatter)
+
+    def access(self, resp, req, environ, request_time):
+        if not self.access_log.isEnabledFor(logging.INFO):
+            return
+        headers = {name.lower(): value for name, value in resp.headers}
+        self.access_log.info(
+            "request",
+            extra={
+                "request_id": headers.get("x-request-id"),
+                "method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"),
+                "status": resp.status_code,
+                "duration_ms": round(request_time.total_seconds() * 1000, 3),
+                "bytes": resp.sent,
+                "cache": headers.get("x-cache"),
+                "remote": environ.get("REMOTE_ADDR"),
+            },
+        )
+
+
+logger_class = JsonGunicornLogger
+
+_multiproc_dir = _settings["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def on_starting(server):
+    """Start /metrics from zero: values left by a previous run's workers are stale."""
+    if _multiproc_dir:
+        os.makedirs(_multiproc_dir, exist_ok=True)
+        for leftover in Path(_multiproc_dir).glob("*.db"):
+            leftover.unlink()
+
+
+def child_exit(server, worker):
+    """Let prometheus_client drop the live gauges of a worker that has exited."""
+    if _multiproc_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, _multiproc_dir)

@@ -1,0 +1,46 @@
+"""Request bodies seen before, by the SHA-256 of their bytes, mapped to their result hash.
+
+Clients repeat byte-identical requests (the SDK, retries, dashboards). For those the result
+hash is already known, so a cache hit needs no parsing, schema load, binding or canonical
+hashing: digest the body, look up the hash, fetch the stored result. The mapping is exact:
+within one app (one configuration, one engine version) the same bytes always load to the
+same request, and only bodies that loaded successfully are remembered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+
+class KnownRequests:
+    """A bounded LRU from (kind, SHA-256 of the body) to the request's result hash."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._known: OrderedDict[bytes, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    @staticmethod
+    def fingerprint(kind: str, body: bytes) -> bytes:
+        """The key of a body sent to endpoint `kind`."""
+        return hashlib.sha256(body, usedforsecurity=False).digest() + kind.encode()
+
+    def get(self, fingerprint: bytes) -> str | None:
+        """The result hash of a body with this fingerprint, if one was loaded before."""
+        with self._lock:
+            known = self._known.get(fingerprint)
+            if known is not None:
+                self._known.move_to_end(fingerprint)
+            return known
+
+    def put(self, fingerprint: bytes, result_hash: str) -> None:
+        with self._lock:
+            self._known[fingerprint] = result_hash
+            self._known.move_to_end(fingerprint)
+            while len(self._known) > self.size:
+                self._known.popitem(last=False)

@@ -1,0 +1,115 @@
+"""Prometheus metrics of the service, correct under several gunicorn workers.
+
+With PROMETHEUS_MULTIPROC_DIR in the environment (before the process starts: prometheus_client
+decides at import), every worker writes its values to files in that directory and /metrics
+merges them all, whichever worker answers. Without it, each app keeps its own registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+NODE_BUCKETS = (1, 10, 30, 100, 300, 1_000, 10_000, 100_000, 1_000_000)
+
+
+class MultiprocessSetupError(RuntimeError):
+    """PROMETHEUS_MULTIPROC_DIR is configured but was not in the environment at startup."""
+
+
+class ServiceMetrics:
+    """The service's counters and histograms, and their exposition for GET /metrics."""
+
+    def __init__(self, multiprocess_dir: str | None = None):
+        if multiprocess_dir and os.environ.get("PROMETHEUS_MULTIPROC_DIR") != multiprocess_dir:
+            raise MultiprocessSetupError(
+                "PROMETHEUS_MULTIPROC_DIR must be set in the environment before the process "
+                "starts, so that prometheus_client writes the values where /metrics reads them"
+            )
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "chainrule_http_requests",
+            "HTTP requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "chainrule_http_request_duration_seconds",
+            "Time from request start to response, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.cache_lookups = Counter(
+            "chainrule_cache_lookups",
+            "Result cache lookups by outcome: hit, miss, or bypass (the request set cache false).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.cache_errors = Counter(
+            "chainrule_cache_errors",
+            "Result cache backend failures, by operation.",
+            ["operation"],
+            registry=registry,
+        )
+        self.plan_lookups = Counter(
+            "chainrule_plan_cache_lookups",
+            "Compiled-plan cache lookups by outcome: hit or miss.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.engine_seconds = Histogram(
+            "chainrule_engine_seconds",
+            "Time in the engine per computed request, by kind and stage (compile or run).",
+            ["kind", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.graph_nodes = Histogram(
+            "chainrule_graph_nodes",
+            "Nodes per graph loaded from a request body, by kind (a body seen before and found "
+            "in the cache is not loaded again).",
+            ["kind"],
+            buckets=NODE_BUCKETS,
+            registry=registry,
+        )
+
+        # Children of labelled metrics, looked up once: labels() takes a lock and builds keys.
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._cache_lookup_children = {
+            outcome: self.cache_lookups.labels(outcome) for outcome in ("hit", "miss", "bypass")
+        }
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            counter = self.requests.labels(route, method, str(status))
+            children = (counter, self.latency.labels(route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_cache_lookup(self, outcome: str) -> None:
+        """One result cache lookup: "hit", "miss" or "bypass"."""
+        self._cache_lookup_children[outcome].inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text of every worker's values (or this app's), and its content type."""
+        if self.multiprocess_dir:
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged, path=self.multiprocess_dir)
+            return generate_latest(merged), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

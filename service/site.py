@@ -1,0 +1,39 @@
+"""Pages for people and tools: the playground at /, the API docs at /docs, /openapi.json."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from flask import Blueprint, Response, current_app, send_from_directory
+
+from schemas import build_spec
+from service.docs import render_docs_page
+
+blueprint = Blueprint("site", __name__)
+
+
+@cache
+def openapi_document() -> dict:
+    """The OpenAPI document, built once per process from the schemas that validate requests."""
+    return build_spec()
+
+
+@cache
+def docs_page() -> str:
+    return render_docs_page(openapi_document())
+
+
+@blueprint.get("/")
+def playground() -> Response:
+    # The page links its script and style as static/..., served by Flask's static route.
+    return send_from_directory(current_app.static_folder, "index.html")
+
+
+@blueprint.get("/openapi.json")
+def openapi_json() -> dict:
+    return openapi_document()
+
+
+@blueprint.get("/docs")
+def docs() -> Response:
+    return Response(docs_page(), mimetype="text/html")

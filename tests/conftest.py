@@ -1,0 +1,122 @@
+"""Fixtures shared by every test package: the app, its test client, and a real Redis.
+
+`redis_server` starts a real `redis-server` on a free loopback port (Redis is never mocked) and
+removes it afterwards; it can be stopped and started again on the same port mid-test.
+`app` is built from `app_config`, which a test overrides (or parametrizes) to change settings;
+`make_app` builds more apps.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from service import create_app
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A throwaway redis-server process on 127.0.0.1, without persistence."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, wait_seconds: float = 10.0) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            pytest.fail("redis-server is not installed (Debian package redis-server)")
+        self.process = subprocess.Popen(
+            [
+                executable,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        with redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5) as probe:
+            give_up = time.monotonic() + wait_seconds
+            while True:
+                try:
+                    probe.ping()
+                    return
+                except redis.ConnectionError:
+                    if self.process.poll() is not None or time.monotonic() > give_up:
+                        self.stop()
+                        pytest.fail(f"redis-server did not come up on port {self.port}")
+                    time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Kill the server outright (SIGKILL), as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_config() -> dict:
+    """Settings over the defaults for the `app` fixture; override it in a test module."""
+    return {}
+
+
+@pytest.fixture
+def make_app():
+    """make_app(config): a test app over isolated defaults (no Redis, no multiprocess metrics);
+    its Redis connections are closed after the test."""
+    apps = []
+
+    def make(config: dict | None = None):
+        isolated = {"TESTING": True, "REDIS_URL": None, "PROMETHEUS_MULTIPROC_DIR": None}
+        app = create_app({**isolated, **(config or {})})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        results = app.extensions["chainrule"].results
+        if hasattr(results, "close"):
+            results.close()
+
+
+@pytest.fixture
+def app(make_app, app_config: dict):
+    return make_app(app_config)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
