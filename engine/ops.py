@@ -113,7 +113,7 @@ ATTR_KINDS = {
 
 # ---------------------------------------------------------------- shape rules
 
-def _same_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+def same_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     return shapes[0]
 
 
@@ -389,7 +389,7 @@ _REDUCE_ATTRS = (Attr("axis", "axis", None), Attr("keepdims", "bool", False))
 
 
 def _unary(name, symbol, description, forward, vjp, *, scalar_forward=None, scalar_vjp=None,
-           attrs=(), shape=_same_shape):
+           attrs=(), shape=same_shape):
     return Op(name, 1, 1, description, shape, forward, vjp, attrs, symbol,
               scalar_forward or forward, scalar_vjp or vjp)
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, partial
+from operator import attrgetter
 
 import numpy as np
 
@@ -40,7 +41,7 @@ from engine.errors import (
     UnknownOp,
 )
 from engine.graph import NO_LIMITS, Graph, Limits, Node
-from engine.ops import Op, coerce_attr, unbroadcast
+from engine.ops import Op, coerce_attr, same_shape, unbroadcast
 
 Shape = tuple[int, ...]
 
@@ -180,35 +181,36 @@ def _check_node(node: Node) -> tuple[Op, dict]:
 
 
 def topological_order(nodes: Sequence[Node]) -> list[Node]:
-    """Kahn's algorithm with an explicit queue; ties broken by id so any listing gives one order."""
-    nodes = sorted(nodes, key=lambda node: node.id)
-    by_id = {node.id: node for node in nodes}
-    pending = {node.id: len(node.inputs) for node in nodes}
-    consumers: dict[str, list[str]] = {node.id: [] for node in nodes}
-    for node in nodes:
+    """Kahn's algorithm with an explicit queue, over nodes sorted by id so that every listing of
+    the same graph gives the same order."""
+    nodes = sorted(nodes, key=attrgetter("id"))
+    position = {node.id: k for k, node in enumerate(nodes)}
+    pending = [len(node.inputs) for node in nodes]
+    consumers: list[list[int]] = [[] for _ in nodes]
+    for k, node in enumerate(nodes):
         for name in node.inputs:
-            consumers[name].append(node.id)
-    queue = [node.id for node in nodes if not node.inputs]
-    head = 0
-    while head < len(queue):
-        for consumer in consumers[queue[head]]:
+            consumers[position[name]].append(k)
+    queue = [k for k, count in enumerate(pending) if not count]
+    for k in queue:  # the queue grows while it is walked
+        for consumer in consumers[k]:
             pending[consumer] -= 1
-            if pending[consumer] == 0:
+            if not pending[consumer]:
                 queue.append(consumer)
-        head += 1
     if len(queue) < len(nodes):
-        raise Cycle("the graph has a cycle through this node", _node_on_cycle(by_id, pending))
-    return [by_id[name] for name in queue]
+        on_cycle = _node_on_cycle(nodes, position, pending)
+        raise Cycle("the graph has a cycle through this node", on_cycle)
+    return [nodes[k] for k in queue]
 
 
-def _node_on_cycle(by_id: dict[str, Node], pending: dict[str, int]) -> str:
+def _node_on_cycle(nodes: list[Node], position: dict[str, int], pending: list[int]) -> str:
     """Walk back through unfinished inputs until a node repeats: that node is on a cycle."""
-    current = min(name for name, count in pending.items() if count > 0)
+    current = next(k for k, count in enumerate(pending) if count)
     seen = set()
     while current not in seen:
         seen.add(current)
-        current = next(name for name in by_id[current].inputs if pending[name] > 0)
-    return current
+        current = next(position[name] for name in nodes[current].inputs
+                       if pending[position[name]])
+    return nodes[current].id
 
 
 def compile_plan(
@@ -256,9 +258,8 @@ class Plan:
         self.nodes: list[Node] = order
         self.ops: list[Op] = [checked[node.id][0] for node in order]
         self.attrs: list[dict] = [checked[node.id][1] for node in order]
-        self.ins: list[tuple[int, ...]] = [
-            tuple(self.index[name] for name in node.inputs) for node in order
-        ]
+        position = self.index.__getitem__
+        self.ins: list[tuple[int, ...]] = [tuple(map(position, node.inputs)) for node in order]
         self.output = output
         self.out = self.index[output]
         self.sources = [i for i, op in enumerate(self.ops) if op.is_source]
@@ -291,9 +292,11 @@ class Plan:
                 if name not in source_shapes:
                     raise MissingInput(f"{op.name} node '{name}' has no value", name)
                 shape = tuple(source_shapes[name])
+            elif op.shape is same_shape:
+                shape = shapes[self.ins[i][0]]
             else:
                 shape = op.shape([shapes[j] for j in self.ins[i]], self.attrs[i], name)
-            size = math.prod(shape)
+            size = math.prod(shape) if shape else 1
             if limits.max_elements is not None and size > limits.max_elements:
                 raise TooLarge(
                     f"node '{name}' would hold {size} elements; the limit is {limits.max_elements}",
@@ -311,9 +314,10 @@ class Plan:
 
     def _levels(self) -> list[int]:
         levels = [0] * len(self.ids)
+        level_of = levels.__getitem__
         for i, ins in enumerate(self.ins):
             if ins:
-                levels[i] = 1 + max(levels[j] for j in ins)
+                levels[i] = 1 + max(map(level_of, ins))
         return levels
 
     def _ancestors_of_output(self) -> list[bool]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,7 +143,7 @@ def _gradcheck_body(loaded: Loaded) -> bytes:
             "name fewer inputs in 'check'"
         )
     plan = _plan(loaded)
-    with _EngineStage(loaded.kind, "run"):
+    with _engine_stage(loaded.kind, "run"):
         checks = gradcheck(
             plan, loaded.sources, check=req.check, eps=req.eps, seed=req.seed,
             deadline=_deadline(),
@@ -232,7 +233,7 @@ def _reject_oversized_graph(data: object, max_nodes: int) -> None:
 
 
 def _plan(loaded: Loaded) -> Plan:
-    with _EngineStage(loaded.kind, "compile"):
+    with _engine_stage(loaded.kind, "compile"):
         plan, cached = resources().plans.plan_for(loaded.request.graph, loaded.sources)
     resources().metrics.plan_lookups.labels("hit" if cached else "miss").inc()
     return plan
@@ -240,7 +241,7 @@ def _plan(loaded: Loaded) -> Plan:
 
 def _run(loaded: Loaded, plan: Plan, *, forward_only: bool) -> RunResult:
     req = loaded.request
-    with _EngineStage(loaded.kind, "run"):
+    with _engine_stage(loaded.kind, "run"):
         return plan.run(
             loaded.sources,
             seed=None if forward_only else req.seed,
@@ -260,20 +261,13 @@ def _json_response(body: bytes, digest: str, outcome: str) -> Response:
     )
 
 
-class _EngineStage:
+@contextmanager
+def _engine_stage(kind: str, stage: str) -> Iterator[None]:
     """A request stage inside the engine: timed for Server-Timing and the engine histogram."""
-
-    __slots__ = ("kind", "stage", "started")
-
-    def __init__(self, kind: str, stage: str):
-        self.kind = kind
-        self.stage = stage
-
-    def __enter__(self) -> None:
-        g.timer(self.stage).__enter__()
-        self.started = time.perf_counter()
-
-    def __exit__(self, *exc_info: object) -> None:
-        elapsed = time.perf_counter() - self.started
-        g.timer.__exit__(*exc_info)
-        resources().metrics.engine_seconds.labels(self.kind, self.stage).observe(elapsed)
+    started = time.perf_counter()
+    try:
+        with g.timer(stage):
+            yield
+    finally:
+        elapsed = time.perf_counter() - started
+        resources().metrics.engine_seconds.labels(kind, stage).observe(elapsed)
