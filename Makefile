@@ -27,6 +27,7 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(TEST_STAMP)
+	./scripts/install-system-deps
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.wire
 	$(BIN)/python -m bench.http
