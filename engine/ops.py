@@ -54,6 +54,8 @@ class Op:
     vjp_takes_needs: bool = False
     # n-ary ops: the float kernel for exactly two inputs (the common case, kept call-cheap).
     scalar_pairwise: Callable | None = None
+    # forward and vjp act element by element, so one call can serve many scalar nodes at once
+    elementwise: bool = False
 
     @property
     def is_source(self) -> bool:
@@ -391,13 +393,13 @@ _REDUCE_ATTRS = (Attr("axis", "axis", None), Attr("keepdims", "bool", False))
 def _unary(name, symbol, description, forward, vjp, *, scalar_forward=None, scalar_vjp=None,
            attrs=(), shape=same_shape):
     return Op(name, 1, 1, description, shape, forward, vjp, attrs, symbol,
-              scalar_forward or forward, scalar_vjp or vjp)
+              scalar_forward or forward, scalar_vjp or vjp, elementwise=shape is same_shape)
 
 
 def _nary(name, symbol, description, forward, vjp, pairwise, *, min_arity=2, max_arity=None):
     return Op(name, min_arity, max_arity, description, _broadcast_shape, forward, vjp, (),
               symbol, pairwise if max_arity == 2 else lambda *xs: reduce(pairwise, xs), vjp,
-              scalar_pairwise=pairwise)
+              scalar_pairwise=pairwise, elementwise=True)
 
 
 OP_TABLE: tuple[Op, ...] = (
@@ -467,10 +469,14 @@ OP_TABLE: tuple[Op, ...] = (
            shape=_softmax_shape),
 )
 
-# Ops whose float kernels are not exact twins of the numpy rule cannot take the scalar path.
-_NO_SCALAR = {"matmul", "softmax", "log_softmax"}
 OPS: dict[str, Op] = {op.name: op for op in OP_TABLE}
-SCALAR_OPS = frozenset(name for name in OPS if name not in _NO_SCALAR)
+# The scalar executors take sources, elementwise ops, and the shape and reduction ops that are
+# the identity on a 0-d value (sum, mean, transpose, reshape); not matmul or softmax, which a
+# scalar cannot take at all.
+SCALAR_OPS = frozenset(
+    name for name, op in OPS.items()
+    if op.is_source or op.elementwise or op.scalar_forward is _identity
+)
 
 def describe_ops() -> list[dict]:
     """The catalog as data: what GET /v1/ops shows and what the docs are generated from."""

@@ -17,9 +17,9 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, partial
 from operator import attrgetter
 
@@ -81,9 +81,11 @@ class RunResult:
 
 @dataclass(slots=True)
 class _LevelGroup:
-    """Every node of one op (same arity and attrs) on one topological level."""
+    """Every node of one op (same arity and attrs) on one topological level, with the op's
+    forward and vjp in a form that computes all of them in one call."""
 
-    op: Op
+    forward: Callable
+    vjp: Callable
     attrs: dict
     idx: np.ndarray
     ins: list[np.ndarray]
@@ -119,14 +121,24 @@ def bind_sources(
     *,
     allow_nonfinite: bool = False,
 ) -> dict[str, np.ndarray]:
-    """The effective value of every input and const node: `inputs` over the node's default."""
+    """The effective value of every input and const node: `inputs` over the node's default.
+
+    Runs on every request (compiled plans are reused), so the checks of values live here.
+    """
     inputs = inputs or {}
     sources: dict[str, np.ndarray] = {}
     input_ids = set()
     for node in graph.nodes:
         if node.op == "input":
             input_ids.add(node.id)
-        if node.op not in ("input", "const") or node.id in sources:
+        if node.op not in ("input", "const"):
+            if node.value is not None:  # checked here because binding runs on every request
+                raise UnexpectedValue(
+                    f"node '{node.id}' is a '{node.op}' gate; only input and const nodes take "
+                    "a value", node.id, {"value": ["only input and const nodes take a value"]},
+                )
+            continue
+        if node.id in sources:
             continue
         value = inputs.get(node.id, node.value) if node.op == "input" else node.value
         if value is None:
@@ -168,12 +180,6 @@ def _check_node(node: Node) -> tuple[Op, dict]:
     op = op_catalog.OPS.get(node.op)
     if op is None:
         raise UnknownOp(f"unknown op '{node.op}'", node.id)
-    if node.value is not None and not op.is_source:
-        raise UnexpectedValue(
-            f"node '{node.id}' is a '{op.name}' gate; only input and const nodes take a value",
-            node.id,
-            {"value": ["only input and const nodes take a value"]},
-        )
     n = len(node.inputs)
     if n < op.min_arity or (op.max_arity is not None and n > op.max_arity):
         raise Arity(f"op '{op.name}' takes {op.arity_text} inputs, got {n}", node.id)
@@ -255,7 +261,9 @@ class Plan:
     def __init__(self, order, checked, source_shapes, output, limits, strategy=None):
         self.ids: list[str] = [node.id for node in order]
         self.index = {name: i for i, name in enumerate(self.ids)}
-        self.nodes: list[Node] = order
+        # the plan outlives the request that compiled it: keep no source values alive
+        self.nodes: list[Node] = [node if node.value is None else replace(node, value=None)
+                                  for node in order]
         self.ops: list[Op] = [checked[node.id][0] for node in order]
         self.attrs: list[dict] = [checked[node.id][1] for node in order]
         position = self.index.__getitem__
@@ -388,9 +396,15 @@ class Plan:
         levels: list[list[_LevelGroup]] = [[] for _ in range(max(self.levels) + 1)]
         for (level, _, arity, _), members in keyed.items():
             ins = np.array([self.ins[i] for i in members], dtype=np.intp).reshape(-1, arity)
+            op = self.ops[members[0]]
+            # numpy's rule for an elementwise op; on 0-d values the others are the identity,
+            # whose float kernels serve a gathered row of values as well
+            forward, vjp = (op.forward, op.vjp) if op.elementwise else (
+                op.scalar_forward, op.scalar_vjp)
             levels[level].append(
                 _LevelGroup(
-                    self.ops[members[0]],
+                    forward,
+                    vjp,
                     self.attrs[members[0]],
                     np.array(members, dtype=np.intp),
                     [np.ascontiguousarray(ins[:, k]) for k in range(arity)],
@@ -588,7 +602,7 @@ class Plan:
         for level in self._level_groups:
             self._check_deadline(deadline)
             for group in level:
-                v[group.idx] = group.op.forward(*[v[a] for a in group.ins], **group.attrs)
+                v[group.idx] = group.forward(*[v[a] for a in group.ins], **group.attrs)
         if forward_only:
             return v.tolist(), None
         grad = np.zeros(n)
@@ -603,7 +617,7 @@ class Plan:
                     if not keep.any():
                         continue
                     idx, ins = idx[keep], [a[keep] for a in ins]
-                local = group.op.vjp(grad[idx], v[idx], *[v[a] for a in ins], **group.attrs)
+                local = group.vjp(grad[idx], v[idx], *[v[a] for a in ins], **group.attrs)
                 for a, contribution in zip(ins, local, strict=True):
                     np.add.at(grad, a, contribution)
         return v.tolist(), grad.tolist()

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import bind_sources, compile_plan, gradcheck, run_graph
+from engine import OPS, bind_sources, compile_plan, gradcheck, run_graph
+from engine.ops import SCALAR_OPS
 from tests.engine.graphs import chain, graph, node, random_scalar_dag
 
 
@@ -119,3 +120,102 @@ def test_random_dags_agree_with_finite_differences(g):
     for name, outcome in gradcheck(plan, sources, eps=1e-6).items():
         assert outcome.max_rel_error < 1e-5 or np.max(
             np.abs(outcome.analytic - outcome.numeric)) < 1e-8, name
+
+
+SCALAR_ATTRS = {"add_const": {"c": 0.5}, "scale": {"a": -1.5}, "pow": {"exponent": 3.0},
+                "sum": {"axis": None}, "mean": {"axis": None}, "transpose": {"axes": None},
+                "reshape": {"shape": []}}
+
+
+@pytest.mark.parametrize("op", sorted(name for name in SCALAR_OPS if not OPS[name].is_source))
+@pytest.mark.parametrize("forward_only", [False, True])
+def test_every_scalar_op_agrees_across_the_three_executors(op, forward_only):
+    """A wide level of one op (so "levels" batches it), read by an add of everything."""
+    rng = np.random.default_rng(len(op))
+    arity = max(OPS[op].min_arity, 1)
+    width = 150
+    nodes = [node(f"x{i}", "input", value=v) for i, v in enumerate(rng.uniform(0.5, 2.0, width))]
+    for k in range(width):
+        args = [f"x{(k + j) % width}" for j in range(arity)]
+        nodes.append(node(f"g{k}", op, args, **SCALAR_ATTRS.get(op, {})))
+    nodes.append(node("out", "add", [f"g{k}" for k in range(width)]))
+    g = graph(*nodes, output="out")
+    sources = bind_sources(g)
+    shapes = {k: v.shape for k, v in sources.items()}
+    reference = compile_plan(g, shapes, strategy="tensor").run(sources, forward_only=forward_only)
+    for strategy in ("scalar", "levels"):
+        result = compile_plan(g, shapes, strategy=strategy).run(sources, forward_only=forward_only)
+        assert result.order == reference.order
+        for name in result.order:
+            np.testing.assert_allclose(result.values[name], reference.values[name], rtol=1e-12)
+            if not forward_only:
+                np.testing.assert_allclose(result.grads[name], reference.grads[name], rtol=1e-12)
+    assert compile_plan(g, shapes).strategy == "levels"
+
+
+# Random DAGs over (2, 3) tensors: each step applies one op of the catalog to pool nodes and
+# comes back to a (2, 3) node, so any step can follow any other.
+def _tensor_step(draw, pool: list[str], nodes: list, k: int) -> str:
+    a, b = draw(st.sampled_from(pool)), draw(st.sampled_from(pool))
+    name = f"t{k}"
+
+    def add(op, inputs, **attrs):
+        nodes.append(node(f"{name}_{len(nodes)}", op, inputs, **attrs))
+        return nodes[-1].id
+
+    def positive(x):  # into (1.5, 2.5): safe for log, sqrt, inv, div and fractional pow
+        return add("add_const", [add("sigmoid", [x])], c=1.5)
+
+    kind = draw(st.sampled_from([
+        "add", "mul", "sub", "div", "max", "min", "neg", "inv", "add_const", "scale", "pow",
+        "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "sum", "mean", "matmul",
+        "transpose", "reshape", "softmax", "log_softmax"]))
+    if kind in ("add", "mul", "sub", "max", "min"):
+        out = add(kind, [a, b])
+    elif kind == "div":
+        out = add("div", [a, positive(b)])
+    elif kind in ("inv", "log", "sqrt"):
+        out = add(kind, [positive(a)])
+    elif kind == "pow":
+        out = add("pow", [positive(a)], exponent=draw(st.sampled_from([2.0, 0.5, -1.0])))
+    elif kind == "exp":
+        out = add("exp", [add("tanh", [a])])
+    elif kind in ("add_const", "scale"):
+        out = add(kind, [a], **({"c": 0.5} if kind == "add_const" else {"a": -0.7}))
+    elif kind in ("sum", "mean"):
+        axis = draw(st.sampled_from([0, 1, -1]))
+        reduced = add(kind, [a], axis=axis, keepdims=True)
+        out = add("add", [reduced, b])  # broadcasts back to (2, 3)
+    elif kind == "matmul":
+        square = add("matmul", [a, add("transpose", [b])])  # (2, 3) @ (3, 2)
+        out = add("matmul", [square, b])
+    elif kind == "transpose":
+        out = add("transpose", [add("transpose", [a], axes=[1, 0])])
+    elif kind == "reshape":
+        out = add("reshape", [add("reshape", [a], shape=[3, 2])], shape=[-1, 3])
+    elif kind in ("softmax", "log_softmax"):
+        out = add(kind, [a], axis=draw(st.sampled_from([0, 1])))
+    else:
+        out = add(kind, [a])
+    return add("tanh", [out])  # keep values moderate for the next step
+
+
+@st.composite
+def tensor_dags(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    nodes = [node(f"x{i}", "input", value=rng.uniform(-1.5, 1.5, size=(2, 3)))
+             for i in range(draw(st.integers(1, 3)))]
+    pool = [n.id for n in nodes]
+    for k in range(draw(st.integers(1, 6))):
+        pool.append(_tensor_step(draw, pool, nodes, k))
+    nodes.append(node("loss", "sum", [pool[-1]]))
+    return graph(*nodes, output="loss")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tensor_dags())
+def test_random_tensor_dags_over_the_catalog_agree_with_finite_differences(g):
+    plan, sources = _plan(g)
+    for name, outcome in gradcheck(plan, sources, eps=1e-6).items():
+        scale = max(1.0, float(np.max(np.abs(outcome.numeric))))
+        assert float(np.max(np.abs(outcome.analytic - outcome.numeric))) < 1e-6 * scale, name
