@@ -286,9 +286,6 @@ class Plan:
     def shape_of(self, name: str) -> Shape:
         return self.shapes[self.index[name]]
 
-    def inputs_of(self, name: str) -> tuple[str, ...]:
-        return self.nodes[self.index[name]].inputs
-
     # ---- compile steps
 
     def _infer_shapes(self, source_shapes: Mapping[str, Shape], limits: Limits) -> list[Shape]:

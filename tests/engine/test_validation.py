@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from engine import (
     compile_plan,
     run_graph,
 )
+from engine import ops as engine_ops
 from tests.engine.graphs import chain, graph, node
 
 X = node("x", "input", value=1.0)
@@ -93,10 +95,20 @@ def test_nonfinite_inputs_pass_when_allowed():
     assert run_graph(g, allow_nonfinite=True).value == -np.inf
 
 
-def test_validation_runs_before_arithmetic():
-    # the 10**12-element reshape would be refused by shape inference, not by a MemoryError
-    g = graph(M, node("f", "reshape", ["m"], shape=[10**6, 10**6]), output="f")
-    assert _fault(g).code == "shape_mismatch"
+def test_validation_runs_before_arithmetic(monkeypatch):
+    """Compiling calls no forward rule: a shape fault after an exp is found without running it."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("compiling ran arithmetic")
+
+    monkeypatch.setitem(engine_ops.OPS, "exp", replace(engine_ops.OPS["exp"], forward=forbidden))
+    g = graph(M, V, node("e", "exp", ["m"]), node("f", "add", ["e", "v"]), output="f")
+    sources = bind_sources(g)
+    with pytest.raises(EngineError) as info:
+        compile_plan(g, {k: v.shape for k, v in sources.items()})
+    assert (info.value.code, info.value.node) == ("shape_mismatch", "f")
+    fine = graph(M, node("e", "exp", ["m"]), output="e")
+    assert compile_plan(fine, {"m": (3, 4)}).shape_of("e") == (3, 4)
 
 
 @pytest.mark.parametrize(
