@@ -11,14 +11,15 @@ form serialised by orjson with sorted keys, followed by the value bytes):
   from `inputs` or its own default, a const's value), hashed as the float64 bytes and shape of
   each array, never as JSON text. So 2, 2.0 and a b64 object holding 2.0 are one value, and a
   one-ulp change is a different one. Every NaN hashes as one NaN: the wire cannot tell them
-  apart. A node's `value` that bind_sources does not use (on a non-source op) is not hashed.
+  apart. (A gate's node carries no value: load_request refuses one.)
 - `seed` as the effective array or None: an absent seed and an explicit ones-seed hash apart
   (the same numbers, but keeping "absent" distinct keeps the rule simple and never wrong).
 - `wrt` sorted with duplicates removed, or None for "every node": the response lists the
   reported nodes in topological order whatever the order of `wrt`.
-- `output`, the request kind, the engine's ENGINE_VERSION, and the fields of the kind that
-  change the response body: `encoding` (gradients, evaluate), `eps` and `check` (sorted and
-  deduplicated: gradcheck writes its checks sorted by id), `format` (diagram).
+- `output`, the request kind, the engine's ENGINE_VERSION, and every other field the kind's
+  request schema takes: `encoding` (gradients, evaluate, gradcheck), `eps` and `check` (sorted
+  and deduplicated: gradcheck writes its checks sorted by id), `format` (diagram). They are
+  read from the schemas, so a field a kind accepts cannot be left out of its hash.
 - Not hashed: `cache` and `allow_nonfinite`, which never change a number in a response (a
   request refused for a non-finite input has no result to name).
 
@@ -38,14 +39,20 @@ import orjson
 
 import engine
 from engine import OPS, Graph, gc_paused
-from schemas.requests import Request
+from schemas.requests import REQUEST_SCHEMAS, Request
 
+# Request fields hashed another way (graph, and inputs through the bound sources) or that never
+# change a response body.
+_NOT_KIND_FIELDS = frozenset({"graph", "inputs", "cache", "allow_nonfinite"})
+# Fields a kind accepts (its request is the /v1/gradients one) that cannot change its answer.
+_NO_EFFECT = {"gradcheck": {"wrt"}, "diagram": {"encoding"}}
 # The fields of each request kind, beyond the graph and its values, that change the response.
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    "gradients": ("seed", "wrt", "encoding"),
-    "evaluate": ("wrt", "encoding"),
-    "gradcheck": ("seed", "eps", "check"),
-    "diagram": ("seed", "wrt", "format"),
+    kind: tuple(
+        name for name in schema.fields
+        if name not in _NOT_KIND_FIELDS and name not in _NO_EFFECT.get(kind, ())
+    )
+    for kind, schema in REQUEST_SCHEMAS.items()
 }
 
 

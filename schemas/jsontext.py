@@ -3,7 +3,8 @@
 The wire writes NaN and the infinities as the strings "NaN", "Infinity" and "-Infinity"
 (JSON has no such numbers). A number literal too large for a float64, such as `1e309`, is read
 as infinity, as Python's json reads it, so that the engine can report it as a non-finite input
-rather than the body being refused as unreadable.
+rather than the body being refused as unreadable. JSON integers have no range: one outside
+orjson's 64-bit range (-2**63 to 2**64 - 1) is read as the nearest float.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ NONFINITE_SPELLINGS: dict[str, float] = {
 
 # The only refusal of orjson's that stdlib json reads differently (as an infinite float).
 _ORJSON_INFINITE_NUMBER = "number is infinity"
-# orjson reads integers beyond 64 bits as floats; longer digit strings make the stdlib
-# fallback do the same instead of building a huge int.
-_MAX_INT_DIGITS = 19
+# orjson reads an integer literal as an int inside this range and as a float outside it; the
+# stdlib fallback does the same, so that a body reads alike whichever parser reads it.
+_ORJSON_INT_MIN = -(2**63)
+_ORJSON_INT_MAX = 2**64 - 1
+# Longer literals ("-" and 20 digits) are outside the range: read them as floats straight
+# away rather than building a huge int.
+_MAX_INT_TEXT = 21
 
 
 class BadJson(ValueError):
@@ -57,7 +62,11 @@ def _refuse_constant(name: str) -> float:
 
 
 def _parse_int(text: str) -> int | float:
-    return float(text) if len(text.lstrip("-")) > _MAX_INT_DIGITS else int(text)
+    if len(text) <= _MAX_INT_TEXT:
+        number = int(text)
+        if _ORJSON_INT_MIN <= number <= _ORJSON_INT_MAX:
+            return number
+    return float(text)
 
 
 def _parse_with_infinities(body: bytes | str) -> object:

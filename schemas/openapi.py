@@ -36,14 +36,20 @@ from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
 
 API_VERSION = "1"
 
-_GRAPH_FAULT_CODES = sorted(cls.code for cls in GraphError.__subclasses__())
+VALIDATION_ERROR = "validation_error"
+# The engine's graph faults, each naming its node. UnexpectedValue (a value on a gate) shares
+# validation_error: the request schema refuses that as a field error before the engine sees it.
+GRAPH_FAULT_CODES = sorted(
+    {cls.code for cls in GraphError.__subclasses__()} - {VALIDATION_ERROR}
+)
 
 _ERROR_CODES_TEXT = (
     "Every error has this body. Codes: bad_json (400), too_large (413), "
-    "unsupported_media_type (415), validation_error (422, `details` holds the field errors), "
-    f"{', '.join(_GRAPH_FAULT_CODES)} (422, graph faults with `node` set), not_found (404), "
-    "method_not_allowed (405), deadline_exceeded (504), not_ready (503, /readyz), "
-    "internal (500)."
+    f"unsupported_media_type (415), {VALIDATION_ERROR} (422, fields wrong per the request "
+    "schema: `details` holds the field errors, shaped like the request), "
+    f"{', '.join(GRAPH_FAULT_CODES)} (422, graph faults with `node` set), not_found (404), "
+    "method_not_allowed (405), deadline_exceeded (504), diagram_unavailable (503, "
+    "/v1/diagram: Graphviz cannot draw), not_ready (503, /readyz), internal (500)."
 )
 
 _NONFINITE = {"type": "string", "enum": list(NONFINITE_SPELLINGS)}
@@ -143,6 +149,8 @@ _ERRORS = {
     "Unprocessable": ("422", "validation_error (with details) or a graph fault (with node)."),
     "NotFound": ("404", "Unknown hash or route (not_found)."),
     "DeadlineExceeded": ("504", "The computation ran past its time limit."),
+    "DiagramUnavailable": ("503", "Graphviz's dot is missing or failed (diagram_unavailable); "
+                           "the other endpoints still answer."),
     "Internal": ("500", "A bug; the body holds no traceback, the log holds the request id."),
 }
 
@@ -164,7 +172,7 @@ def _errors(*names: str) -> dict:
     return {_ERRORS[name][0]: name for name in ("Internal", *names)}
 
 
-def _compute_operation(summary: str, request: str, ok: dict) -> dict:
+def _compute_operation(summary: str, request: str, ok: dict, *errors: str) -> dict:
     return {
         "summary": summary,
         "parameters": ["RequestId"],
@@ -175,7 +183,7 @@ def _compute_operation(summary: str, request: str, ok: dict) -> dict:
         "responses": {
             "200": ok,
             **_errors("BadJson", "TooLarge", "UnsupportedMediaType", "Unprocessable",
-                      "DeadlineExceeded"),
+                      "DeadlineExceeded", *errors),
         },
     }
 
@@ -272,6 +280,7 @@ def _add_paths(spec: APISpec) -> None:
                     "image/png": {"schema": {"type": "string", "format": "binary"}},
                 },
             },
+            "DiagramUnavailable",
         )},
     )
     spec.path(

@@ -1,11 +1,13 @@
 """Request schemas (CONTRACT sections 2 and 3) and `load_request`: wire JSON to engine objects.
 
 Field errors come back as marshmallow's `ValidationError.messages` (the service answers 422
-`validation_error` with them as `details`). The schemas check the wire shape only: op names
-against the engine's catalog (`unknown_op`, naming the node), but arity, attrs, references,
-cycles, shapes and non-finite values are left to the engine, which names the node too.
-Optional fields take their default when absent (the Request dataclass's default where the
-schema gives none); null is never a value.
+`validation_error` with them as `details`). The schemas check the wire shape, including the
+contract's rule on `value` (required on const, refused on gates), and op names against the
+engine's catalog (`unknown_op`, naming the node); arity, attrs, references, cycles, shapes and
+non-finite values are left to the engine, which names the node too. Each kind takes only the
+fields that mean something for it: the rest are unknown fields. Optional fields take their
+default when absent (the Request dataclass's default where the schema gives none); null is
+never a value.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 import numpy as np
-from marshmallow import RAISE, Schema, fields, post_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from engine import OPS, Graph, Node, UnknownOp, gc_paused
-from schemas.fastload import FastList, TupleList
+from schemas.objectlist import ObjectList, TupleList
 from schemas.tensors import Tensor, check_size, element_limit, nominal_size
 
 REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram")
@@ -27,6 +29,10 @@ DEFAULT_ENCODING = "json"
 DEFAULT_EPS = 1e-5
 DEFAULT_FORMAT = "svg"
 MAX_ID_LENGTH = 128
+# Ops that compute their value, so take none on the wire (unknown ops are left to unknown_op).
+GATE_OPS = frozenset(name for name, op in OPS.items() if not op.is_source)
+CONST_NEEDS_VALUE = "a const node needs a value"
+GATE_TAKES_NO_VALUE = "only input and const nodes take a value"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,8 @@ class SourceValues(fields.Dict):
 
 
 class NodeSchema(StrictSchema):
-    """A node; its fields are the engine Node's parameters, loaded straight into one."""
+    """A node; its fields are the engine Node's parameters, loaded into one by
+    `node_from_fields`."""
 
     id = fields.String(
         required=True,
@@ -108,16 +115,34 @@ class NodeSchema(StrictSchema):
         load_default=dict,
         metadata={"description": "the op's attributes (GET /v1/ops)"},
     )
-    value = Tensor(metadata={"description": "an input's default value, or a const's value"},
+    value = Tensor(
+        metadata={"description": "an input's default value, or a const's value (required on "
+                  "const; other ops take none)"},
     )
 
     @post_load
     def _node(self, data: dict, **kwargs) -> Node:
-        return Node(**data)
+        return node_from_fields(**data)
+
+
+def node_from_fields(
+    id: str, op: str, inputs: tuple[str, ...], attrs: dict, value: np.ndarray | None = None
+) -> Node:
+    """The engine Node of a node object's loaded fields.
+
+    Raises a ValidationError on the `value` field when the value breaks the contract's rule:
+    a const needs one, a gate takes none.
+    """
+    if value is None:
+        if op == "const":
+            raise ValidationError(CONST_NEEDS_VALUE, "value")
+    elif op in GATE_OPS:
+        raise ValidationError(GATE_TAKES_NO_VALUE, "value")
+    return Node(id, op, inputs, attrs, value)
 
 
 class GraphSchema(StrictSchema):
-    nodes = FastList(NodeSchema, Node, required=True)
+    nodes = ObjectList(NodeSchema, node_from_fields, required=True)
     output = fields.String(required=True, metadata={"description": "the node backward starts from"})
 
     @post_load
@@ -125,28 +150,57 @@ class GraphSchema(StrictSchema):
         return Graph(tuple(data["nodes"]), data["output"])
 
 
-class EvaluateRequestSchema(StrictSchema):
+def _seed() -> Tensor:
+    return Tensor(metadata={"description": "dL/d(output), the output's shape (default: ones)"})
+
+
+def _wrt() -> fields.List:
+    return fields.List(
+        fields.String(),
+        metadata={"description": "the node ids to report (default: every node)"},
+    )
+
+
+class GraphRequestSchema(StrictSchema):
+    """What every kind takes: the graph and the values of its inputs."""
+
     graph = fields.Nested(GraphSchema, required=True)
     inputs = SourceValues(
         load_default=dict,
         metadata={"description": "values for input nodes, over their own value"},
     )
-    wrt = fields.List(
-        fields.String(),
-        metadata={"description": "the node ids to report (default: every node)"},
-    )
-    encoding = fields.String(load_default=DEFAULT_ENCODING, validate=validate.OneOf(ENCODINGS))
-    cache = StrictBoolean(load_default=True)
     allow_nonfinite = StrictBoolean(load_default=False)
 
 
-class GradientsRequestSchema(EvaluateRequestSchema):
-    seed = Tensor(
-        metadata={"description": "dL/d(output), the output's shape (default: ones)"},
+class ResultRequestSchema(GraphRequestSchema):
+    """A kind whose JSON result is cached under its hash."""
+
+    encoding = fields.String(
+        load_default=DEFAULT_ENCODING,
+        validate=validate.OneOf(ENCODINGS),
+        metadata={"description": "how the response writes tensors: nested lists or b64 objects"},
+    )
+    cache = StrictBoolean(
+        load_default=True,
+        metadata={"description": "false computes afresh, neither reading nor writing the cache"},
     )
 
 
-class GradcheckRequestSchema(GradientsRequestSchema):
+class EvaluateRequestSchema(ResultRequestSchema):
+    wrt = _wrt()
+
+
+class GradientsRequestSchema(EvaluateRequestSchema):
+    seed = _seed()
+
+
+class GradcheckRequestSchema(EvaluateRequestSchema):
+    """The /v1/gradients request plus `eps` and `check` (the contract's "same request").
+
+    `wrt` is accepted as on /v1/gradients but chooses nothing here: `check` picks the inputs.
+    """
+
+    seed = _seed()
     eps = JsonNumber(load_default=DEFAULT_EPS, validate=validate.Range(min=0, min_inclusive=False))
     check = fields.List(
         fields.String(),
@@ -154,7 +208,15 @@ class GradcheckRequestSchema(GradientsRequestSchema):
     )
 
 
-class DiagramRequestSchema(GradientsRequestSchema):
+class DiagramRequestSchema(ResultRequestSchema):
+    """The /v1/gradients request plus `format` (the contract's "same request").
+
+    `encoding` and `cache` are accepted as on /v1/gradients but change nothing: the answer is
+    an image, rendered afresh each time.
+    """
+
+    seed = _seed()
+    wrt = _wrt()
     format = fields.String(load_default=DEFAULT_FORMAT, validate=validate.OneOf(DIAGRAM_FORMATS))
 
 
@@ -199,4 +261,5 @@ __all__ = [
     "NodeSchema",
     "Request",
     "load_request",
+    "node_from_fields",
 ]

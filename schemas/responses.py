@@ -15,6 +15,7 @@ from marshmallow import Schema, fields, validate
 
 from engine import GradCheck, RunResult, gc_paused
 from schemas.jsontext import NONFINITE_SPELLINGS, spell_float
+from schemas.requests import DEFAULT_ENCODING
 from schemas.tensors import Tensor, tensor_json
 
 CACHED_FALSE_SUFFIX = b',"cached":false}'
@@ -159,8 +160,11 @@ def dump_evaluate(result: RunResult, *, hash: str, encoding: str) -> bytes:
         )
 
 
-def dump_gradcheck(checks: dict[str, GradCheck], *, hash: str) -> bytes:
-    """The /v1/gradcheck body, checks sorted by input id."""
+def dump_gradcheck(
+    checks: dict[str, GradCheck], *, hash: str, encoding: str = DEFAULT_ENCODING
+) -> bytes:
+    """The /v1/gradcheck body, checks sorted by input id; `analytic` and `numeric` are written
+    in `encoding`, as /v1/gradients writes values and grads (0-d ones as numbers)."""
     body = {}
     for name in sorted(checks):
         check = checks[name]
@@ -169,8 +173,8 @@ def dump_gradcheck(checks: dict[str, GradCheck], *, hash: str) -> bytes:
             "verdict": check.verdict,
         }
         if np.size(check.analytic) <= GRADCHECK_MAX_LISTED_ELEMENTS:
-            entry["analytic"] = tensor_json(check.analytic)
-            entry["numeric"] = tensor_json(check.numeric)
+            entry["analytic"] = tensor_json(check.analytic, encoding)
+            entry["numeric"] = tensor_json(check.numeric, encoding)
         body[name] = entry
     passed = all(check.verdict != "wrong" for check in checks.values())
     return _result_body({"hash": hash, "checks": body, "passed": passed})

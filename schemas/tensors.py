@@ -21,22 +21,10 @@ from itertools import chain
 
 import numpy as np
 from marshmallow import ValidationError, fields
+from pybase64 import b64decode, b64encode_as_string
 
 from engine import TooLarge
 from schemas.jsontext import NONFINITE_SPELLINGS, spell_float
-
-try:
-    from pybase64 import b64decode as _b64decode
-    from pybase64 import b64encode_as_string as _b64encode_as_string
-except ImportError:  # the stdlib codec gives the same bytes, tens of times slower
-    import base64
-
-    def _b64decode(text: str, *, validate: bool) -> bytes:
-        return base64.b64decode(text, validate=validate)
-
-    def _b64encode_as_string(data: bytes | np.ndarray) -> str:
-        return base64.b64encode(data).decode("ascii")
-
 
 WIRE_DTYPES: dict[str, np.dtype] = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4")}
 ENCODED_KEYS = frozenset({"dtype", "shape", "b64"})
@@ -221,7 +209,7 @@ def _decode_encoded(value: dict, node: str | None) -> np.ndarray:
             f'"b64" holds {byte_count} bytes; {value["dtype"]} x {shape} needs {expected}'
         )
     try:
-        raw = _b64decode(text, validate=True)
+        raw = b64decode(text, validate=True)
     except ValueError:
         raise ValidationError(
             '"b64" must be a base64 string (standard alphabet, padded)'
@@ -252,7 +240,7 @@ def tensor_json(value: float | np.ndarray, encoding: str = "json") -> object:
         return {
             "dtype": "float64",
             "shape": list(array.shape),
-            "b64": _b64encode_as_string(data),
+            "b64": b64encode_as_string(data),
         }
     if np.isfinite(array).all():
         return np.ascontiguousarray(array)

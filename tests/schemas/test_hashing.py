@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import engine
 from engine import bind_sources
 from schemas import load_request, request_hash, structure_hash
+from schemas.hashing import KIND_FIELDS
 from tests.schemas.wire_cases import b64_tensor, circuit_request, pipeline_hash, scalar_graphs
 
 SETTINGS = settings(max_examples=40, deadline=None,
@@ -179,6 +180,7 @@ def variants() -> dict[str, tuple[str, dict]]:
         "gradcheck": changed(keep, "gradcheck"),
         "eps": changed(keep, "gradcheck", eps=1e-4),
         "check": changed(keep, "gradcheck", check=["x"]),
+        "gradcheck encoding": changed(keep, "gradcheck", encoding="b64"),
         "diagram": changed(keep, "diagram"),
         "format": changed(keep, "diagram", format="dot"),
     }
@@ -187,6 +189,15 @@ def variants() -> dict[str, tuple[str, dict]]:
 def test_each_change_gives_a_different_hash():
     hashes = {name: pipeline_hash(kind, data) for name, (kind, data) in variants().items()}
     assert len(set(hashes.values())) == len(hashes), hashes
+
+
+def test_each_kind_hashes_the_fields_that_change_its_body():
+    assert {kind: set(names) for kind, names in KIND_FIELDS.items()} == {
+        "gradients": {"seed", "wrt", "encoding"},
+        "evaluate": {"wrt", "encoding"},
+        "gradcheck": {"seed", "encoding", "eps", "check"},  # wrt takes no part in a check
+        "diagram": {"seed", "wrt", "format"},  # an image has no tensor encoding
+    }
 
 
 def test_attr_change_down_to_one_ulp():

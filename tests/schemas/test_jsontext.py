@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from schemas import BadJson, parse_json
+from schemas import BadJson, load_request, parse_json
 from schemas.jsontext import spell_float
 
 
@@ -36,6 +38,41 @@ def test_huge_integers_read_as_floats_in_both_parsers():
     digits = b"1" + b"0" * 400
     assert parse_json(b"[12345678901234567890123]") == [1.2345678901234568e22]
     assert parse_json(b"[" + digits + b", 1e309]") == [math.inf, math.inf]
+
+
+def both_readings(number: int) -> tuple[object, object]:
+    """`number` as orjson reads it, and as the stdlib fallback (taken for 1e309) reads it."""
+    alone = parse_json(f"[{number}]".encode())[0]
+    beside_infinity = parse_json(f"[{number}, 1e309]".encode())[0]
+    return alone, beside_infinity
+
+
+@pytest.mark.parametrize(
+    "number",
+    [-9999999999999999999, -(2**63) - 1, 2**64, 10**20, -(10**20), 10**30, -(10**300)],
+)
+def test_integers_outside_64_bits_read_as_floats_in_both_parsers(number):
+    for reading in both_readings(number):
+        assert type(reading) is float and reading == float(number)
+
+
+@pytest.mark.parametrize("number", [-(2**63), 2**63, 2**64 - 1, 0, -1, 10**19])
+def test_integers_inside_64_bits_stay_integers_in_both_parsers(number):
+    for reading in both_readings(number):
+        assert type(reading) is int and reading == number
+
+
+@given(st.integers(min_value=-(10**25), max_value=10**25))
+def test_both_parsers_read_any_integer_alike(number):
+    alone, beside_infinity = both_readings(number)
+    assert type(alone) is type(beside_infinity) and alone == beside_infinity
+
+
+def test_a_body_with_a_huge_integer_and_1e309_loads():
+    body = (b'{"graph": {"nodes": [{"id": "x", "op": "input", "value": -9999999999999999999},'
+            b'{"id": "y", "op": "input", "value": 1e309}], "output": "x"}}')
+    x, y = load_request("gradients", parse_json(body)).graph.nodes
+    assert x.value == -1e19 and y.value == math.inf
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from openapi_spec_validator import validate
 
 from engine import OPS
 from schemas import build_spec
+from schemas.openapi import GRAPH_FAULT_CODES
 from schemas.requests import REQUEST_SCHEMAS
 
 
@@ -79,7 +80,8 @@ def test_op_names_come_from_the_engine_catalog(spec):
     assert node["properties"]["op"]["enum"] == list(OPS)
     assert node["properties"]["id"]["maxLength"] == 128
     assert node["properties"]["value"] == {
-        "description": "an input's default value, or a const's value",
+        "description": "an input's default value, or a const's value (required on const; "
+        "other ops take none)",
         "allOf": [{"$ref": "#/components/schemas/Tensor"}],
     }
 
@@ -90,3 +92,27 @@ def test_tensor_component_lists_the_three_forms(spec):
     assert {"$ref": "#/components/schemas/EncodedTensor"} in tensor["oneOf"]
     encoded = spec["components"]["schemas"]["EncodedTensor"]
     assert encoded["required"] == ["dtype", "shape", "b64"]
+
+
+def test_validation_error_is_described_as_field_errors_not_a_graph_fault(spec):
+    assert "validation_error" not in GRAPH_FAULT_CODES
+    assert {"unknown_op", "cycle", "missing_input", "nonfinite_input"} <= set(GRAPH_FAULT_CODES)
+    text = spec["components"]["responses"]["Unprocessable"]["description"]
+    assert f"{', '.join(GRAPH_FAULT_CODES)} (422, graph faults" in text
+    assert "validation_error (422, fields wrong per the request schema" in text
+
+
+def test_diagram_answers_503_when_graphviz_cannot_draw(spec):
+    responses = spec["paths"]["/v1/diagram"]["post"]["responses"]
+    assert responses["503"] == {"$ref": "#/components/responses/DiagramUnavailable"}
+    unavailable = spec["components"]["responses"]["DiagramUnavailable"]
+    assert "diagram_unavailable" in unavailable["description"]
+    assert "503" not in spec["paths"]["/v1/gradients"]["post"]["responses"]
+
+
+def test_readyz_answers_503_not_ready(spec):
+    not_ready = spec["paths"]["/readyz"]["get"]["responses"]["503"]
+    assert not_ready["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
+    assert "not_ready" in not_ready["description"]

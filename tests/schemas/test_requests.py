@@ -8,6 +8,7 @@ from marshmallow import ValidationError
 
 from engine import Graph, Node, UnknownOp
 from schemas import REQUEST_KINDS, Request, load_request
+from schemas.requests import REQUEST_SCHEMAS
 from tests.schemas.wire_cases import circuit_request
 
 INVALID_BOOLEAN = ["Not a valid boolean."]
@@ -57,6 +58,34 @@ def test_kind_specific_fields():
     assert errors_of("gradients", circuit_request(eps=1e-3)) == {"eps": UNKNOWN}
     assert errors_of("gradients", circuit_request(format="svg")) == {"format": UNKNOWN}
     assert errors_of("evaluate", circuit_request(check=["x"])) == {"check": UNKNOWN}
+
+
+def test_each_kind_takes_the_gradients_request_plus_its_own_fields():
+    """The contract: evaluate is gradients without seed; gradcheck and diagram are the
+    gradients request plus eps/check and format."""
+    gradients = {"graph", "inputs", "allow_nonfinite", "seed", "wrt", "encoding", "cache"}
+    assert {kind: set(schema.fields) for kind, schema in REQUEST_SCHEMAS.items()} == {
+        "gradients": gradients,
+        "evaluate": gradients - {"seed"},
+        "gradcheck": gradients | {"eps", "check"},
+        "diagram": gradients | {"format"},
+    }
+
+
+def test_gradcheck_takes_an_encoding_and_the_gradients_fields():
+    assert load_request("gradcheck", circuit_request(encoding="b64")).encoding == "b64"
+    assert errors_of("gradcheck", circuit_request(encoding="hex")) == {
+        "encoding": ["Must be one of: json, b64."]
+    }
+    assert load_request("gradcheck", circuit_request(wrt=["x"], cache=False)).wrt == ["x"]
+
+
+def test_diagram_takes_the_gradients_fields():
+    request = load_request("diagram", circuit_request(seed=2.0, wrt=["x"], allow_nonfinite=True,
+                                                      encoding="json", cache=False))
+    assert request.seed == 2.0 and request.wrt == ["x"] and request.allow_nonfinite
+    assert errors_of("diagram", circuit_request(format="gif")) == {
+        "format": ["Must be one of: svg, dot, png."]}
 
 
 def test_unknown_kind_is_a_programming_error():
@@ -155,6 +184,37 @@ def test_graph_field_errors(graph, expected):
 )
 def test_node_field_errors(node_fields, expected):
     assert node_errors(node_fields) == expected
+
+
+def test_a_const_needs_a_value():
+    data = circuit_request()
+    data["graph"]["nodes"][2] = {"id": "z", "op": "const"}
+    assert errors_of("gradients", data) == {
+        "graph": {"nodes": {2: {"value": ["a const node needs a value"]}}}
+    }
+    data["graph"]["nodes"][2]["value"] = [-4.0, 1.0]
+    assert load_request("gradients", data).graph.nodes[2].value.shape == (2,)
+
+
+@pytest.mark.parametrize("value", [1.0, [1.0, 2.0], "NaN"])
+def test_a_gate_takes_no_value(value):
+    assert node_errors({"value": value}) == {"value": ["only input and const nodes take a value"]}
+
+
+def test_an_input_may_leave_its_value_to_inputs():
+    data = circuit_request(inputs={"x": 1.0})
+    del data["graph"]["nodes"][0]["value"]
+    assert load_request("gradients", data).graph.nodes[0].value is None
+
+
+def test_a_value_on_an_unknown_op_is_left_to_unknown_op():
+    data = {"graph": {"nodes": [{"id": "p", "op": "plus", "value": 1.0}], "output": "p"}}
+    with pytest.raises(UnknownOp):
+        load_request("gradients", data)
+
+
+def test_other_field_errors_of_a_node_come_before_its_value_rule():
+    assert node_errors({"value": 1.0, "id": ""}) == {"id": ["Length must be between 1 and 128."]}
 
 
 def test_node_required_fields():

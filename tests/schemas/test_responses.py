@@ -159,6 +159,30 @@ def test_gradcheck_body_lists_small_tensors_and_sorts_checks():
     GradcheckResponseSchema().load(body)
 
 
+def circuit_checks(**inputs) -> dict[str, GradCheck]:
+    request = load_request("gradcheck", circuit_request(inputs=inputs))
+    sources = bind_sources(request.graph, request.inputs)
+    plan = compile_plan(request.graph, {name: v.shape for name, v in sources.items()})
+    return gradcheck(plan, sources)
+
+
+def test_gradcheck_b64_encoding_writes_tensors_as_objects_and_scalars_as_numbers():
+    checks = circuit_checks(x=[1.0, 2.0], y=[[3.0], [4.0]])
+    plain = orjson.loads(dump_gradcheck(checks, hash=HASH, encoding="json"))
+    encoded = orjson.loads(dump_gradcheck(checks, hash=HASH, encoding="b64"))
+    x = encoded["checks"]["x"]
+    assert x["analytic"]["dtype"] == "float64" and x["analytic"]["shape"] == [2]
+    assert encoded["checks"]["y"]["numeric"]["shape"] == [2, 1]
+    assert type(encoded["checks"]["z"]["analytic"]) is float
+    for name in ("x", "y", "z"):
+        for part in ("analytic", "numeric"):
+            back = decode_tensor(encoded["checks"][name][part])
+            assert back.tobytes() == decode_tensor(plain["checks"][name][part]).tobytes()
+            assert back.tobytes() == np.asarray(getattr(checks[name], part)).tobytes()
+        assert encoded["checks"][name]["max_rel_error"] == plain["checks"][name]["max_rel_error"]
+    GradcheckResponseSchema().load(encoded)
+
+
 def test_gradcheck_leaves_out_big_tensors_and_fails_on_wrong():
     big = GradCheck(0.5, "wrong", np.zeros(65), np.ones(65))
     small = GradCheck(math.nan, "wrong", np.zeros(64), np.full(64, math.nan))

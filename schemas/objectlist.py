@@ -6,14 +6,16 @@ field classes and their Length validators) and then checks a list of objects col
 with C-speed passes such as `set(map(type, column))` and `max(map(len, column))`. The schema
 stays the single definition: objects that pass are built by the same function as the schema's
 post_load, and any object that does not pass is loaded by the schema itself, so every error
-message is marshmallow's own. `FastList` is the marshmallow field that uses it.
+message is marshmallow's own. `ObjectList` is the marshmallow field that uses it.
 
 Supported field classes: String, List (or TupleList) of String, Dict with String keys, and
 any other field loaded value by value through its own `deserialize` (a field may offer
 `load_numbers(column)` to decode a column of plain numbers at once). An absent optional field
 takes its load_default, else the default of `build`'s parameter of that name; the schema must
-have no load hooks besides a post_load that calls `build(**data)`. The test comparing the two
-paths holds the loader to this.
+have no load hooks besides a post_load that calls `build(**data)`. `build` may refuse an
+object by raising ValidationError (a rule across fields): that object is then loaded by the
+schema, whose post_load raises the same error. The test comparing the two paths holds the
+loader to this.
 """
 
 from __future__ import annotations
@@ -241,10 +243,13 @@ class ColumnLoader:
         loaded: list = [None] * len(self.columns)
         for i in self.order:
             loaded[i] = self.columns[i].load(rows, failed)
-        return list(map(self.build, *loaded)), failed
+        try:
+            return list(map(self.build, *loaded)), failed
+        except ValidationError:
+            raise _Reject from None  # build refused an object; halving finds which
 
 
-class FastList(fields.List):
+class ObjectList(fields.List):
     """A List of Nested(schema) whose well-formed items skip marshmallow's per-object work.
 
     Loads exactly as `fields.List(fields.Nested(schema))` does, errors included; set the class

@@ -13,7 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from engine import Node
 from schemas import load_request
-from schemas.fastload import ColumnLoader, FastList
+from schemas.objectlist import ColumnLoader, ObjectList
 from schemas.requests import NodeSchema
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -22,7 +22,7 @@ SETTINGS = settings(max_examples=150, deadline=None,
 
 @contextmanager
 def marshmallow_only():
-    with mock.patch.object(FastList, "fast", False):
+    with mock.patch.object(ObjectList, "fast", False):
         yield
 
 
@@ -69,7 +69,7 @@ ids = st.one_of(
     st.text(min_size=1, max_size=6),
     st.sampled_from(["", "n" * 129, 5, None, b"id", ["x"]]),
 )
-ops = st.one_of(st.sampled_from(["input", "add", "mul", "tanh", "plus"]), st.integers())
+ops = st.one_of(st.sampled_from(["input", "const", "add", "mul", "tanh", "plus"]), st.integers())
 inputs = st.one_of(
     st.lists(st.text(max_size=3), max_size=3),
     st.sampled_from(["x", [1], ("a", "b"), None, [b"a"], {"a": 1}]),
@@ -89,10 +89,13 @@ values = st.one_of(
         {"dtype": "float64", "shape": [2], "b64": "AAAAAAAA8D8="}, [1, 2, 3, 4, 5, 6, 7],
     ]),
 )
-good_nodes = st.builds(
-    lambda i, op, ins, value: {"id": f"n{i}", "op": op, "inputs": ins, "value": value},
-    st.integers(0, 10**6), st.sampled_from(["input", "add"]),
-    st.lists(st.sampled_from(["a", "b"]), max_size=2), st.floats(-3, 3),
+node_ids = st.builds("n{}".format, st.integers(0, 10**6))
+good_nodes = st.one_of(
+    st.fixed_dictionaries({"id": node_ids, "op": st.sampled_from(["input", "const"]),
+                           "value": st.floats(-3, 3)}),
+    st.fixed_dictionaries({"id": node_ids, "op": st.just("input")}),
+    st.fixed_dictionaries({"id": node_ids, "op": st.sampled_from(["add", "mul"]),
+                           "inputs": st.lists(st.sampled_from(["a", "b"]), max_size=2)}),
 )
 
 
@@ -143,6 +146,24 @@ def test_one_bad_node_among_many_is_marshmallows_error():
     fast = outcome(nodes)
     assert list(fast[1]["graph"]["nodes"]) == [637]
     assert set(fast[1]["graph"]["nodes"][637]) == {"value", "weight"}
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        ({"id": "c", "op": "const"}, "a const node needs a value"),
+        ({"id": "g", "op": "tanh", "inputs": ["x0"], "value": 1.0},
+         "only input and const nodes take a value"),
+        ({"id": "g", "op": "add", "inputs": ["x0", "x1"], "value": [[1.0, 2.0]]},
+         "only input and const nodes take a value"),
+    ],
+)
+def test_a_value_against_the_op_is_marshmallows_error_among_many(node, message):
+    nodes = [{"id": f"x{i}", "op": "input", "value": float(i)} for i in range(1000)]
+    nodes[400] = node
+    assert_paths_agree(nodes)
+    fast = outcome(nodes)
+    assert fast[1] == {"graph": {"nodes": {400: {"value": [message]}}}}
 
 
 def test_defaults_are_fresh_objects():
