@@ -18,12 +18,12 @@ RUN apt-get update \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 
+# Metrics files live on /dev/shm, a tmpfs in every container (docker run, compose, Kubernetes):
+# workers write them on every request. gunicorn creates the directory at start-up.
 ENV PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=8000 \
-    PROMETHEUS_MULTIPROC_DIR=/run/chainrule/metrics
-# /run/chainrule is a tmpfs in docker-compose.yml; without one it is an ordinary writable dir.
-RUN mkdir -p /run/chainrule/metrics && chown -R chainrule /run/chainrule
+    PROMETHEUS_MULTIPROC_DIR=/dev/shm/chainrule-metrics
 USER chainrule
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

@@ -18,6 +18,7 @@ $(TEST_STAMP): $(RUN_STAMP)
 	touch $@
 
 run: $(RUN_STAMP)
+	./scripts/install-system-deps graphviz
 	$(BIN)/chainrule serve
 
 test: $(TEST_STAMP)

@@ -5,6 +5,9 @@ A cache hit returns the stored bytes with only "cached" flipped; `cache: false` 
 neither read nor write the cache (X-Cache: bypass). A body seen before byte for byte already
 has a known result hash (service/known_requests.py), so its hit skips everything up to the
 cache lookup.
+
+Each request has one compute deadline, set when it starts: waiting for an identical request
+that is computing, compiling, running and gradchecking all spend from it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ from engine import (
     Plan,
     RunResult,
     TooLarge,
-    bind_sources,
-    check_finite,
     describe_ops,
     gradcheck,
 )
@@ -38,6 +39,7 @@ from schemas import (
     request_hash,
 )
 from service import diagram
+from service.binding import bind_request
 from service.cache import fetch_or_compute
 from service.errors import ApiError
 from service.resources import resources
@@ -45,6 +47,11 @@ from service.resources import resources
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
 
 HASH_FORMAT = re.compile(r"[0-9a-f]{64}")
+
+# The share of the deadline a request spends waiting for an identical one that is computing
+# before it computes itself: ample for the usual millisecond computations, and most of the
+# deadline is left should the other never finish (its worker killed, say).
+SINGLE_FLIGHT_WAIT_SHARE = 0.25
 
 
 @dataclass(slots=True)
@@ -58,6 +65,14 @@ class Loaded:
 
 
 # ---------------------------------------------------------------- endpoints
+
+
+@blueprint.before_request
+def _start_deadline() -> None:
+    started = time.monotonic()
+    seconds = current_app.config["COMPUTE_DEADLINE_SECONDS"]
+    g.deadline = started + seconds
+    g.wait_until = started + SINGLE_FLIGHT_WAIT_SHARE * seconds
 
 
 @blueprint.post("/gradients")
@@ -180,7 +195,7 @@ def _cached_computation(kind: str, compute: Callable[[Loaded], bytes]) -> Respon
         return _json_response(compute(loaded), loaded.hash, "bypass")
     shared.known_requests.put(fingerprint, loaded.hash)
     result, outcome = fetch_or_compute(
-        shared.results, loaded.hash, lambda: compute(loaded), wait_until=_deadline(), timer=timer
+        shared.results, loaded.hash, lambda: compute(loaded), wait_until=g.wait_until, timer=timer
     )
     shared.metrics.count_cache_lookup(outcome)
     return _json_response(mark_cached(result) if outcome == "hit" else result, loaded.hash, outcome)
@@ -216,9 +231,7 @@ def _load(kind: str, body: bytes) -> Loaded:
     with timer("load"):
         req = load_request(kind, data, max_elements=config["MAX_ELEMENTS"])
     with timer("bind"):
-        sources = bind_sources(req.graph, req.inputs, allow_nonfinite=req.allow_nonfinite)
-        if req.seed is not None and not req.allow_nonfinite:
-            check_finite(req.seed, req.graph.output, "the seed")
+        sources = bind_request(req)
     with timer("hash"):
         digest = request_hash(kind, req, sources)
     return Loaded(kind, req, sources, digest)
@@ -252,7 +265,8 @@ def _run(loaded: Loaded, plan: Plan, *, forward_only: bool) -> RunResult:
 
 
 def _deadline() -> float:
-    return time.monotonic() + current_app.config["COMPUTE_DEADLINE_SECONDS"]
+    """This request's deadline (a time.monotonic() value), set once when it started."""
+    return g.deadline
 
 
 def _json_response(body: bytes, digest: str, outcome: str) -> Response:

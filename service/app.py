@@ -54,10 +54,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.extensions["chainrule"] = Resources(
         results=_result_cache(settings, metrics),
-        plans=PlanCache(settings["PLAN_CACHE_SIZE"], limits),
+        plans=PlanCache(settings["PLAN_CACHE_SIZE"], settings["PLAN_CACHE_MAX_NODES"], limits),
         known_requests=KnownRequests(KNOWN_REQUESTS_SIZE),
         metrics=metrics,
-        limits=limits,
     )
     app.before_request(_start_request)
     app.after_request(_finish_request)

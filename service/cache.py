@@ -10,7 +10,8 @@ timeout, after which `RedisResultCache` stops trying for a growing back-off inte
 probes again on the next request, so caching resumes by itself.
 
 `fetch_or_compute` adds single flight on top: concurrent identical misses compute once, the
-others poll briefly for the owner's result and compute themselves if it does not come.
+others poll briefly for the owner's result and compute themselves if it does not come (the
+API waits at most a quarter of the request's compute deadline, see service/api.py).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class ResultCache(Protocol):
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
         """None when the backend answers, else a sentence saying why it does not. With
         probe=False, answer from what recent operations saw, without asking the backend."""
+
+    def close(self) -> None:
+        """Release the backend's connections (the worker is exiting)."""
 
 
 def _ignore_error(operation: str) -> None:
@@ -131,6 +135,9 @@ class MemoryResultCache:
             return body, key in self._claims
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -311,9 +318,7 @@ class NearCachedResults:
         self.backend = far.backend
 
     def close(self) -> None:
-        close = getattr(self.far, "close", None)
-        if close is not None:
-            close()
+        self.far.close()
 
     def get(self, key: str) -> bytes | None:
         body = self.near.get(key)
@@ -358,6 +363,7 @@ def fetch_or_compute(
 
     While another request holds the claim on `key`, poll for its result until `wait_until`
     (a time.monotonic() value) and compute here if it does not come or the claim lapses.
+    `compute` runs under the caller's own deadline, so keep `wait_until` well before it.
     """
     with timer("cache_read"):
         body = cache.get(key)

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +29,18 @@ import numpy as np
 
 import engine
 import schemas
+from service.binding import bind_request
+from service.config import ConfigError, load_config
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn.conf.py")
 WSGI_APP = "service.wsgi:app"
 SUFFIX_FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
+# What gunicorn's master acts on (stop, reload, reopen logs, more or fewer workers); `serve`
+# passes them on when it waits on gunicorn instead of becoming it.
+FORWARDED_SIGNALS = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+    signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU,
+)
 
 
 class BadInput(click.ClickException):
@@ -52,16 +63,60 @@ def main() -> None:
 @click.option(
     "--workers", type=click.IntRange(min=1), help="gunicorn worker processes (WEB_CONCURRENCY)."
 )
-def serve(host: str | None, port: int | None, workers: int | None) -> None:
-    """Run the API under gunicorn (in-process cache unless REDIS_URL is set)."""
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the API under gunicorn (in-process cache unless REDIS_URL is set).
+
+    With several workers and no PROMETHEUS_MULTIPROC_DIR, the workers share a temporary metrics
+    directory (removed on exit), so that /metrics counts every worker's requests.
+    """
     env = dict(os.environ)
     for name, value in (("HOST", host), ("PORT", port), ("WEB_CONCURRENCY", workers)):
         if value is not None:
             env[name] = str(value)
-    argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), WSGI_APP]
+    try:
+        settings = load_config(environ=env)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    argv = gunicorn_command()
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, argv, env)
+    if settings["PROMETHEUS_MULTIPROC_DIR"] or settings["WEB_CONCURRENCY"] == 1:
+        os.execve(sys.executable, argv, env)  # gunicorn takes this process's place
+    else:
+        with tempfile.TemporaryDirectory(prefix="chainrule-metrics-") as metrics_dir:
+            env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            status = run_forwarding_signals(argv, env)
+        ctx.exit(status)
+
+
+def gunicorn_command() -> list[str]:
+    """The command `serve` runs: gunicorn with the one configuration, service/gunicorn.conf.py."""
+    return [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), WSGI_APP]
+
+
+def run_forwarding_signals(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run `argv` as a child, passing on the signals gunicorn acts on; its exit status
+    (128 + the signal's number when a signal ended it, as a shell reports it)."""
+    child: subprocess.Popen | None = None
+    pending: list[int] = []  # signals that came before the child existed
+
+    def forward(signum: int, frame: object) -> None:
+        if child is None:
+            pending.append(signum)
+        else:
+            child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    try:
+        child = subprocess.Popen(list(argv), env=dict(env))
+        for signum in pending:
+            child.send_signal(signum)
+        status = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return status if status >= 0 else 128 - status
 
 
 # -------------------------------------------------------------------- eval
@@ -123,13 +178,11 @@ def eval_graph(
 
 
 def run_file(path: str, inputs_text: str | None, wrt: Sequence[str]) -> LocalRun:
-    """Load, validate and run a graph file; BadInput for anything wrong with it."""
+    """Load, validate and run a graph file as the API would; BadInput for anything wrong."""
     body = request_body(path, inputs_text, wrt)
     try:
         request = schemas.load_request("gradients", body)
-        sources = engine.bind_sources(
-            request.graph, request.inputs, allow_nonfinite=request.allow_nonfinite
-        )
+        sources = bind_request(request)
         shapes = {name: value.shape for name, value in sources.items()}
         plan = engine.compile_plan(request.graph, shapes)
         result = plan.run(sources, seed=request.seed, wrt=request.wrt)

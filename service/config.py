@@ -57,6 +57,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "MEMORY_CACHE_MAX_BYTES": (256 * 1024 * 1024, _positive_int),
     "NEAR_CACHE_MAX_BYTES": (32 * 1024 * 1024, _non_negative_int),
     "PLAN_CACHE_SIZE": (256, _positive_int),
+    "PLAN_CACHE_MAX_NODES": (500_000, _positive_int),
     "MAX_BODY_BYTES": (32 * 1024 * 1024, _positive_int),
     "MAX_NODES": (200_000, _positive_int),
     "MAX_ELEMENTS": (10_000_000, _positive_int),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,7 +49,10 @@ MEDIA_TYPES = {"svg": "image/svg+xml", "dot": "text/vnd.graphviz", "png": "image
 
 
 class DiagramError(RuntimeError):
-    """Graphviz could not render the circuit (missing `dot`, or it failed)."""
+    """Graphviz could not render the circuit (missing `dot`, or it failed).
+
+    The service answers 503 diagram_unavailable: the fault is the server's, not the request's.
+    """
 
 
 class DiagramTimeout(DeadlineExceeded):
@@ -95,6 +99,21 @@ def summarize(value: Any) -> str:
 
 # ---------------------------------------------------------------- DOT
 
+# What a label cannot carry or would not show: control characters (XML refuses most C0 ones,
+# and `dot` with them), DEL, C1, lone surrogates and U+FFFE/U+FFFF.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _escape_unprintable(char: re.Match[str]) -> str:
+    code = ord(char.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _label_text(text: str) -> str:
+    """`text` for an HTML label: markup escaped, unprintable characters shown as `\\x01`."""
+    return html.escape(_UNPRINTABLE.sub(_escape_unprintable, text))
+
+
 def _field(node: Any, name: str, default: Any = None) -> Any:
     if isinstance(node, Mapping):
         return node.get(name, default)
@@ -121,12 +140,12 @@ def _font(text: str, color: str | None = None, size: int | None = None) -> str:
 def _wire_label(value: Any, grad: Any, has_grad: bool) -> str:
     """A two-row table whose dividing rule is the wire itself: value above, gradient below."""
     # an empty <FONT></FONT> is a Graphviz syntax error: an unreported number is a space
-    value_text = html.escape(summarize(value)) if value is not None else " "
+    value_text = _label_text(summarize(value)) if value is not None else " "
     value_cell = (
         f'<TD SIDES="B" BORDER="1" COLOR="{WIRE_COLOR}" CELLPADDING="1">'
         f"{_font(value_text, VALUE_COLOR)}</TD>"
     )
-    grad_text = html.escape(summarize(grad)) if has_grad else " "
+    grad_text = _label_text(summarize(grad)) if has_grad else " "
     grad_cell = f'<TD CELLPADDING="1">{_font(grad_text, GRAD_COLOR)}</TD>'
     return (
         '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">'
@@ -162,7 +181,7 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
         names[node_id] = f"n{index}"
         by_id[node_id] = node
         op = str(_field(node, "op"))
-        label = html.escape(node_id)
+        label = _label_text(node_id)
         if op in SOURCE_OPS:
             sources.append(names[node_id])
             text = _font(label, ID_COLOR) if op == "const" else label
@@ -172,7 +191,7 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
             symbol = gate_label_text(op, str(_field(node, "symbol") or ""), _field(node, "attrs"))
             dot.node(
                 names[node_id],
-                label=f"<{html.escape(symbol)}<BR/>{_font(label, ID_COLOR, 8)}>",
+                label=f"<{_label_text(symbol)}<BR/>{_font(label, ID_COLOR, 8)}>",
                 shape="box",
                 style="rounded",
                 width="0.45",

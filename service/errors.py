@@ -4,7 +4,8 @@
 
 Engine errors map by their `.code` (too_large 413, deadline_exceeded 504, graph faults 422),
 marshmallow's ValidationError is 422 validation_error with the field errors as details, BadJson
-is 400 bad_json, Flask's own HTTP errors keep their status, and anything else is a bug: 500
+is 400 bad_json, a diagram Graphviz cannot draw (no `dot`, or it failed) is 503
+diagram_unavailable, Flask's own HTTP errors keep their status, and anything else is a bug: 500
 internal, logged with its traceback and request id, never showing either in the body.
 """
 
@@ -18,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from engine import EngineError
 from schemas import BadJson, error_body
+from service.diagram import DiagramError
 
 log = logging.getLogger("chainrule.errors")
 
@@ -81,6 +83,14 @@ def handle_error(error: Exception) -> Response:
         )
     if isinstance(error, BadJson):
         return error_response(400, "bad_json", f"the body is not valid JSON: {error}")
+    if isinstance(error, DiagramError):
+        log.error("diagram rendering failed: %s", error, extra=_where())
+        return error_response(
+            503,
+            "diagram_unavailable",
+            "the diagram cannot be drawn: the server's Graphviz is missing or failed (logged "
+            "with the request id); the other endpoints still answer",
+        )
     if isinstance(error, HTTPException) and error.code is not None and error.code < 500:
         return _http_error_response(error)
     log.error(

@@ -100,3 +100,11 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid, _multiproc_dir)
+
+
+def worker_exit(server, worker):
+    """Tear the exiting worker's app down: close its Redis connections."""
+    app = getattr(worker, "wsgi", None)
+    resources = getattr(app, "extensions", {}).get("chainrule")
+    if resources is not None:
+        resources.close()

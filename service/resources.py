@@ -1,4 +1,4 @@
-"""What the views share across requests within one worker: caches, metrics and limits."""
+"""What the views share across requests within one worker: caches and metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from engine import Limits
 from service.cache import ResultCache
 from service.known_requests import KnownRequests
 from service.metrics import ServiceMetrics
@@ -21,7 +20,11 @@ class Resources:
     plans: PlanCache
     known_requests: KnownRequests
     metrics: ServiceMetrics
-    limits: Limits
+
+    def close(self) -> None:
+        """Release what the worker holds open (Redis connections): gunicorn's worker_exit hook
+        (service/gunicorn.conf.py) calls it as a worker exits."""
+        self.results.close()
 
 
 def resources() -> Resources:

@@ -3,11 +3,14 @@
 `redis_server` starts a real `redis-server` on a free loopback port (Redis is never mocked) and
 removes it afterwards; it can be stopped and started again on the same port mid-test.
 `app` is built from `app_config`, which a test overrides (or parametrizes) to change settings;
-`make_app` builds more apps.
+`make_app` builds more apps. `fake_gunicorn` stands in for `python -m gunicorn` in a child
+process, to see how `chainrule serve` starts it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -107,9 +110,7 @@ def make_app():
 
     yield make
     for app in apps:
-        results = app.extensions["chainrule"].results
-        if hasattr(results, "close"):
-            results.close()
+        app.extensions["chainrule"].close()
 
 
 @pytest.fixture
@@ -120,3 +121,79 @@ def app(make_app, app_config: dict):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+FAKE_GUNICORN_MAIN = """
+import json, os, signal, sys
+
+record = os.environ["FAKE_GUNICORN_RECORD"]
+metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+seen = {
+    "argv": sys.argv[1:],
+    "pid": os.getpid(),
+    "metrics_dir": metrics_dir,
+    "metrics_dir_existed": bool(metrics_dir) and os.path.isdir(metrics_dir),
+    "signals": [],
+}
+
+
+def save():
+    with open(record + ".part", "w") as out:
+        json.dump(seen, out)
+    os.replace(record + ".part", record)
+
+
+def stop(signum, frame):
+    seen["signals"].append(signum)
+    save()
+    sys.exit(0)
+
+
+for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(signum, stop)
+save()
+if os.environ.get("FAKE_GUNICORN_WAIT"):
+    while True:
+        signal.pause()
+sys.exit(int(os.environ.get("FAKE_GUNICORN_EXIT", "0")))
+"""
+
+
+class FakeGunicorn:
+    """A `gunicorn` package that, run as `python -m gunicorn`, records its argv, pid and
+    metrics directory, then exits (status FAKE_GUNICORN_EXIT) or waits for a signal."""
+
+    def __init__(self, root: Path):
+        package = root / "gunicorn"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "__main__.py").write_text(FAKE_GUNICORN_MAIN)
+        self.root = root
+        self.record_path = root / "record.json"
+
+    def env(self, base: dict[str, str] | None = None, *, wait: bool = False) -> dict[str, str]:
+        """`base` (default os.environ) with the fake first on PYTHONPATH."""
+        env = dict(os.environ if base is None else base)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), env.get("PYTHONPATH")]))
+        env["FAKE_GUNICORN_RECORD"] = str(self.record_path)
+        env["FAKE_GUNICORN_WAIT"] = "1" if wait else ""
+        return env
+
+    def record(self) -> dict | None:
+        """What the fake saw, once it has started (None before)."""
+        if not self.record_path.exists():
+            return None
+        return json.loads(self.record_path.read_text())
+
+    def wait_for_record(self, process: subprocess.Popen, seconds: float = 30.0) -> dict:
+        give_up = time.monotonic() + seconds
+        while (seen := self.record()) is None:
+            assert process.poll() is None or self.record_path.exists(), "serve exited early"
+            assert time.monotonic() < give_up, "the fake gunicorn was never started"
+            time.sleep(0.02)
+        return seen
+
+
+@pytest.fixture
+def fake_gunicorn(tmp_path: Path) -> FakeGunicorn:
+    return FakeGunicorn(tmp_path / "fake-gunicorn")

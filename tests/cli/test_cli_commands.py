@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -164,6 +167,20 @@ def test_bad_inputs_are_one_error_line_and_exit_status_2(tmp_path, inputs, messa
     assert message in result.stderr
 
 
+@pytest.mark.parametrize("command", ["eval", "diagram"])
+def test_a_nonfinite_seed_is_refused_as_the_api_refuses_it(tmp_path, client, command):
+    body = {"graph": CIRCUIT, "seed": "NaN"}
+    args = [command, write(tmp_path, "g.json", body)]
+    args += ["-o", str(tmp_path / "c.svg")] if command == "diagram" else []
+    result = invoke(*args)
+    assert result.exit_code == 2
+    served = client.post("/v1/gradients", json=body).get_json()["error"]
+    assert served["code"] == "nonfinite_input"
+    assert f"node 'f': {served['message']} (nonfinite_input)" in result.stderr
+    body["allow_nonfinite"] = True
+    assert invoke(command, write(tmp_path, "g.json", body), *args[2:]).exit_code == 0
+
+
 def test_a_bad_file_through_the_real_process(tmp_path):
     path = write(tmp_path, "g.json", {"nodes": [{"id": "q", "op": "frobnicate"}], "output": "q"})
     done = subprocess.run(
@@ -234,10 +251,11 @@ def test_diagram_reports_an_unwritable_output(tmp_path):
 # -------------------------------------------------------------------- serve
 
 
-def test_serve_execs_gunicorn_with_the_config_and_the_options_as_env(monkeypatch):
+def test_serve_execs_gunicorn_with_the_config_and_the_options_as_env(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(cli.os, "execve", lambda *args: calls.append(args))
     monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     result = invoke("serve", "--host", "127.0.0.1", "--port", "8123", "--workers", "3")
     assert result.exit_code == 0
     ((executable, argv, env),) = calls
@@ -249,14 +267,23 @@ def test_serve_execs_gunicorn_with_the_config_and_the_options_as_env(monkeypatch
     assert (env["HOST"], env["PORT"], env["WEB_CONCURRENCY"]) == ("127.0.0.1", "8123", "3")
 
 
-def test_serve_without_options_leaves_the_environment_alone(monkeypatch):
+def test_serve_without_options_leaves_the_environment_alone(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(cli.os, "execve", lambda *args: calls.append(args))
     monkeypatch.setenv("PORT", "9999")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     assert invoke("serve").exit_code == 0
     env = calls[0][2]
     assert env["PORT"] == "9999" and "WEB_CONCURRENCY" not in env
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
+
+
+def test_serve_refuses_an_unusable_setting_by_name(monkeypatch):
+    monkeypatch.setattr(cli.os, "execve", lambda *a: pytest.fail("must not exec"))
+    monkeypatch.setenv("WEB_CONCURRENCY", "many")
+    result = invoke("serve")
+    assert result.exit_code == 1 and "WEB_CONCURRENCY" in result.stderr
 
 
 @pytest.mark.parametrize("args", [["--workers", "0"], ["--port", "70000"], ["--port", "x"]])
@@ -298,3 +325,124 @@ def test_serve_runs_a_real_server(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+CHAINRULE = Path(sys.executable).with_name("chainrule")  # the console script, as `make run` runs it
+
+
+def serve_env(base: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """`base` without a metrics directory, and with temporary files under tmp_path/tmp."""
+    env = {k: v for k, v in base.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    return env
+
+
+def test_serve_gives_several_workers_a_temporary_metrics_directory(tmp_path, fake_gunicorn):
+    env = serve_env(fake_gunicorn.env(wait=True), tmp_path)
+    process = subprocess.Popen([str(CHAINRULE), "serve", "--workers", "2"], env=env)
+    try:
+        seen = fake_gunicorn.wait_for_record(process)
+        assert seen["argv"] == ["--config", str(REPO / "service" / "gunicorn.conf.py"),
+                                "service.wsgi:app"]
+        metrics_dir = Path(seen["metrics_dir"])
+        assert metrics_dir.parent == tmp_path / "tmp" and seen["metrics_dir_existed"]
+        assert seen["pid"] != process.pid  # serve waits on gunicorn...
+        process.send_signal(signal.SIGTERM)  # ...and passes a stop on to it
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert fake_gunicorn.record()["signals"] == [signal.SIGTERM]
+    assert not metrics_dir.exists()
+
+
+def test_serve_passes_gunicorns_exit_status_on(tmp_path, fake_gunicorn):
+    env = serve_env({**fake_gunicorn.env(), "FAKE_GUNICORN_EXIT": "3"}, tmp_path)
+    done = subprocess.run([str(CHAINRULE), "serve", "--workers", "2"], env=env, timeout=60)
+    assert done.returncode == 3
+    assert not any((tmp_path / "tmp").iterdir())  # the metrics directory is gone
+
+
+@pytest.mark.parametrize("case", ["configured directory", "one worker"])
+def test_serve_becomes_gunicorn_when_no_directory_is_needed(tmp_path, fake_gunicorn, case):
+    env = serve_env(fake_gunicorn.env(), tmp_path)
+    args = ["--workers", "1"] if case == "one worker" else ["--workers", "2"]
+    if case == "configured directory":
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    process = subprocess.Popen([str(CHAINRULE), "serve", *args], env=env)
+    assert process.wait(timeout=60) == 0
+    seen = fake_gunicorn.record()
+    assert seen["pid"] == process.pid  # exec'd: the same process
+    assert seen["metrics_dir"] == env.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def access_pids(log: Path) -> list[int]:
+    """The worker pid of each access line gunicorn has written so far."""
+    pids = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("logger") == "gunicorn.access" and entry.get("path") == "/v1/gradients":
+                pids.append(entry["pid"])
+    return pids
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+@pytest.mark.timeout(120)
+def test_serve_with_two_workers_counts_every_workers_requests(tmp_path):
+    port = free_port()
+    env = serve_env({**os.environ, "REDIS_URL": "", "LOG_LEVEL": "INFO"}, tmp_path)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(CHAINRULE), "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "2"],
+            env=env, stdout=sink, stderr=sink,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            give_up = time.monotonic() + 60
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < give_up, "chainrule serve did not come up"
+                time.sleep(0.1)
+            (metrics_dir,) = (tmp_path / "tmp").iterdir()
+
+            def post(i: int) -> int:
+                with httpx.Client(base_url=base, timeout=30) as own:
+                    body = {"graph": CIRCUIT, "inputs": {"x": i}}
+                    return own.post("/v1/gradients", json=body).status_code
+
+            sent = 0
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                for _ in range(25):  # until both workers have answered some
+                    assert set(pool.map(post, range(sent, sent + 8))) == {200}
+                    sent += 8
+                    if len(set(access_pids(log))) == 2:
+                        break
+            assert len(set(access_pids(log))) == 2, "one worker answered everything"
+            text = client.get("/metrics").text
+        assert metric_sum(text, "chainrule_http_requests_total", route="/v1/gradients") == sent
+        assert metric_sum(text, "chainrule_cache_lookups_total", outcome="miss") == sent
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    assert not metrics_dir.exists()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import time
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import orjson
 import pytest
 
-from engine import ENGINE_VERSION, describe_ops
+from engine import ENGINE_VERSION, Plan, describe_ops
+from service import api
+from service.plans import PlanCache
 
 
 def hash_of(response) -> str:
@@ -246,3 +249,58 @@ def test_engine_version_is_in_the_hash_input(client, circuit, monkeypatch):
     first = hash_of(client.post("/v1/gradients", json=uncached))
     monkeypatch.setattr("engine.ENGINE_VERSION", ENGINE_VERSION + "-next")
     assert hash_of(client.post("/v1/gradients", json=uncached)) != first
+
+
+# ---------------------------------------------------------------- single flight and the deadline
+
+
+def _claimed_elsewhere(app, client, body: dict) -> str:
+    """The request's hash, claimed as if another worker were computing it and never finished."""
+    digest = client.post("/v1/gradients", json={**body, "cache": False}).get_json()["hash"]
+    assert app.extensions["chainrule"].results.claim(digest)
+    return digest
+
+
+@pytest.mark.parametrize("app_config", [{"COMPUTE_DEADLINE_SECONDS": 2.0}])
+def test_a_request_waits_only_briefly_for_an_identical_one(app, client, circuit):
+    _claimed_elsewhere(app, client, circuit)
+    started = time.monotonic()
+    response = client.post("/v1/gradients", json=circuit)
+    waited = time.monotonic() - started
+    assert response.status_code == 200 and response.headers["X-Cache"] == "miss"
+    # Computing here after a quarter of the deadline, not after all of it.
+    assert 0.4 <= waited < 1.5
+
+
+@pytest.mark.parametrize("app_config", [{"COMPUTE_DEADLINE_SECONDS": 2.0}])
+@pytest.mark.parametrize("path", ["/v1/gradients", "/v1/evaluate", "/v1/gradcheck"])
+def test_one_deadline_per_request_covers_waiting_and_computing(
+    app, client, circuit, monkeypatch, path
+):
+    deadlines = []
+    real_run, real_gradcheck = Plan.run, api.gradcheck
+
+    def run(self, *args, deadline=None, **kwargs):
+        deadlines.append(deadline)
+        return real_run(self, *args, deadline=deadline, **kwargs)
+
+    def gradcheck(*args, deadline=None, **kwargs):
+        deadlines.append(deadline)
+        return real_gradcheck(*args, deadline=deadline, **kwargs)
+
+    def slow_plan_for(self, *args, **kwargs):
+        time.sleep(0.3)  # a compile that takes a while must not move the deadline
+        return real_plan_for(self, *args, **kwargs)
+
+    real_plan_for = PlanCache.plan_for
+    monkeypatch.setattr(Plan, "run", run)
+    monkeypatch.setattr(api, "gradcheck", gradcheck)
+    monkeypatch.setattr(PlanCache, "plan_for", slow_plan_for)
+    if path == "/v1/gradients":
+        _claimed_elsewhere(app, client, circuit)
+    deadlines.clear()
+    started = time.monotonic()
+    assert client.post(path, json=circuit).status_code == 200
+    assert deadlines and len(set(deadlines)) == 1
+    # Set when the request started (not when waiting ended or a stage began).
+    assert started < deadlines[0] - 2.0 < started + 0.25

@@ -187,6 +187,19 @@ def test_ids_are_escaped_in_html_labels() -> None:
     assert '<b>&"x' in texts and "g<'s" in texts
 
 
+@pytest.mark.parametrize("fmt", ["svg", "png"])
+def test_control_characters_in_ids_are_drawn_escaped(fmt: str) -> None:
+    odd = ["a\x00b", "a\x01b", "tab\there", "line\nbreak", "del\x7f", "c1\x85", "nc\uffff"]
+    spec = [{"id": name, "op": "input", "value": 1.0} for name in odd]
+    spec.append({"id": "s", "op": "add", "inputs": odd})
+    dot = circuit_dot(drawn_nodes(spec, "s"), "s")
+    image = render_circuit(dot, fmt, timeout=20)
+    if fmt == "svg":
+        shown = {"a\\x00b", "a\\x01b", "tab\\x09here", "line\\x0abreak", "del\\x7f",
+                 "c1\\x85", "nc\\uffff"}
+        assert shown <= set(svg_texts(image))
+
+
 def test_a_node_taking_an_undrawn_input_is_refused() -> None:
     nodes = [{"id": "a", "op": "exp", "symbol": "exp", "inputs": ["zz"], "value": 1.0}]
     with pytest.raises(ValueError, match="'zz'"):
@@ -389,6 +402,37 @@ def test_diagram_endpoint_times_out_with_504(
     response = app.test_client().post("/v1/diagram", json=request_body(ADD_MUL, "f"))
     assert response.status_code == 504
     assert response.get_json()["error"]["code"] == "deadline_exceeded"
+
+
+def test_diagram_endpoint_draws_ids_with_control_characters(client: Any) -> None:
+    spec = [
+        {"id": "a\x01b", "op": "input", "value": 2.0},
+        {"id": "a\x00b", "op": "input", "value": 3.0},
+        {"id": "f", "op": "mul", "inputs": ["a\x01b", "a\x00b"]},
+    ]
+    response = client.post("/v1/diagram", json=request_body(spec, "f"))
+    assert response.status_code == 200, response.data
+    assert {"a\\x01b", "a\\x00b", "6"} <= set(svg_texts(response.data))
+
+
+@pytest.mark.parametrize("renderer", ["missing", "failing"])
+def test_diagram_endpoint_without_a_working_graphviz_is_503(
+    renderer: str, client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "dot"
+    if renderer == "failing":
+        script.write_text("#!/bin/sh\necho 'dot: out of memory' >&2\nexit 1\n")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setattr(diagram, "DOT_COMMAND", str(script))
+    response = client.post("/v1/diagram", json=request_body(ADD_MUL, "f"))
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert error["code"] == "diagram_unavailable"
+    assert "Graphviz" in error["message"] and "out of memory" not in error["message"]
+    # The dot format needs no Graphviz, and the rest of the API is unaffected.
+    dot = client.post("/v1/diagram", json=request_body(ADD_MUL, "f", format="dot"))
+    assert dot.status_code == 200
+    assert client.post("/v1/gradients", json=request_body(ADD_MUL, "f")).status_code == 200
 
 
 # ---------------------------------------------------------------- gradcheck

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import runpy
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from engine import ENGINE_VERSION
+
+GUNICORN_CONF = Path(__file__).resolve().parents[2] / "service" / "gunicorn.conf.py"
 
 
 def hash_of(response) -> str:
@@ -87,3 +93,21 @@ def test_redis_errors_are_counted(app_with_redis, redis_server, circuit):
     client.post("/v1/gradients", json=circuit)
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'chainrule_cache_errors_total{operation="get"} 1.0' in metrics
+
+
+def test_a_gunicorn_worker_exiting_closes_its_redis_connections(
+    app_with_redis, redis_server, circuit, monkeypatch
+):
+    for name in ("_srcfile", "logThreads", "logMultiprocessing", "logProcesses"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # the config sets them
+    worker_exit = runpy.run_path(str(GUNICORN_CONF))["worker_exit"]
+    app_with_redis.test_client().post("/v1/gradients", json=circuit)
+    with redis_server.client() as raw:
+        assert len(raw.client_list()) == 2  # the app's connection and this one
+        worker_exit(None, SimpleNamespace(wsgi=app_with_redis))
+        for _ in range(100):
+            if len(raw.client_list()) == 1:
+                break
+            time.sleep(0.01)
+        assert len(raw.client_list()) == 1
+    worker_exit(None, SimpleNamespace())  # the arbiter's view of a worker: no app, no error

@@ -47,15 +47,23 @@ def test_api_runs_the_same_command_as_the_dockerfile_and_make_run():
     assert API["command"] == ["chainrule", "serve"]
     assert json.loads(_dockerfile_instruction("CMD")[4:]) == API["command"]
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^run: .*\n\t\$\(BIN\)/chainrule serve$", makefile, re.M)
+    recipe = re.search(r"^run: .*\n((?:\t.*\n)+)", makefile, re.M).group(1).splitlines()
+    assert recipe[-1] == "\t$(BIN)/chainrule serve"
 
 
-def test_the_serve_command_uses_the_one_gunicorn_config():
-    from service import cli
-
-    source = Path(cli.__file__).read_text()
-    assert "gunicorn.conf.py" in source
-    assert (ROOT / "service" / "gunicorn.conf.py").is_file()
+def test_the_serve_command_runs_gunicorn_with_the_one_config(tmp_path, fake_gunicorn):
+    # The compose command with the compose environment, gunicorn replaced by a recorder.
+    env = fake_gunicorn.env({**os.environ, **{k: str(v) for k, v in API["environment"].items()}})
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")  # /dev/shm's stand-in
+    command = [str(Path(sys.executable).with_name(API["command"][0])), *API["command"][1:]]
+    process = subprocess.Popen(command, env=env)
+    assert process.wait(timeout=60) == 0
+    seen = fake_gunicorn.record()
+    assert seen["argv"] == ["--config", str(ROOT / "service" / "gunicorn.conf.py"),
+                            "service.wsgi:app"]
+    # gunicorn becomes the container's main process, with the metrics directory as configured.
+    assert seen["pid"] == process.pid
+    assert seen["metrics_dir"] == env["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def test_environment_names_are_settings_the_config_reads():
@@ -92,8 +100,12 @@ def test_container_runs_as_a_non_root_user_with_metrics_on_tmpfs():
     assert DOCKERFILE.startswith("#") and "FROM python:3.11-slim" in DOCKERFILE
     user = _dockerfile_instruction("USER").split()[1]
     assert user not in ("root", "0")
+    # /dev/shm is a tmpfs, writable by every user, in every container: no compose-only mount.
+    image_env = dict(re.findall(r"(\w+)=(\S+)", _dockerfile_instruction("ENV")))
     metrics = API["environment"]["PROMETHEUS_MULTIPROC_DIR"]
-    assert any(metrics.startswith(t.split(":")[0]) for t in API["tmpfs"])
+    assert metrics == image_env["PROMETHEUS_MULTIPROC_DIR"]
+    assert Path(metrics).parent == Path("/dev/shm")
+    assert "tmpfs" not in API
 
 
 def _free_port() -> int:

@@ -7,7 +7,9 @@ tests read what a person would see: the drawn circuit, the node table, the error
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,10 +35,26 @@ CHROMIUM_ARGS = [
 # The module's tests share one server and so its cache: a repeated run is marked "(cached)".
 OUTPUT_F = re.compile(r"^f = -12( \(cached\))?$")
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="Debian's chromium is not installed at /usr/bin/chromium (the Makefile installs it)",
-)
+
+
+def chromium_executable(path: Path = CHROMIUM) -> Path:
+    """The browser to drive. Missing, the tests fail (never skip): a green run must have
+    driven the page in a real browser."""
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(
+            f"Debian's chromium is not installed at {path}: run "
+            "`scripts/install-system-deps chromium` (`make test` does)",
+            pytrace=False,
+        )
+    return path
+
+
+def test_a_missing_browser_fails_the_run_instead_of_skipping_it(tmp_path: Path) -> None:
+    assert chromium_executable() == CHROMIUM
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
+        chromium_executable(tmp_path / "chromium")
+    marks = getattr(sys.modules[__name__], "pytestmark", [])
+    assert not [mark for mark in marks if mark.name in ("skip", "skipif")]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +75,9 @@ def base_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium_executable()), args=CHROMIUM_ARGS
+        )
         try:
             yield browser
         finally:

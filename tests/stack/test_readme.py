@@ -8,6 +8,7 @@ the README's SDK example against the same server, then stops the server.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -39,6 +40,43 @@ def test_config_table_lists_every_setting_with_its_default():
         value = SETTINGS[name][0]
         if isinstance(value, int | float):
             assert float(default.strip()) == value, name
+
+
+def _answered_errors() -> set[tuple[int, str]]:
+    """(status, code) of every error the service answers with: the literal ones in service/
+    and every engine error through the handler's status table."""
+    from engine import EngineError
+    from service.errors import ENGINE_STATUS
+
+    found = set()
+    for path in (ROOT / "service").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in (
+                "ApiError", "error_response"
+            ):
+                status, code = (node.args + [None, None])[:2]
+                if isinstance(status, ast.Constant) and isinstance(code, ast.Constant):
+                    found.add((status.value, code.value))
+    errors = [EngineError]
+    while errors:
+        error = errors.pop()
+        errors.extend(error.__subclasses__())
+        if error.code != EngineError.code:
+            found.add((ENGINE_STATUS.get(error.code, 422), error.code))
+    found.add((405, "method_not_allowed"))  # werkzeug's, named by the handler
+    return found
+
+
+def test_the_error_table_lists_every_error_the_service_answers_with():
+    section = README.split("### Errors")[1].split("\n## ")[0]
+    documented = {
+        (int(status), code)
+        for status, codes in re.findall(r"^\| (\d{3}) \| (.+?) \|", section, re.M)
+        for code in re.findall(r"`(\w+)`", codes)
+    }
+    answered = _answered_errors()
+    assert {(503, "not_ready"), (503, "diagram_unavailable"), (500, "internal")} <= answered
+    assert answered <= documented, answered - documented
 
 
 def test_quick_start_is_the_two_make_commands():

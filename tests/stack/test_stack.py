@@ -38,7 +38,7 @@ def free_port() -> int:
 class GunicornServer:
     """`gunicorn -c service/gunicorn.conf.py service.wsgi:app` with 2 workers on 127.0.0.1."""
 
-    def __init__(self, workdir: Path, redis_url: str):
+    def __init__(self, workdir: Path, redis_url: str, extra_env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "gunicorn.log"
@@ -53,6 +53,7 @@ class GunicornServer:
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             "LOG_LEVEL": "INFO",
             "PYTHONPATH": str(REPO),
+            **(extra_env or {}),
         }
         self.process: subprocess.Popen | None = None
 
@@ -105,8 +106,14 @@ class GunicornServer:
 
 
 @pytest.fixture
-def server(tmp_path, redis_server):
-    gunicorn = GunicornServer(tmp_path, redis_server.url)
+def server_env() -> dict[str, str]:
+    """Settings for the `server` fixture's gunicorn; parametrize it to change them."""
+    return {}
+
+
+@pytest.fixture
+def server(tmp_path, redis_server, server_env):
+    gunicorn = GunicornServer(tmp_path, redis_server.url, server_env)
     gunicorn.start()
     yield gunicorn
     gunicorn.stop()
@@ -173,6 +180,8 @@ def test_a_miss_then_hits_from_both_workers(server, http):
     assert metric_total(http, "chainrule_cache_lookups_total", outcome="hit") == 40
 
 
+# Without the near cache every hit is a Redis GET, so a hit shows that Redis serves again.
+@pytest.mark.parametrize("server_env", [{"NEAR_CACHE_MAX_BYTES": "0"}])
 def test_redis_dying_mid_traffic_costs_no_request_and_caching_comes_back(
     server, http, redis_server
 ):
@@ -205,19 +214,45 @@ def test_redis_dying_mid_traffic_costs_no_request_and_caching_comes_back(
     down = http.post("/v1/gradients", json=graph_request(7))
     assert down.status_code == 200 and down.headers["X-Cache"] == "miss"
 
-    # Each worker keeps recent results near (in process), so hits alone would not show Redis
-    # is back: look for new results in Redis itself.
+    # Redis comes back (empty): a fresh body is computed, stored, and then answered as a hit.
+    before_restart = len(server.access_lines())
     redis_server.start()
     give_up = time.monotonic() + 30
     with redis_server.client() as raw:
-        for attempt in range(10_000):
+        for attempt in range(300):
             ready = http.get("/readyz").status_code == 200
-            stored = http.post("/v1/gradients", json=graph_request(100 + attempt))
-            key = f"chainrule:v{ENGINE_VERSION}:result:{stored.json()['hash']}"
-            if ready and raw.exists(key):
+            body = graph_request(100 + attempt)
+            stored = http.post("/v1/gradients", json=body)
+            again = http.post("/v1/gradients", json=body)
+            if ready and stored.headers["X-Cache"] == "miss" and again.headers["X-Cache"] == "hit":
                 break
             assert time.monotonic() < give_up, "caching did not resume after Redis came back"
             time.sleep(0.1)
+        else:
+            pytest.fail("caching did not resume after Redis came back")
+        key = f"chainrule:v{ENGINE_VERSION}:result:{stored.json()['hash']}"
+        assert raw.exists(key)
+
+        def post(_: int) -> httpx.Response:
+            with httpx.Client(base_url=server.url, timeout=30) as own:
+                return own.post("/v1/gradients", json=body)
+
+        # Each worker ends its own back-off on its next try after a pause: poll until both
+        # answer hits.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for _ in range(150):
+                redis_hits = raw.info("stats")["keyspace_hits"]
+                batch = list(pool.map(post, range(8)))
+                recent = server.access_lines()[before_restart:]
+                hit_pids = {line["pid"] for line in recent if line["cache"] == "hit"}
+                if {r.headers["X-Cache"] for r in batch} == {"hit"} and len(hit_pids) == 2:
+                    break
+                assert time.monotonic() < give_up, "a worker did not resume caching"
+                time.sleep(0.2)
+            else:
+                pytest.fail("a worker did not resume caching")
+        assert {r.content for r in batch} == {again.content}
+        assert raw.info("stats")["keyspace_hits"] >= redis_hits + 8  # each hit a Redis GET
     assert metric_total(http, "chainrule_cache_errors_total") > 0
     lines = server.access_lines()
     assert {line["status"] for line in lines if line["path"].startswith("/v1")} == {200}
