@@ -164,7 +164,7 @@ def _gradcheck_body(loaded: Loaded) -> bytes:
             deadline=_deadline(),
         )
     with g.timer("dump"):
-        return dump_gradcheck(checks, hash=loaded.hash)
+        return dump_gradcheck(checks, hash=loaded.hash, encoding=loaded.request.encoding)
 
 
 def _input_ids(req: Request) -> list[str]:
