@@ -62,19 +62,6 @@ class NodeValueSchema(Schema):
     value = Tensor(required=True)
 
 
-class GradientsResponseSchema(Schema):
-    hash = ResultHash(required=True)
-    output = fields.String(required=True)
-    value = Tensor(required=True, metadata={"description": "the output's value"})
-    nodes = fields.Dict(
-        keys=fields.String(),
-        values=fields.Nested(NodeGradientSchema),
-        required=True,
-        metadata={"description": "the reported nodes, in a topological order (inputs first)"},
-    )
-    cached = fields.Boolean(required=True)
-
-
 class EvaluateResponseSchema(Schema):
     hash = ResultHash(required=True)
     output = fields.String(required=True)
@@ -86,6 +73,17 @@ class EvaluateResponseSchema(Schema):
         metadata={"description": "the reported nodes, in a topological order (inputs first)"},
     )
     cached = fields.Boolean(required=True)
+
+
+class GradientsResponseSchema(EvaluateResponseSchema):
+    """The /v1/evaluate response with each node's gradient beside its value."""
+
+    nodes = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(NodeGradientSchema),
+        required=True,
+        metadata={"description": "the reported nodes, in a topological order (inputs first)"},
+    )
 
 
 class CheckSchema(Schema):
