@@ -5,9 +5,10 @@
     chainrule ops [--json]
     chainrule diagram GRAPH.json -o circuit.svg [--format svg|dot|png]
 
-`eval` and `diagram` need no server: they load the file through the same schemas as the API
-and run the engine in-process. A file that cannot be used (missing, not JSON, an invalid graph)
-is reported in one line on stderr naming the node or field, with exit status 2.
+`eval` and `diagram` need no server: they load the file through the same pipeline as the API
+(service/pipeline.py, service/kinds.py) and run the engine in-process. A file that cannot be
+used (missing, not JSON, an invalid graph) is reported in one line on stderr naming the node or
+field, with exit status 2.
 """
 
 from __future__ import annotations
@@ -25,15 +26,19 @@ from typing import Any
 
 import click
 import marshmallow
-import numpy as np
 
 import engine
 import schemas
-from service.binding import bind_request
+from service import pipeline
 from service.config import ConfigError, load_config
+from service.kinds import KINDS
+from service.plans import PlanCache
+from service.summaries import TABLE, summarize
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn.conf.py")
 WSGI_APP = "service.wsgi:app"
+# A graph file is read as a /v1/gradients request body.
+LOCAL_KIND = "gradients"
 SUFFIX_FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
 # What gunicorn's master acts on (stop, reload, reopen logs, more or fewer workers); `serve`
 # passes them on when it waits on gunicorn instead of becoming it.
@@ -124,10 +129,9 @@ def run_forwarding_signals(argv: Sequence[str], env: Mapping[str, str]) -> int:
 
 @dataclass
 class LocalRun:
-    """A graph file loaded through the schemas and run by the engine."""
+    """A graph file loaded through the pipeline and run by the engine."""
 
-    request: schemas.Request
-    sources: dict[str, np.ndarray]
+    loaded: pipeline.Loaded
     plan: engine.Plan
     result: engine.RunResult
 
@@ -163,35 +167,40 @@ def eval_graph(
     """
     run = run_file(graph_file, inputs_text, wrt)
     if as_json:
-        digest = schemas.request_hash("gradients", run.request, run.sources)
-        body = schemas.dump_result(run.result, hash=digest, encoding=run.request.encoding)
+        body = KINDS[LOCAL_KIND].dump(run.result, run.loaded)
         click.echo(body.decode("utf-8"))
         return
     result = run.result
-    click.echo(f"output {result.output} = {summarize(result.value)}")
+    click.echo(f"output {result.output} = {summarize(result.value, TABLE)}")
     rows = [
-        (node_id, run.plan.op_of(node_id).name, summarize(result.values[node_id]),
-         summarize(result.grads[node_id]) if result.grads is not None else "")
+        (node_id, run.plan.op_of(node_id).name, summarize(result.values[node_id], TABLE),
+         summarize(result.grads[node_id], TABLE) if result.grads is not None else "")
         for node_id in result.order
     ]
     click.echo(table(("node", "op", "value", "grad"), rows))
 
 
 def run_file(path: str, inputs_text: str | None, wrt: Sequence[str]) -> LocalRun:
-    """Load, validate and run a graph file as the API would; BadInput for anything wrong."""
+    """Load, validate and run a graph file as the API's /v1/gradients would; BadInput for
+    anything wrong."""
     body = request_body(path, inputs_text, wrt)
+    context = local_context()
     try:
-        request = schemas.load_request("gradients", body)
-        sources = bind_request(request)
-        shapes = {name: value.shape for name, value in sources.items()}
-        plan = engine.compile_plan(request.graph, shapes)
-        result = plan.run(sources, seed=request.seed, wrt=request.wrt)
+        loaded = pipeline.load(LOCAL_KIND, body, context.limits)
+        plan = pipeline.plan_of(loaded, context)
+        result = pipeline.run(loaded, plan, context, forward_only=False)
     except marshmallow.ValidationError as error:
         raise BadInput(f"{path}: {first_field_error(error.messages)}") from None
     except engine.EngineError as error:
         where = f"node '{error.node}': " if error.node is not None else ""
         raise BadInput(f"{path}: {where}{error.message} ({error.code})") from None
-    return LocalRun(request, sources, plan, result)
+    return LocalRun(loaded, plan, result)
+
+
+def local_context() -> pipeline.ComputeContext:
+    """A local run's context: the engine's default limits, no deadline, a one-plan cache."""
+    plans = PlanCache(size=1, max_nodes=sys.maxsize, limits=engine.Limits())
+    return pipeline.ComputeContext(plans=plans, limits=pipeline.RequestLimits())
 
 
 def request_body(path: str, inputs_text: str | None, wrt: Sequence[str]) -> dict[str, Any]:
@@ -316,9 +325,8 @@ def diagram(
 
     fmt = fmt or SUFFIX_FORMATS.get(Path(output_path).suffix.lower(), "svg")
     run = run_file(graph_file, inputs_text, wrt)
-    dot = circuit.circuit_dot(circuit.circuit_nodes(run.plan, run.result), run.result.output)
     try:
-        image = circuit.render_circuit(dot, fmt, timeout)
+        image = circuit.draw_circuit(run.plan, run.result, fmt, timeout)
     except (circuit.DiagramError, circuit.DiagramTimeout) as error:
         raise click.ClickException(str(error)) from None
     if output_path == "-":
@@ -332,19 +340,6 @@ def diagram(
 
 
 # -------------------------------------------------------------------- text output
-
-
-def summarize(value: object) -> str:
-    """A scalar to 6 significant digits; a tensor as its shape with its min and max."""
-    if value is None:
-        return ""
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim == 0:
-        return f"{float(array):.6g}"
-    shape = "x".join(map(str, array.shape))
-    if array.size == 0:
-        return f"[{shape}] empty"
-    return f"[{shape}] min {array.min():.4g} max {array.max():.4g}"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
