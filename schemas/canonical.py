@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from operator import attrgetter
 
 import numpy as np
@@ -98,6 +99,8 @@ def graph_id(graph: Graph) -> str:
 
 
 def _canonical_attrs(op_name: str, attrs: dict, node: str) -> dict:
+    if not attrs:  # most nodes: their op's defaults, checked once per op
+        return _default_attrs(op_name)
     op = OPS.get(op_name)
     if op is None:
         return _as_given(attrs)
@@ -105,6 +108,16 @@ def _canonical_attrs(op_name: str, attrs: dict, node: str) -> dict:
         return _checked_attrs(op, attrs, node)
     except EngineError:
         return _as_given(attrs)
+
+
+@cache
+def _default_attrs(op_name: str) -> dict:
+    """What a node of this op without attrs stands for (shared: never modified)."""
+    op = OPS.get(op_name)
+    try:
+        return {} if op is None else _checked_attrs(op, {}, "")
+    except EngineError:  # a required attr is missing: the engine will refuse the node
+        return {}
 
 
 def _checked_attrs(op: Op, attrs: dict, node: str) -> dict:
