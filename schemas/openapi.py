@@ -78,8 +78,9 @@ _TENSOR_COMPONENTS = {
     },
     "Tensor": {
         "description": "A tensor: a number (0-d), a rectangular nested list, or an encoded "
-        'object. Non-finite numbers are the strings "NaN", "Infinity", "-Infinity"; inputs '
-        "holding them need allow_nonfinite.",
+        "object. Non-finite numbers are the strings "
+        + ", ".join(f'"{spelling}"' for spelling in NONFINITE_SPELLINGS)
+        + "; inputs holding them need allow_nonfinite.",
         "oneOf": [
             {"type": "number"},
             _NONFINITE,
@@ -237,7 +238,7 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
     _add_shared_components(spec)
     for endpoint in endpoints:
         spec.path(path=endpoint.path, operations={"post": _endpoint_operation(endpoint)})
-    _add_fixed_paths(spec, [e.response_schema for e in endpoints if e.response_schema])
+    _add_fixed_paths(spec, [e for e in endpoints if e.response_schema])
     return spec.to_dict()
 
 
@@ -289,7 +290,9 @@ def _image_schema(media_type: str) -> dict:
     return {"type": "string"}
 
 
-def _add_fixed_paths(spec: APISpec, result_schemas: list[str]) -> None:
+def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
+    paths = [endpoint.path for endpoint in cached]
+    cached_paths = " or ".join([", ".join(paths[:-1]), paths[-1]] if len(paths) > 1 else paths)
     spec.path(
         path="/v1/results/{hash}",
         parameters=[{"name": "hash", "in": "path", "required": True,
@@ -299,10 +302,11 @@ def _add_fixed_paths(spec: APISpec, result_schemas: list[str]) -> None:
             "parameters": ["RequestId"],
             "responses": {
                 "200": {
-                    "description": "The body of a cached computing endpoint.",
+                    "description": f"The body of {cached_paths or 'a computing endpoint'}.",
                     "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"},
                     "content": {"application/json": {"schema": {"oneOf": [
-                        {"$ref": f"#/components/schemas/{name}"} for name in result_schemas
+                        {"$ref": f"#/components/schemas/{endpoint.response_schema}"}
+                        for endpoint in cached
                     ]}}},
                 },
                 **_errors("NotFound"),
