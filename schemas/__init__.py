@@ -5,7 +5,14 @@ responses for the OpenAPI document; orjson and numpy do the heavy lifting for bi
 tensors; `request_hash` names a result by everything that decides it. Never imports Flask.
 """
 
-from schemas.hashing import request_hash, structure_hash
+from schemas.canonical import (
+    CanonicalGraph,
+    canonical_graph,
+    graph_id,
+    request_hash,
+    structure_hash,
+    structure_key,
+)
 from schemas.jsontext import BadJson, parse_json
 from schemas.openapi import build_spec
 from schemas.requests import REQUEST_KINDS, Request, load_request
@@ -20,15 +27,19 @@ from schemas.responses import (
 __all__ = [
     "REQUEST_KINDS",
     "BadJson",
+    "CanonicalGraph",
     "Request",
     "build_spec",
+    "canonical_graph",
     "dump_evaluate",
     "dump_gradcheck",
     "dump_result",
     "error_body",
+    "graph_id",
     "load_request",
     "mark_cached",
     "parse_json",
     "request_hash",
     "structure_hash",
+    "structure_key",
 ]

@@ -14,11 +14,9 @@ import math
 
 import orjson
 
-NONFINITE_SPELLINGS: dict[str, float] = {
-    "NaN": math.nan,
-    "Infinity": math.inf,
-    "-Infinity": -math.inf,
-}
+# The one place the wire's spellings of non-finite numbers are written down.
+NAN, INFINITY, NEG_INFINITY = "NaN", "Infinity", "-Infinity"
+NONFINITE_SPELLINGS: dict[str, float] = {NAN: math.nan, INFINITY: math.inf, NEG_INFINITY: -math.inf}
 
 # The only refusal of orjson's that stdlib json reads differently (as an infinite float).
 _ORJSON_INFINITE_NUMBER = "number is infinity"
@@ -85,5 +83,5 @@ def spell_float(value: float) -> float | str:
     if value - value == 0.0:
         return value
     if value != value:
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
+        return NAN
+    return INFINITY if value > 0 else NEG_INFINITY

@@ -24,7 +24,7 @@ from marshmallow import ValidationError, fields
 from pybase64 import b64decode, b64encode_as_string
 
 from engine import TooLarge
-from schemas.jsontext import NONFINITE_SPELLINGS, spell_float
+from schemas.jsontext import INFINITY, NAN, NEG_INFINITY, NONFINITE_SPELLINGS, spell_float
 
 WIRE_DTYPES: dict[str, np.dtype] = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4")}
 ENCODED_KEYS = frozenset({"dtype", "shape", "b64"})
@@ -249,9 +249,9 @@ def tensor_json(value: float | np.ndarray, encoding: str = "json") -> object:
 
 def _spelled_list(array: np.ndarray) -> list:
     spelled = array.astype(object)
-    spelled[np.isnan(array)] = "NaN"
-    spelled[array == np.inf] = "Infinity"
-    spelled[array == -np.inf] = "-Infinity"
+    spelled[np.isnan(array)] = NAN
+    spelled[array == np.inf] = INFINITY
+    spelled[array == -np.inf] = NEG_INFINITY
     return spelled.tolist()
 
 

@@ -10,25 +10,26 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, request
 
 from engine import ENGINE_VERSION, Limits
-from service import api, errors, jsonlog, probes, site
-from service.cache import (
-    MemoryResultCache,
-    NearCachedResults,
-    RedisResultCache,
-    ResultCache,
-)
+from service import errors
+from service.api import api_blueprint, probes_blueprint
 from service.config import load_config
 from service.errors import ApiError
 from service.known_requests import KnownRequests
-from service.metrics import ServiceMetrics
+from service.observe import jsonlog
+from service.observe.metrics import ServiceMetrics
+from service.observe.timing import StageTimer
 from service.plans import PlanCache
 from service.resources import Resources, resources
-from service.timing import StageTimer
+from service.site import pages
+from service.store import MemoryStore, NearCachedStore, RedisStore, Store
+
+STATIC_FOLDER = str(Path(__file__).with_name("site") / "static")
 
 # Result hashes of recently seen request bodies (about 200 bytes each).
 KNOWN_REQUESTS_SIZE = 4096
@@ -39,7 +40,8 @@ CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the service. `config` overrides the environment (keys as in service/config.py)."""
-    app = Flask(__name__)
+    # The playground's script and style are served from service/site/static at /static/...
+    app = Flask(__name__, static_folder=STATIC_FOLDER)
     settings = load_config(config)
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
@@ -53,27 +55,27 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         max_total_elements=settings["MAX_TOTAL_ELEMENTS"],
     )
     app.extensions["chainrule"] = Resources(
-        results=_result_cache(settings, metrics),
+        results=_result_store(settings, metrics),
         plans=PlanCache(settings["PLAN_CACHE_SIZE"], settings["PLAN_CACHE_MAX_NODES"], limits),
         known_requests=KnownRequests(KNOWN_REQUESTS_SIZE),
         metrics=metrics,
     )
     app.before_request(_start_request)
     app.after_request(_finish_request)
-    app.register_blueprint(api.blueprint)
-    app.register_blueprint(probes.blueprint)
-    app.register_blueprint(site.blueprint)
+    app.register_blueprint(api_blueprint)
+    app.register_blueprint(probes_blueprint)
+    app.register_blueprint(pages.blueprint)
     return app
 
 
-def _result_cache(settings: dict[str, Any], metrics: ServiceMetrics) -> ResultCache:
+def _result_store(settings: dict[str, Any], metrics: ServiceMetrics) -> Store:
     if not settings["REDIS_URL"]:
-        return MemoryResultCache(
+        return MemoryStore(
             max_bytes=settings["MEMORY_CACHE_MAX_BYTES"],
             max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
             ttl_seconds=settings["CACHE_TTL_SECONDS"],
         )
-    shared = RedisResultCache(
+    shared = RedisStore(
         settings["REDIS_URL"],
         engine_version=ENGINE_VERSION,
         ttl_seconds=settings["CACHE_TTL_SECONDS"],
@@ -84,12 +86,12 @@ def _result_cache(settings: dict[str, Any], metrics: ServiceMetrics) -> ResultCa
     )
     if not settings["NEAR_CACHE_MAX_BYTES"]:
         return shared
-    near = MemoryResultCache(
+    near = MemoryStore(
         max_bytes=settings["NEAR_CACHE_MAX_BYTES"],
         max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
         ttl_seconds=settings["CACHE_TTL_SECONDS"],
     )
-    return NearCachedResults(near, shared)
+    return NearCachedStore(near, shared)
 
 
 # The hooks run on every request: they look up `request` and `g` once, not per attribute.

@@ -2,12 +2,14 @@
 
     chainrule serve [--host H] [--port P] [--workers N]     gunicorn with service/gunicorn.conf.py
     chainrule eval GRAPH.json [--inputs JSON] [--wrt ids] [--json]
+    chainrule gradcheck GRAPH.json [--inputs JSON] [--check ids] [--eps E] [--json]
     chainrule ops [--json]
     chainrule diagram GRAPH.json -o circuit.svg [--format svg|dot|png]
 
-`eval` and `diagram` need no server: they load the file through the same schemas as the API
-and run the engine in-process. A file that cannot be used (missing, not JSON, an invalid graph)
-is reported in one line on stderr naming the node or field, with exit status 2.
+`eval`, `gradcheck` and `diagram` need no server: they load the file through the same pipeline
+and request kinds as the API (service/local.py) and run the engine in-process. A file that
+cannot be used (missing, not JSON, an invalid graph) is reported in one line on stderr naming
+the node or field, with exit status 2; a gradient check that fails exits with status 1.
 """
 
 from __future__ import annotations
@@ -18,19 +20,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-import marshmallow
-import numpy as np
 
 import engine
-import schemas
-from service.binding import bind_request
 from service.config import ConfigError, load_config
+from service.kinds import KINDS
+from service.local import BadInput, compute_file, ids_option, run_file
+from service.summaries import TABLE, summarize
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn.conf.py")
 WSGI_APP = "service.wsgi:app"
@@ -41,12 +41,6 @@ FORWARDED_SIGNALS = (
     signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
     signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU,
 )
-
-
-class BadInput(click.ClickException):
-    """A graph file or option that cannot be used: one line on stderr, exit status 2."""
-
-    exit_code = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,16 +116,6 @@ def run_forwarding_signals(argv: Sequence[str], env: Mapping[str, str]) -> int:
 # -------------------------------------------------------------------- eval
 
 
-@dataclass
-class LocalRun:
-    """A graph file loaded through the schemas and run by the engine."""
-
-    request: schemas.Request
-    sources: dict[str, np.ndarray]
-    plan: engine.Plan
-    result: engine.RunResult
-
-
 GRAPH_ARGUMENT = click.argument("graph_file", metavar="GRAPH.json", type=click.Path(dir_okay=False))
 INPUTS_OPTION = click.option(
     "--inputs",
@@ -163,100 +147,54 @@ def eval_graph(
     """
     run = run_file(graph_file, inputs_text, wrt)
     if as_json:
-        digest = schemas.request_hash("gradients", run.request, run.sources)
-        body = schemas.dump_result(run.result, hash=digest, encoding=run.request.encoding)
+        body = KINDS["gradients"].dump(run.result, run.loaded)
         click.echo(body.decode("utf-8"))
         return
     result = run.result
-    click.echo(f"output {result.output} = {summarize(result.value)}")
+    click.echo(f"output {result.output} = {summarize(result.value, TABLE)}")
     rows = [
-        (node_id, run.plan.op_of(node_id).name, summarize(result.values[node_id]),
-         summarize(result.grads[node_id]) if result.grads is not None else "")
+        (node_id, run.plan.op_of(node_id).name, summarize(result.values[node_id], TABLE),
+         summarize(result.grads[node_id], TABLE) if result.grads is not None else "")
         for node_id in result.order
     ]
     click.echo(table(("node", "op", "value", "grad"), rows))
 
 
-def run_file(path: str, inputs_text: str | None, wrt: Sequence[str]) -> LocalRun:
-    """Load, validate and run a graph file as the API would; BadInput for anything wrong."""
-    body = request_body(path, inputs_text, wrt)
-    try:
-        request = schemas.load_request("gradients", body)
-        sources = bind_request(request)
-        shapes = {name: value.shape for name, value in sources.items()}
-        plan = engine.compile_plan(request.graph, shapes)
-        result = plan.run(sources, seed=request.seed, wrt=request.wrt)
-    except marshmallow.ValidationError as error:
-        raise BadInput(f"{path}: {first_field_error(error.messages)}") from None
-    except engine.EngineError as error:
-        where = f"node '{error.node}': " if error.node is not None else ""
-        raise BadInput(f"{path}: {where}{error.message} ({error.code})") from None
-    return LocalRun(request, sources, plan, result)
+# -------------------------------------------------------------------- gradcheck
 
 
-def request_body(path: str, inputs_text: str | None, wrt: Sequence[str]) -> dict[str, Any]:
-    """The request body a graph file and the command's options describe."""
-    data = read_json(path, path)
-    if not isinstance(data, dict):
-        raise BadInput(f"{path}: expected a JSON object (a graph or a request body)")
-    body = dict(data) if "graph" in data else {"graph": data}
-    if inputs_text is not None:
-        if inputs_text.startswith("@"):
-            inputs = read_json(inputs_text[1:], f"--inputs {inputs_text}")
-        else:
-            inputs = parse_json_text(inputs_text.encode("utf-8"), "--inputs")
-        if not isinstance(inputs, dict):
-            raise BadInput('--inputs: expected a JSON object of input values, e.g. {"x": 3}')
-        given = body.get("inputs")
-        body["inputs"] = {**(given if isinstance(given, dict) else {}), **inputs}
-    ids = [name.strip() for item in wrt for name in item.split(",") if name.strip()]
-    if ids:
-        body["wrt"] = ids
-    return body
+@main.command("gradcheck")
+@GRAPH_ARGUMENT
+@INPUTS_OPTION
+@click.option(
+    "--check", "check", multiple=True, metavar="IDS",
+    help="Input ids to check (comma-separated; may be repeated; default every input).",
+)
+@click.option("--eps", type=click.FloatRange(min=0, min_open=True), help="Finite-difference step.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's response JSON instead.")
+def gradient_check(
+    graph_file: str, inputs_text: str | None, check: tuple[str, ...], eps: float | None,
+    as_json: bool,
+) -> None:
+    """Compare GRAPH.json's backward pass with centred finite differences, locally.
 
-
-def read_json(path: str, label: str) -> object:
-    try:
-        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"{label}: no such file") from None
-    except OSError as error:
-        raise BadInput(f"{label}: cannot read: {error.strerror or error}") from None
-    return parse_json_text(raw, label)
-
-
-def parse_json_text(raw: bytes, label: str) -> object:
-    try:
-        return schemas.parse_json(raw)
-    except schemas.BadJson as error:
-        detail = " ".join(str(error).split()).removeprefix("the body is not valid JSON: ")
-        raise BadInput(f"{label}: not valid JSON: {detail}") from None
-
-
-def first_field_error(messages: object) -> str:
-    """The first of marshmallow's nested field errors as `field.path: message`, one line."""
-    problems = list(field_errors(messages))
-    if not problems:
-        return "invalid request"
-    path, message = problems[0]
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{path or 'body'}: {message}{more}"
-
-
-def field_errors(messages: object) -> Iterable[tuple[str, str]]:
-    stack: list[tuple[str, object]] = [("", messages)]
-    while stack:
-        path, item = stack.pop()
-        if isinstance(item, Mapping):
-            for key, value in reversed(list(item.items())):
-                stack.append((f"{path}.{key}" if path else str(key), value))
-        elif isinstance(item, list) and item and all(isinstance(m, str) for m in item):
-            yield path, " ".join(" ".join(item).split())
-        elif isinstance(item, list):
-            for value in reversed(item):
-                stack.append((path, value))
-        else:
-            yield path, " ".join(str(item).split())
+    Prints one row per checked input; exits with status 1 when a verdict is "wrong".
+    """
+    loaded, checks = compute_file(
+        "gradcheck", graph_file, inputs_text, check=ids_option(check) or None, eps=eps
+    )
+    passed = all(result.verdict != "wrong" for result in checks.values())
+    if as_json:
+        click.echo(KINDS["gradcheck"].dump(checks, loaded).decode("utf-8"))
+    else:
+        rows = [
+            (name, checks[name].verdict, f"{float(checks[name].max_rel_error):.3g}",
+             summarize(checks[name].analytic, TABLE), summarize(checks[name].numeric, TABLE))
+            for name in sorted(checks)
+        ]
+        click.echo(table(("input", "verdict", "max_rel_error", "analytic", "numeric"), rows))
+    if not passed:
+        raise SystemExit(1)
 
 
 # -------------------------------------------------------------------- ops
@@ -316,9 +254,8 @@ def diagram(
 
     fmt = fmt or SUFFIX_FORMATS.get(Path(output_path).suffix.lower(), "svg")
     run = run_file(graph_file, inputs_text, wrt)
-    dot = circuit.circuit_dot(circuit.circuit_nodes(run.plan, run.result), run.result.output)
     try:
-        image = circuit.render_circuit(dot, fmt, timeout)
+        image = circuit.draw_circuit(run.plan, run.result, fmt, timeout)
     except (circuit.DiagramError, circuit.DiagramTimeout) as error:
         raise click.ClickException(str(error)) from None
     if output_path == "-":
@@ -332,19 +269,6 @@ def diagram(
 
 
 # -------------------------------------------------------------------- text output
-
-
-def summarize(value: object) -> str:
-    """A scalar to 6 significant digits; a tensor as its shape with its min and max."""
-    if value is None:
-        return ""
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim == 0:
-        return f"{float(array):.6g}"
-    shape = "x".join(map(str, array.shape))
-    if array.size == 0:
-        return f"[{shape}] empty"
-    return f"[{shape}] min {array.min():.4g} max {array.max():.4g}"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

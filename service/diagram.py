@@ -10,17 +10,16 @@ PNG with Graphviz's `dot`, under a timeout.
 from __future__ import annotations
 
 import html
-import math
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import graphviz
-import numpy as np
 
 from engine import Plan, RunResult
 from engine.errors import DeadlineExceeded
+from service.summaries import format_number, summarize
 
 __all__ = [
     "DiagramError",
@@ -29,6 +28,7 @@ __all__ = [
     "MEDIA_TYPES",
     "circuit_dot",
     "circuit_nodes",
+    "draw_circuit",
     "format_number",
     "render_circuit",
     "summarize",
@@ -64,37 +64,6 @@ class DiagramTimeout(DeadlineExceeded):
     def __init__(self, timeout: float):
         super().__init__(f"rendering the diagram took longer than {timeout:g} s")
         self.timeout = timeout
-
-
-# ---------------------------------------------------------------- numbers
-
-def format_number(x: float) -> str:
-    """Three significant digits; nan, inf and -inf spelled out; no negative zero."""
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    text = f"{x:.3g}"
-    return "0" if text == "-0" else text
-
-
-def summarize(value: Any) -> str:
-    """A scalar as a short number; a tensor as its shape and range, e.g. `[3×4] -1.2…3.4`."""
-    if value is None:
-        return ""
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim == 0:
-        return format_number(float(array))
-    shape = "[" + "×".join(str(n) for n in array.shape) + "]"
-    if array.size == 0:
-        return f"{shape} empty"
-    nan = np.isnan(array)
-    if nan.all():
-        return f"{shape} nan"
-    finite_part = array[~nan]
-    low, high = format_number(float(finite_part.min())), format_number(float(finite_part.max()))
-    text = f"{shape} {low}" if low == high else f"{shape} {low}…{high}"
-    return f"{text} nan" if nan.any() else text
 
 
 # ---------------------------------------------------------------- DOT
@@ -276,3 +245,8 @@ def render_circuit(dot: str, fmt: str, timeout: float) -> bytes:
         message = done.stderr.decode("utf-8", "replace").strip()
         raise DiagramError(f"dot exited with status {done.returncode}: {message}")
     return done.stdout
+
+
+def draw_circuit(plan: Plan, result: RunResult, fmt: str, timeout: float) -> bytes:
+    """A run of `plan` drawn as its circuit and rendered as `fmt` (see `render_circuit`)."""
+    return render_circuit(circuit_dot(circuit_nodes(plan, result), result.output), fmt, timeout)

@@ -18,7 +18,7 @@ if _package_root not in sys.path:
 from gunicorn import glogging  # noqa: E402
 
 from service.config import load_config  # noqa: E402
-from service.jsonlog import JsonLogFormatter  # noqa: E402
+from service.observe.jsonlog import JsonLogFormatter  # noqa: E402
 
 _settings = load_config()
 _deadline = _settings["COMPUTE_DEADLINE_SECONDS"]

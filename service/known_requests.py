@@ -10,8 +10,8 @@ same request, and only bodies that loaded successfully are remembered.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
+
+from service.store.lru import LockedLRU
 
 
 class KnownRequests:
@@ -19,8 +19,7 @@ class KnownRequests:
 
     def __init__(self, size: int):
         self.size = size
-        self._known: OrderedDict[bytes, str] = OrderedDict()
-        self._lock = threading.Lock()
+        self._known: LockedLRU[bytes, str] = LockedLRU(max_items=size)
 
     def __len__(self) -> int:
         return len(self._known)
@@ -32,15 +31,7 @@ class KnownRequests:
 
     def get(self, fingerprint: bytes) -> str | None:
         """The result hash of a body with this fingerprint, if one was loaded before."""
-        with self._lock:
-            known = self._known.get(fingerprint)
-            if known is not None:
-                self._known.move_to_end(fingerprint)
-            return known
+        return self._known.get(fingerprint)
 
     def put(self, fingerprint: bytes, result_hash: str) -> None:
-        with self._lock:
-            self._known[fingerprint] = result_hash
-            self._known.move_to_end(fingerprint)
-            while len(self._known) > self.size:
-                self._known.popitem(last=False)
+        self._known.put(fingerprint, result_hash)

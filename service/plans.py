@@ -1,6 +1,6 @@
 """Compiled plans reused across requests whose graphs share a structure (a bounded LRU).
 
-The key is schemas.structure_hash: the graph and the source shapes, without values, so the
+The key is schemas.structure_key: the graph id and the source shapes, without values, so the
 same network evaluated at new inputs skips validation, shape inference and planning.
 
 A plan's memory grows with its node count (about 0.6 KB a node for scalar graphs), so the cache
@@ -10,14 +10,17 @@ cannot take a worker's memory.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
 
 from engine import Graph, Limits, Plan, compile_plan
-from schemas import structure_hash
+from schemas import graph_id, structure_key
+from service.store.lru import LockedLRU
+
+
+def _plan_nodes(key: str, plan: Plan) -> int:
+    return len(plan.ids)
 
 
 class PlanCache:
@@ -29,33 +32,30 @@ class PlanCache:
         self.size = size
         self.max_nodes = max_nodes
         self.limits = limits
-        self.nodes = 0  # held by the cached plans
-        self._plans: OrderedDict[str, tuple[Plan, int]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._plans: LockedLRU[str, Plan] = LockedLRU(
+            max_items=size, max_cost=max_nodes, cost=_plan_nodes
+        )
 
     def __len__(self) -> int:
         return len(self._plans)
 
-    def plan_for(self, graph: Graph, sources: Mapping[str, np.ndarray]) -> tuple[Plan, bool]:
-        """The plan for `graph` with sources of these shapes, and whether it was cached."""
+    @property
+    def nodes(self) -> int:
+        """Nodes held by the cached plans."""
+        return self._plans.cost
+
+    def plan_for(
+        self, graph: Graph, sources: Mapping[str, np.ndarray], graph_key: str | None = None
+    ) -> tuple[Plan, bool]:
+        """The plan for `graph` with sources of these shapes, and whether it was cached.
+
+        `graph_key` is the graph's id (schemas.graph_id) when the caller has it already.
+        """
         shapes = {name: value.shape for name, value in sources.items()}
-        key = structure_hash(graph, shapes)
-        with self._lock:
-            entry = self._plans.get(key)
-            if entry is not None:
-                self._plans.move_to_end(key)
-                return entry[0], True
+        key = structure_key(graph_key or graph_id(graph), shapes)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan, True
         plan = compile_plan(graph, shapes, self.limits)
-        cost = len(plan.ids)
-        if cost > self.max_nodes:
-            return plan, False
-        with self._lock:
-            replaced = self._plans.pop(key, None)
-            if replaced is not None:  # compiled meanwhile by another thread
-                self.nodes -= replaced[1]
-            self._plans[key] = (plan, cost)
-            self.nodes += cost
-            while len(self._plans) > self.size or self.nodes > self.max_nodes:
-                _, (_, dropped) = self._plans.popitem(last=False)
-                self.nodes -= dropped
+        self._plans.put(key, plan)
         return plan, False

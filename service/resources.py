@@ -1,4 +1,4 @@
-"""What the views share across requests within one worker: caches and metrics."""
+"""What the views share across requests within one worker: the result store, caches, metrics."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from service.cache import ResultCache
 from service.known_requests import KnownRequests
-from service.metrics import ServiceMetrics
+from service.observe.metrics import ServiceMetrics
 from service.plans import PlanCache
+from service.store import Store
 
 
 @dataclass
 class Resources:
     """Attached by create_app as app.extensions["chainrule"]."""
 
-    results: ResultCache
+    results: Store
     plans: PlanCache
     known_requests: KnownRequests
     metrics: ServiceMetrics

@@ -192,6 +192,41 @@ def test_a_bad_file_through_the_real_process(tmp_path):
     assert done.stderr.count("\n") == 1 and "unknown_op" in done.stderr
 
 
+# -------------------------------------------------------------------- gradcheck
+
+
+def test_gradcheck_prints_a_verdict_per_input(tmp_path):
+    result = invoke("gradcheck", write(tmp_path, "g.json", CIRCUIT), "--check", "x,z")
+    assert result.exit_code == 0, result.stderr
+    rows = table_rows(result.stdout)
+    assert sorted(rows) == ["x", "z"]
+    assert rows["x"][0] == "good" and rows["x"][2:] == ["-4", "-4"]
+
+
+def test_gradcheck_json_is_the_apis_response(tmp_path, client):
+    path = write(tmp_path, "g.json", CIRCUIT)
+    result = invoke("gradcheck", path, "--eps", "1e-4", "--json")
+    assert result.exit_code == 0
+    served = client.post("/v1/gradcheck", json={"graph": CIRCUIT, "eps": 1e-4})
+    assert json.loads(result.stdout) == served.get_json()
+
+
+def test_a_failing_gradcheck_exits_with_status_1(tmp_path):
+    # exp's centred difference with a step of 1 is off by sinh(1) - 1: a "wrong" verdict.
+    graph = {"nodes": [{"id": "x", "op": "input", "value": 0.5},
+                       {"id": "e", "op": "exp", "inputs": ["x"]}], "output": "e"}
+    result = invoke("gradcheck", write(tmp_path, "g.json", graph), "--eps", "1")
+    assert result.exit_code == 1
+    assert table_rows(result.stdout)["x"][0] == "wrong"
+
+
+def test_gradcheck_names_a_bad_node(tmp_path):
+    graph = {"nodes": [{"id": "x", "op": "input"}], "output": "x"}
+    result = CliRunner().invoke(cli.main, ["gradcheck", write(tmp_path, "g.json", graph)])
+    assert result.exit_code == 2
+    assert "node 'x'" in result.stderr and "missing_input" in result.stderr
+
+
 # -------------------------------------------------------------------- ops
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import engine
 from engine import bind_sources
 from schemas import load_request, request_hash, structure_hash
-from schemas.hashing import KIND_FIELDS
+from schemas.canonical import KIND_FIELDS
 from tests.schemas.wire_cases import b64_tensor, circuit_request, pipeline_hash, scalar_graphs
 
 SETTINGS = settings(max_examples=40, deadline=None,

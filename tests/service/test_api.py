@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from engine import ENGINE_VERSION, Plan, describe_ops
-from service import api
+from service import kinds
 from service.plans import PlanCache
 
 
@@ -278,7 +278,7 @@ def test_one_deadline_per_request_covers_waiting_and_computing(
     app, client, circuit, monkeypatch, path
 ):
     deadlines = []
-    real_run, real_gradcheck = Plan.run, api.gradcheck
+    real_run, real_gradcheck = Plan.run, kinds.gradcheck
 
     def run(self, *args, deadline=None, **kwargs):
         deadlines.append(deadline)
@@ -294,7 +294,7 @@ def test_one_deadline_per_request_covers_waiting_and_computing(
 
     real_plan_for = PlanCache.plan_for
     monkeypatch.setattr(Plan, "run", run)
-    monkeypatch.setattr(api, "gradcheck", gradcheck)
+    monkeypatch.setattr(kinds, "gradcheck", gradcheck)
     monkeypatch.setattr(PlanCache, "plan_for", slow_plan_for)
     if path == "/v1/gradients":
         _claimed_elsewhere(app, client, circuit)

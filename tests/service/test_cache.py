@@ -7,17 +7,17 @@ import time
 
 import pytest
 
-from service.cache import (
-    MemoryResultCache,
-    NearCachedResults,
-    RedisResultCache,
+from service.store import (
+    MemoryStore,
+    NearCachedStore,
+    RedisStore,
     fetch_or_compute,
 )
 
 FAR = 60.0  # seconds: a wait_until nobody reaches in these tests
 
 
-def redis_cache(server, errors: list[str] | None = None, **overrides) -> RedisResultCache:
+def redis_cache(server, errors: list[str] | None = None, **overrides) -> RedisStore:
     settings = dict(
         engine_version="test",
         ttl_seconds=60,
@@ -29,7 +29,7 @@ def redis_cache(server, errors: list[str] | None = None, **overrides) -> RedisRe
     )
     settings.update(overrides)
     on_error = errors.append if errors is not None else (lambda operation: None)
-    return RedisResultCache(server.url, on_error=on_error, **settings)
+    return RedisStore(server.url, on_error=on_error, **settings)
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def cache(redis_server):
 
 
 def test_memory_cache_evicts_least_recently_used_by_bytes():
-    cache = MemoryResultCache(max_bytes=300, max_entry_bytes=200, ttl_seconds=60)
+    cache = MemoryStore(max_bytes=300, max_entry_bytes=200, ttl_seconds=60)
     cache.put("a", b"x" * 100)
     cache.put("b", b"y" * 100)
     assert cache.get("a") == b"x" * 100  # now b is the least recently used
@@ -54,27 +54,27 @@ def test_memory_cache_evicts_least_recently_used_by_bytes():
 
 
 def test_memory_cache_skips_entries_over_the_entry_limit():
-    cache = MemoryResultCache(max_bytes=10_000, max_entry_bytes=10, ttl_seconds=60)
+    cache = MemoryStore(max_bytes=10_000, max_entry_bytes=10, ttl_seconds=60)
     cache.put("big", b"x" * 11)
     assert cache.get("big") is None and len(cache) == 0
 
 
 def test_memory_cache_replacing_a_key_keeps_the_byte_count():
-    cache = MemoryResultCache(max_bytes=10_000, max_entry_bytes=1000, ttl_seconds=60)
+    cache = MemoryStore(max_bytes=10_000, max_entry_bytes=1000, ttl_seconds=60)
     cache.put("k", b"x" * 100)
     cache.put("k", b"y" * 50)
     assert cache.size_bytes == 51 and cache.get("k") == b"y" * 50
 
 
 def test_memory_cache_entries_expire():
-    cache = MemoryResultCache(max_bytes=10_000, max_entry_bytes=1000, ttl_seconds=0.01)
+    cache = MemoryStore(max_bytes=10_000, max_entry_bytes=1000, ttl_seconds=0.01)
     cache.put("k", b"v")
     time.sleep(0.02)
     assert cache.get("k") is None and cache.size_bytes == 0
 
 
 def test_memory_cache_claims_are_exclusive_until_released():
-    cache = MemoryResultCache(max_bytes=10_000, max_entry_bytes=1000, ttl_seconds=60)
+    cache = MemoryStore(max_bytes=10_000, max_entry_bytes=1000, ttl_seconds=60)
     token = cache.claim("k")
     assert token and cache.claim("k") is None
     assert cache.waiting("k") == (None, True)
@@ -90,8 +90,8 @@ def test_redis_cache_stores_under_the_engine_versioned_prefix_with_a_ttl(cache, 
     cache.put("abc", b"body")
     assert cache.get("abc") == b"body"
     with redis_server.client() as raw:
-        assert raw.get("chainrule:vtest:result:abc") == b"body"
-        assert 0 < raw.ttl("chainrule:vtest:result:abc") <= 60
+        assert raw.get("chainrule:vtest:{abc}:result") == b"body"
+        assert 0 < raw.ttl("chainrule:vtest:{abc}:result") <= 60
 
 
 def test_redis_cache_skips_entries_over_the_entry_limit(cache):
@@ -107,7 +107,7 @@ def test_redis_claim_is_exclusive_and_released_only_by_its_owner(cache, redis_se
     cache.put_and_release("k", token, b"done")
     assert cache.waiting("k") == (b"done", False)
     with redis_server.client() as raw:
-        assert raw.exists("chainrule:vtest:claim:k") == 0
+        assert raw.exists("chainrule:vtest:{k}:claim") == 0
 
 
 def test_redis_claim_expires(redis_server):
@@ -161,13 +161,13 @@ def test_the_back_off_grows_with_consecutive_failures(redis_server):
 # ---------------------------------------------------------------- near cache
 
 
-def near_memory() -> MemoryResultCache:
-    return MemoryResultCache(max_bytes=10_000, max_entry_bytes=1000, ttl_seconds=60)
+def near_memory() -> MemoryStore:
+    return MemoryStore(max_bytes=10_000, max_entry_bytes=1000, ttl_seconds=60)
 
 
 def test_the_near_cache_fills_from_redis_and_writes_through(cache, redis_server):
     near = near_memory()
-    tiered = NearCachedResults(near, cache)
+    tiered = NearCachedStore(near, cache)
     cache.put("shared", b"from redis")
     assert near.get("shared") is None
     assert tiered.get("shared") == b"from redis" and near.get("shared") == b"from redis"
@@ -191,7 +191,7 @@ def any_cache(request):
         return
     server = request.getfixturevalue("redis_server")
     cache = redis_cache(server)
-    yield cache if request.param == "redis" else NearCachedResults(near_memory(), cache)
+    yield cache if request.param == "redis" else NearCachedStore(near_memory(), cache)
     cache.close()
 
 

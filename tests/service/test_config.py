@@ -6,7 +6,7 @@ import pytest
 
 from service import create_app
 from service.config import SETTINGS, ConfigError, load_config
-from service.metrics import MultiprocessSetupError
+from service.observe.metrics import MultiprocessSetupError
 
 
 def test_defaults_without_environment():

@@ -241,11 +241,11 @@ def test_a_bug_is_500_without_traceback_and_logged_with_the_request_id(client, c
     def broken(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr("service.api.dump_result", broken)
+    monkeypatch.setattr("service.kinds.dump_result", broken)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logger = logging.getLogger("chainrule")
-    from service.jsonlog import JsonLogFormatter
+    from service.observe.jsonlog import JsonLogFormatter
 
     handler.setFormatter(JsonLogFormatter())
     logger.addHandler(handler)
@@ -266,7 +266,7 @@ def test_a_bug_is_500_without_traceback_and_logged_with_the_request_id(client, c
 
 
 def test_a_failed_computation_leaves_no_claim_behind(app, client, circuit, monkeypatch):
-    monkeypatch.setattr("service.api.dump_result", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr("service.kinds.dump_result", lambda *a, **k: 1 / 0)
     assert client.post("/v1/gradients", json=circuit).status_code == 500
     monkeypatch.undo()
     assert client.post("/v1/gradients", json=circuit).headers["X-Cache"] == "miss"

@@ -8,7 +8,7 @@ import sys
 import orjson
 from flask import g
 
-from service.jsonlog import JsonLogFormatter
+from service.observe.jsonlog import JsonLogFormatter
 
 
 def record(**extra) -> logging.LogRecord:

@@ -24,9 +24,9 @@ def test_a_result_is_stored_under_the_versioned_prefix(app_with_redis, redis_ser
     miss = client.post("/v1/gradients", json=circuit)
     assert miss.headers["X-Cache"] == "miss"
     with redis_server.client() as raw:
-        stored = raw.get(f"chainrule:v{ENGINE_VERSION}:result:{hash_of(miss)}")
+        stored = raw.get(f"chainrule:v{ENGINE_VERSION}:{{{hash_of(miss)}}}:result")
         assert stored == miss.data
-        assert 0 < raw.ttl(f"chainrule:v{ENGINE_VERSION}:result:{hash_of(miss)}") <= 3600
+        assert 0 < raw.ttl(f"chainrule:v{ENGINE_VERSION}:{{{hash_of(miss)}}}:result") <= 3600
         assert raw.keys("*claim*") == []
     hit = client.post("/v1/gradients", json=circuit)
     assert hit.headers["X-Cache"] == "hit"
@@ -66,7 +66,7 @@ def test_requests_are_answered_while_redis_is_down_and_caching_resumes(
         time.sleep(0.05)
     miss = client.post("/v1/gradients", json=circuit)
     with redis_server.client() as raw:
-        assert raw.exists(f"chainrule:v{ENGINE_VERSION}:result:{hash_of(miss)}")
+        assert raw.exists(f"chainrule:v{ENGINE_VERSION}:{{{hash_of(miss)}}}:result")
     other = make_app({"REDIS_URL": redis_server.url}).test_client()
     assert other.post("/v1/gradients", json=circuit).headers["X-Cache"] == "hit"
 
@@ -83,7 +83,7 @@ def test_without_a_near_cache_every_hit_reads_redis(app_with_redis, redis_server
     client = app_with_redis.test_client()
     miss = client.post("/v1/gradients", json=circuit)
     with redis_server.client() as raw:
-        raw.delete(f"chainrule:v{ENGINE_VERSION}:result:{hash_of(miss)}")
+        raw.delete(f"chainrule:v{ENGINE_VERSION}:{{{hash_of(miss)}}}:result")
     assert client.post("/v1/gradients", json=circuit).headers["X-Cache"] == "miss"
 
 

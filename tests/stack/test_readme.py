@@ -49,7 +49,7 @@ def _answered_errors() -> set[tuple[int, str]]:
     from service.errors import ENGINE_STATUS
 
     found = set()
-    for path in (ROOT / "service").glob("*.py"):
+    for path in (ROOT / "service").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in (
                 "ApiError", "error_response"

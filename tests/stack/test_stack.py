@@ -230,7 +230,7 @@ def test_redis_dying_mid_traffic_costs_no_request_and_caching_comes_back(
             time.sleep(0.1)
         else:
             pytest.fail("caching did not resume after Redis came back")
-        key = f"chainrule:v{ENGINE_VERSION}:result:{stored.json()['hash']}"
+        key = f"chainrule:v{ENGINE_VERSION}:{{{stored.json()['hash']}}}:result"
         assert raw.exists(key)
 
         def post(_: int) -> httpx.Response:

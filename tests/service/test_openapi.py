@@ -1,4 +1,5 @@
-"""The OpenAPI document: valid OpenAPI 3, every contract endpoint, generated from the schemas."""
+"""The OpenAPI document: valid OpenAPI 3, every contract endpoint, generated from the schemas
+and the service's table of request kinds."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from engine import OPS
 from schemas import build_spec
 from schemas.openapi import GRAPH_FAULT_CODES
 from schemas.requests import REQUEST_SCHEMAS
+from service.kinds import openapi_endpoints
 
 
 @pytest.fixture(scope="module")
 def spec() -> dict:
-    return build_spec()
+    return build_spec(openapi_endpoints())
 
 
 def test_document_validates_as_openapi_3(spec):

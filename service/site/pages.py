@@ -1,4 +1,4 @@
-"""Pages for people and tools: the playground at /, the API docs at /docs, /openapi.json."""
+"""The site blueprint: the playground page, the rendered API docs and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from functools import cache
 from flask import Blueprint, Response, current_app, send_from_directory
 
 from schemas import build_spec
-from service.docs import render_docs_page
+from service.kinds import openapi_endpoints
+from service.site.docs import render_docs_page
 
 blueprint = Blueprint("site", __name__)
 
 
 @cache
 def openapi_document() -> dict:
-    """The OpenAPI document, built once per process from the schemas that validate requests."""
-    return build_spec()
+    """The OpenAPI document, built once per process from the schemas that validate requests
+    and the table of request kinds."""
+    return build_spec(openapi_endpoints())
 
 
 @cache

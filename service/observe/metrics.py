@@ -37,52 +37,37 @@ class ServiceMetrics:
             )
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
-        registry = self.registry
-        self.requests = Counter(
-            "chainrule_http_requests",
-            "HTTP requests answered, by route, method and status.",
-            ["route", "method", "status"],
-            registry=registry,
+        counter, histogram = self._counter, self._histogram
+        self.requests = counter(
+            "chainrule_http_requests", "HTTP requests answered, by route, method and status.",
+            "route", "method", "status",
         )
-        self.latency = Histogram(
+        self.latency = histogram(
             "chainrule_http_request_duration_seconds",
-            "Time from request start to response, by route.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            "Time from request start to response, by route.", LATENCY_BUCKETS, "route",
         )
-        self.cache_lookups = Counter(
+        self.cache_lookups = counter(
             "chainrule_cache_lookups",
             "Result cache lookups by outcome: hit, miss, or bypass (the request set cache false).",
-            ["outcome"],
-            registry=registry,
+            "outcome",
         )
-        self.cache_errors = Counter(
-            "chainrule_cache_errors",
-            "Result cache backend failures, by operation.",
-            ["operation"],
-            registry=registry,
+        self.cache_errors = counter(
+            "chainrule_cache_errors", "Result cache backend failures, by operation.", "operation"
         )
-        self.plan_lookups = Counter(
-            "chainrule_plan_cache_lookups",
-            "Compiled-plan cache lookups by outcome: hit or miss.",
-            ["outcome"],
-            registry=registry,
+        self.plan_lookups = counter(
+            "chainrule_plan_cache_lookups", "Compiled-plan cache lookups by outcome: hit or miss.",
+            "outcome",
         )
-        self.engine_seconds = Histogram(
+        self.engine_seconds = histogram(
             "chainrule_engine_seconds",
             "Time in the engine per computed request, by kind and stage (compile or run).",
-            ["kind", "stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS, "kind", "stage",
         )
-        self.graph_nodes = Histogram(
+        self.graph_nodes = histogram(
             "chainrule_graph_nodes",
             "Nodes per graph loaded from a request body, by kind (a body seen before and found "
             "in the cache is not loaded again).",
-            ["kind"],
-            buckets=NODE_BUCKETS,
-            registry=registry,
+            NODE_BUCKETS, "kind",
         )
 
         # Children of labelled metrics, looked up once: labels() takes a lock and builds keys.
@@ -90,6 +75,14 @@ class ServiceMetrics:
         self._cache_lookup_children = {
             outcome: self.cache_lookups.labels(outcome) for outcome in ("hit", "miss", "bypass")
         }
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, documentation: str, buckets: tuple[float, ...], *labels: str
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency."""

@@ -41,19 +41,3 @@ class StageTimer:
     def server_timing(self) -> str:
         """The Server-Timing header value, durations in milliseconds."""
         return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in self.stages)
-
-
-class NullTimer:
-    """A StageTimer that records nothing, for callers outside a request."""
-
-    def __call__(self, name: str) -> NullTimer:
-        return self
-
-    def __enter__(self) -> NullTimer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-NO_TIMER = NullTimer()

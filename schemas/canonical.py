@@ -1,0 +1,245 @@
+"""The canonical graph and the names derived from it: `graph_id`, `request_hash`, `structure_key`.
+
+One pass over a request's graph builds its canonical form (`canonical_graph`), serialised once;
+the request hash, the graph id and the plan-cache key all reuse that text.
+
+The canonical graph: nodes sorted by id, each as [id, op, inputs in argument order, attrs].
+Attrs are the engine's own check of them (`coerce_attr` over the op's declared attrs): defaults
+filled in, number-kind values as floats, lists as lists, so `{"a": 2}`, `{"a": 2.0}` and, for
+softmax, `{}` vs `{"axis": -1}` read alike. Attrs the engine refuses are kept as given (the
+request fails before any hash is used), non-finite floats among them spelled as the wire
+spells them so that they stay distinct. Listing order, key order, whitespace and number
+spelling never reach the canonical form.
+
+`graph_id` is the SHA-256 of the canonical graph's text: the id of a registered graph.
+
+What goes into `request_hash` (SHA-256, lowercase hex, over a header serialised by orjson with
+sorted keys, followed by the value bytes):
+
+- the canonical graph, as above;
+- the effective source values: the `sources` of `engine.bind_sources` (an input's value from
+  `inputs` or its own default, a const's value), hashed as the float64 bytes and shape of each
+  array, never as JSON text. So 2, 2.0 and a b64 object holding 2.0 are one value, and a
+  one-ulp change is a different one. Every NaN hashes as one NaN: the wire cannot tell them
+  apart;
+- `seed` as the effective array or None: an absent seed and an explicit ones-seed hash apart
+  (the same numbers, but keeping "absent" distinct keeps the rule simple and never wrong);
+- `wrt` sorted with duplicates removed, or None for "every node": the response lists the
+  reported nodes in topological order whatever the order of `wrt`;
+- the request kind, the engine's ENGINE_VERSION, and every other field the kind's request
+  schema takes: `encoding`, `eps` and `check` (sorted and deduplicated: gradcheck writes its
+  checks sorted by id), `format`. They are read from the schemas, so a field a kind accepts
+  cannot be left out of its hash;
+- not hashed: `cache` and `allow_nonfinite`, which never change a number in a response (a
+  request refused for a non-finite input has no result to name).
+
+`structure_key` is the graph id with each source's shape instead of its value, plus the engine
+version: the key of a compiled plan, reusable with any values of those shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from operator import attrgetter
+
+import numpy as np
+import orjson
+
+import engine
+from engine import OPS, EngineError, Graph, Op, gc_paused
+from engine.ops import coerce_attr
+from schemas.jsontext import spell_float
+from schemas.requests import REQUEST_SCHEMAS, Request
+
+# Request fields hashed another way (graph, and inputs through the bound sources) or that never
+# change a response body.
+_NOT_KIND_FIELDS = frozenset({"graph", "inputs", "cache", "allow_nonfinite"})
+# Fields a kind accepts (its request is the /v1/gradients one) that cannot change its answer.
+_NO_EFFECT = {"gradcheck": {"wrt"}, "diagram": {"encoding"}}
+# The fields of each request kind, beyond the graph and its values, that change the response.
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(
+        name for name in schema.fields
+        if name not in _NOT_KIND_FIELDS and name not in _NO_EFFECT.get(kind, ())
+    )
+    for kind, schema in REQUEST_SCHEMAS.items()
+}
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalGraph:
+    """A graph's canonical form as JSON text (sorted keys), and its id."""
+
+    text: bytes
+    id: str
+
+
+def canonical_graph(graph: Graph) -> CanonicalGraph:
+    """The canonical form of `graph`, serialised once, and its SHA-256 (the graph id)."""
+    with gc_paused():
+        nodes = sorted(graph.nodes, key=attrgetter("id"))
+        form = {
+            "nodes": [
+                [node.id, node.op, node.inputs, _canonical_attrs(node.op, node.attrs, node.id)]
+                for node in nodes
+            ],
+            "output": graph.output,
+        }
+        text = orjson.dumps(form, option=_SORTED)
+    return CanonicalGraph(text, hashlib.sha256(text).hexdigest())
+
+
+def graph_id(graph: Graph) -> str:
+    """The SHA-256 of the canonical graph: equal for graphs that differ only in spelling."""
+    return canonical_graph(graph).id
+
+
+def _canonical_attrs(op_name: str, attrs: dict, node: str) -> dict:
+    if not attrs:  # most nodes: their op's defaults, checked once per op
+        return _default_attrs(op_name)
+    op = OPS.get(op_name)
+    if op is None:
+        return _as_given(attrs)
+    try:
+        return _checked_attrs(op, attrs, node)
+    except EngineError:
+        return _as_given(attrs)
+
+
+@cache
+def _default_attrs(op_name: str) -> dict:
+    """What a node of this op without attrs stands for (shared: never modified)."""
+    op = OPS.get(op_name)
+    try:
+        return {} if op is None else _checked_attrs(op, {}, "")
+    except EngineError:  # a required attr is missing: the engine will refuse the node
+        return {}
+
+
+def _checked_attrs(op: Op, attrs: dict, node: str) -> dict:
+    """The engine's reading of a node's attrs: each declared one checked, or its default.
+
+    Raises the engine's BadAttr for an unknown, missing or ill-typed attr.
+    """
+    if attrs.keys() - {attr.name for attr in op.attrs}:
+        raise engine.BadAttr("an attr the op does not declare", node)
+    checked = {}
+    for attr in op.attrs:
+        if attr.name in attrs:
+            checked[attr.name] = coerce_attr(attr, attrs[attr.name], node)
+        elif attr.required:
+            raise engine.BadAttr(f"attr '{attr.name}' is required", node)
+        else:
+            checked[attr.name] = attr.default
+    return checked
+
+
+def _as_given(value: object) -> object:
+    """Attrs the engine refuses, as given; non-finite floats spelled so orjson keeps them."""
+    if type(value) is float and value - value != 0.0:
+        return {"nonfinite": spell_float(value)}
+    if isinstance(value, list | tuple):
+        return [_as_given(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_given(item) for key, item in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------- request hash
+
+
+def request_hash(
+    kind: str,
+    request: Request,
+    sources: Mapping[str, np.ndarray],
+    graph: CanonicalGraph | None = None,
+) -> str:
+    """SHA-256 over the canonical form of everything that decides the response body.
+
+    `graph` is the request graph's canonical form when the caller has it already.
+    """
+    if kind not in KIND_FIELDS:
+        raise ValueError(f"unknown request kind {kind!r}")
+    graph = graph or canonical_graph(request.graph)
+    with gc_paused():
+        return _request_hash(kind, request, sources, graph)
+
+
+def _request_hash(
+    kind: str, request: Request, sources: Mapping[str, np.ndarray], graph: CanonicalGraph
+) -> str:
+    names = sorted(sources)
+    arrays = [np.asarray(sources[name], dtype=np.float64) for name in names]
+    fields, seed = _kind_fields(kind, request)
+    shapes = [[name, list(array.shape)] for name, array in zip(names, arrays, strict=True)]
+    # orjson writes a dict with sorted keys as these parts in this order; the graph's text is
+    # spliced in rather than serialised again.
+    header = b"".join([
+        b'{"engine":', orjson.dumps(engine.ENGINE_VERSION),
+        b',"fields":', orjson.dumps(fields, option=_SORTED),
+        b',"graph":', graph.text,
+        b',"kind":', orjson.dumps(kind),
+        b',"sources":', orjson.dumps(shapes),
+        b"}",
+    ])
+    digest = hashlib.sha256()
+    _update_framed(digest, header)
+    # The header holds every shape, so these bytes have one reading.
+    digest.update(_canonical_bytes(arrays))
+    if seed is not None:
+        digest.update(_canonical_bytes([seed]))
+    return digest.hexdigest()
+
+
+def _kind_fields(kind: str, request: Request) -> tuple[dict[str, object], np.ndarray | None]:
+    """The kind's hashed fields in canonical form, and the seed array (hashed by its bytes)."""
+    fields: dict[str, object] = {}
+    seed = None
+    for name in KIND_FIELDS[kind]:
+        value = getattr(request, name)
+        if name == "seed":
+            seed = None if value is None else np.asarray(value, dtype=np.float64)
+            value = None if seed is None else list(seed.shape)
+        elif name in ("wrt", "check") and value is not None:
+            value = sorted(set(value))
+        fields[name] = value
+    return fields, seed
+
+
+# ---------------------------------------------------------------- plan-cache key
+
+
+def structure_key(graph_id: str, source_shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """The key of a compiled plan: the graph id, each source's shape and the engine version."""
+    header = {
+        "engine": engine.ENGINE_VERSION,
+        "graph": graph_id,
+        "sources": sorted([name, [int(n) for n in shape]] for name, shape in source_shapes.items()),
+    }
+    digest = hashlib.sha256()
+    _update_framed(digest, orjson.dumps(header, option=_SORTED))
+    return digest.hexdigest()
+
+
+def structure_hash(graph: Graph, source_shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """`structure_key` of a graph not yet in canonical form."""
+    return structure_key(graph_id(graph), source_shapes)
+
+
+def _update_framed(digest, data: bytes) -> None:
+    digest.update(len(data).to_bytes(8, "little"))
+    digest.update(data)
+
+
+def _canonical_bytes(arrays: list[np.ndarray]) -> bytes:
+    """Little-endian float64 bytes of the arrays in order, every NaN as the same NaN."""
+    if not arrays:
+        return b""
+    flat = np.concatenate([array.ravel() for array in arrays]).astype("<f8", copy=False)
+    if not np.isfinite(flat).all():
+        flat = np.where(np.isnan(flat), np.nan, flat)
+    return flat.tobytes()

@@ -1,0 +1,166 @@
+"""The /v1 endpoints: one route per row of service/kinds.py, plus /results and /ops.
+
+A computing view reads the body, runs it through service/pipeline.py and answers. A cached
+kind (a JSON answer) goes through the store first: a hit returns the stored bytes with only
+"cached" flipped; `cache: false` requests neither read nor write it (X-Cache: bypass). A body
+seen before byte for byte already has a known result hash (service/known_requests.py), so its
+hit skips everything up to the store lookup. Each stage is timed into Server-Timing.
+
+Each request has one compute deadline, set when it starts: waiting for an identical request
+that is computing, compiling, running and gradchecking all spend from it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Blueprint, Response, current_app, g
+
+from engine import describe_ops
+from schemas import mark_cached, parse_json
+from service.api.body import read_json_body
+from service.errors import ApiError
+from service.kinds import KINDS, Kind
+from service.pipeline import ComputeContext, Loaded, RequestLimits, load
+from service.resources import resources
+from service.store import fetch_or_compute
+
+blueprint = Blueprint("api", __name__, url_prefix="/v1")
+
+HASH_FORMAT = re.compile(r"[0-9a-f]{64}")
+
+# The share of the deadline a request spends waiting for an identical one that is computing
+# before it computes itself: ample for the usual millisecond computations, and most of the
+# deadline is left should the other never finish (its worker killed, say).
+SINGLE_FLIGHT_WAIT_SHARE = 0.25
+
+
+@blueprint.before_request
+def _start_deadline() -> None:
+    started = time.monotonic()
+    seconds = current_app.config["COMPUTE_DEADLINE_SECONDS"]
+    g.deadline = started + seconds
+    g.wait_until = started + SINGLE_FLIGHT_WAIT_SHARE * seconds
+
+
+def _kind_view(kind: Kind):
+    def view() -> Response:
+        return _cached_computation(kind) if kind.cached else _fresh_computation(kind)
+
+    view.__name__ = kind.name
+    return view
+
+
+for _kind in KINDS.values():
+    blueprint.add_url_rule(f"/{_kind.name}", view_func=_kind_view(_kind), methods=["POST"])
+
+
+@blueprint.get("/results/<digest>")
+def stored_result(digest: str) -> Response:
+    if not HASH_FORMAT.fullmatch(digest):
+        raise ApiError(
+            404, "not_found", "no result has that hash: a hash is 64 lowercase hex characters"
+        )
+    results = resources().results
+    body = results.get(digest)
+    if body is None:
+        reason = results.unavailable_reason(probe=False)
+        message = f"no cached result with hash {digest}"
+        raise ApiError(404, "not_found", f"{message} ({reason})" if reason else message)
+    return _json_response(mark_cached(body), digest, "hit")
+
+
+@blueprint.get("/ops")
+def op_catalog() -> dict:
+    return {"ops": describe_ops()}
+
+
+# ---------------------------------------------------------------- computing views
+
+
+def _fresh_computation(kind: Kind) -> Response:
+    loaded = _load(kind, read_json_body())
+    body = _answer(kind, loaded)
+    return Response(body, mimetype=kind.media_type(loaded), headers={"ETag": f'"{loaded.hash}"'})
+
+
+def _cached_computation(kind: Kind) -> Response:
+    body = read_json_body()
+    shared = resources()
+    timer = g.timer
+    with timer("fingerprint"):
+        fingerprint = shared.known_requests.fingerprint(kind.name, body)
+        known_hash = shared.known_requests.get(fingerprint)
+    if known_hash is not None:
+        with timer("cache_read"):
+            stored = shared.results.get(known_hash)
+        if stored is not None:
+            shared.metrics.count_cache_lookup("hit")
+            return _json_response(mark_cached(stored), known_hash, "hit")
+
+    loaded = _load(kind, body)
+    if not loaded.request.cache:
+        shared.metrics.count_cache_lookup("bypass")
+        return _json_response(_answer(kind, loaded), loaded.hash, "bypass")
+    shared.known_requests.put(fingerprint, loaded.hash)
+    result, outcome = fetch_or_compute(
+        shared.results, loaded.hash, lambda: _answer(kind, loaded),
+        wait_until=g.wait_until, timer=timer,
+    )
+    shared.metrics.count_cache_lookup(outcome)
+    return _json_response(mark_cached(result) if outcome == "hit" else result, loaded.hash, outcome)
+
+
+def _load(kind: Kind, body: bytes) -> Loaded:
+    with g.timer("parse"):
+        data = parse_json(body)
+    loaded = load(kind.name, data, _limits(), g.timer)
+    resources().metrics.graph_nodes.labels(kind.name).observe(len(loaded.request.graph.nodes))
+    return loaded
+
+
+def _answer(kind: Kind, loaded: Loaded) -> bytes:
+    """The kind's computation of the loaded request, written as its response body."""
+    answer = kind.compute(loaded, _compute_context(kind))
+    with g.timer("dump"):
+        return kind.dump(answer, loaded)
+
+
+def _limits() -> RequestLimits:
+    return RequestLimits.from_config(current_app.config)
+
+
+def _compute_context(kind: Kind) -> ComputeContext:
+    shared = resources()
+
+    @contextmanager
+    def engine_stage(stage: str) -> Iterator[None]:
+        """A stage inside the engine: timed for Server-Timing and the engine histogram."""
+        started = time.perf_counter()
+        try:
+            with g.timer(stage):
+                yield
+        finally:
+            elapsed = time.perf_counter() - started
+            shared.metrics.engine_seconds.labels(kind.name, stage).observe(elapsed)
+
+    def on_plan_lookup(cached: bool) -> None:
+        shared.metrics.plan_lookups.labels("hit" if cached else "miss").inc()
+
+    return ComputeContext(
+        plans=shared.plans,
+        limits=_limits(),
+        deadline=g.deadline,
+        timer=g.timer,
+        engine_stage=engine_stage,
+        on_plan_lookup=on_plan_lookup,
+    )
+
+
+def _json_response(body: bytes, digest: str, outcome: str) -> Response:
+    return Response(
+        body, mimetype="application/json", headers=[("ETag", f'"{digest}"'), ("X-Cache", outcome)]
+    )

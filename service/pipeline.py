@@ -1,0 +1,145 @@
+"""A request's way through the server, without Flask: load -> bind -> hash -> plan -> run.
+
+The views (service/api/views.py) and the command line (service/cli.py) both call these
+functions; what differs between them (limits, the plan cache, the deadline, how stages are
+timed) comes in as arguments, never from a request context.
+
+    loaded = load("gradients", data, limits)          # schema load, bind sources, hash
+    plan = plan_of(loaded, context)                   # through the plan cache
+    result = run(loaded, plan, context, forward_only=False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine import Plan, RunResult, TooLarge, bind_sources, check_finite
+from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
+from service.plans import PlanCache
+
+# Times a named stage: `with timer("load"): ...` (the views pass the request's StageTimer).
+Timer = Callable[[str], AbstractContextManager]
+
+
+def untimed(stage: str) -> AbstractContextManager:
+    """A Timer that records nothing."""
+    return nullcontext()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """What one request may ask for; None: no limit (the command line runs local files)."""
+
+    max_nodes: int | None = None
+    max_elements: int | None = None
+    max_gradcheck_elements: int | None = None
+    diagram_max_nodes: int | None = None
+    diagram_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RequestLimits:
+        return cls(
+            max_nodes=config["MAX_NODES"],
+            max_elements=config["MAX_ELEMENTS"],
+            max_gradcheck_elements=config["MAX_GRADCHECK_ELEMENTS"],
+            diagram_max_nodes=config["DIAGRAM_MAX_NODES"],
+            diagram_timeout_seconds=config["DIAGRAM_TIMEOUT_SECONDS"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A request through schema load, source binding and hashing."""
+
+    kind: str
+    request: Request
+    sources: dict[str, np.ndarray]
+    graph: CanonicalGraph
+    hash: str
+
+
+def _ignore_plan_lookup(cached: bool) -> None:
+    return None
+
+
+@dataclass(slots=True)
+class ComputeContext:
+    """What computing a loaded request may use.
+
+    `deadline` is a time.monotonic() value (None: none); `engine_stage` times the stages spent
+    in the engine (compile, run) and `timer` the others (dump, render); `on_plan_lookup` hears
+    whether each plan came from the cache.
+    """
+
+    plans: PlanCache
+    limits: RequestLimits
+    deadline: float | None = None
+    timer: Timer = untimed
+    engine_stage: Timer = untimed
+    on_plan_lookup: Callable[[bool], None] = field(default=_ignore_plan_lookup)
+
+
+def load(kind: str, data: object, limits: RequestLimits, timer: Timer = untimed) -> Loaded:
+    """A parsed body of endpoint `kind`, loaded, bound and hashed.
+
+    Raises TooLarge, marshmallow's ValidationError, or the engine's error naming the node.
+    """
+    if limits.max_nodes is not None:
+        reject_oversized_graph(data, limits.max_nodes)
+    with timer("load"):
+        request = load_request(kind, data, max_elements=limits.max_elements)
+    with timer("bind"):
+        sources = bind_request(request)
+    with timer("hash"):
+        graph = canonical_graph(request.graph)
+        digest = request_hash(kind, request, sources, graph)
+    return Loaded(kind, request, sources, graph, digest)
+
+
+def reject_oversized_graph(data: object, max_nodes: int) -> None:
+    """TooLarge when the body's graph lists more than `max_nodes` nodes."""
+    # Counting the raw list first spares the schema load of a graph the engine would refuse.
+    graph = data.get("graph") if isinstance(data, dict) else None
+    nodes = graph.get("nodes") if isinstance(graph, dict) else None
+    if isinstance(nodes, list) and len(nodes) > max_nodes:
+        raise TooLarge(f"the graph has {len(nodes)} nodes; the limit is {max_nodes}")
+
+
+def bind_request(request: Request) -> dict[str, np.ndarray]:
+    """The sources of `request`'s graph (MissingInput, UnknownNode, NonfiniteInput).
+
+    The engine's `bind_sources` gives every input and const its effective value and refuses
+    non-finite ones unless the request allows them; the seed gets the same check here.
+    """
+    sources = bind_sources(request.graph, request.inputs, allow_nonfinite=request.allow_nonfinite)
+    if request.seed is not None and not request.allow_nonfinite:
+        check_finite(request.seed, request.graph.output, "the seed")
+    return sources
+
+
+def plan_of(loaded: Loaded, context: ComputeContext) -> Plan:
+    """The compiled plan of the loaded graph at its source shapes, through the plan cache."""
+    with context.engine_stage("compile"):
+        plan, cached = context.plans.plan_for(
+            loaded.request.graph, loaded.sources, loaded.graph.id
+        )
+    context.on_plan_lookup(cached)
+    return plan
+
+
+def run(loaded: Loaded, plan: Plan, context: ComputeContext, *, forward_only: bool) -> RunResult:
+    """One forward (and, unless `forward_only`, backward) pass of the loaded request."""
+    request = loaded.request
+    with context.engine_stage("run"):
+        return plan.run(
+            loaded.sources,
+            seed=None if forward_only else request.seed,
+            wrt=request.wrt,
+            forward_only=forward_only,
+            deadline=context.deadline,
+        )

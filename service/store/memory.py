@@ -1,0 +1,80 @@
+"""The in-process store: a byte-bounded LRU of response bodies with a TTL, and local claims.
+
+The default without REDIS_URL; each gunicorn worker has its own, so hits are per worker.
+Also the near cache in front of Redis (service/store/near.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+from service.store.lru import LockedLRU
+
+
+def _entry_bytes(key: str, entry: tuple[float, bytes]) -> int:
+    return len(key) + len(entry[1])
+
+
+class MemoryStore:
+    """Bodies by hash, at most `max_bytes` in all (keys counted), each kept `ttl_seconds`."""
+
+    backend = "memory"
+
+    def __init__(self, *, max_bytes: int, max_entry_bytes: int, ttl_seconds: float):
+        self.max_entry_bytes = max_entry_bytes
+        self.ttl_seconds = ttl_seconds
+        # key -> (expiry as a time.monotonic() value, body)
+        self._entries: LockedLRU[str, tuple[float, bytes]] = LockedLRU(
+            max_cost=max_bytes, cost=_entry_bytes
+        )
+        self._claims: dict[str, str] = {}
+        self._claims_lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._entries.cost
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires_at, body = entry
+        if expires_at <= time.monotonic():
+            self._entries.pop(key)
+            return None
+        return body
+
+    def put(self, key: str, body: bytes) -> None:
+        if len(body) <= self.max_entry_bytes:
+            self._entries.put(key, (time.monotonic() + self.ttl_seconds, body))
+
+    def claim(self, key: str) -> str | None:
+        with self._claims_lock:
+            if key in self._claims:
+                return None
+            token = secrets.token_hex(8)
+            self._claims[key] = token
+            return token
+
+    def put_and_release(self, key: str, token: str, body: bytes | None) -> None:
+        if body is not None:
+            self.put(key, body)
+        with self._claims_lock:
+            if self._claims.get(key) == token:
+                del self._claims[key]
+
+    def waiting(self, key: str) -> tuple[bytes | None, bool]:
+        body = self.get(key)
+        with self._claims_lock:
+            return body, key in self._claims
+
+    def unavailable_reason(self, *, probe: bool = True) -> str | None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,65 @@
+"""Single flight over any store: concurrent identical misses compute once.
+
+The first request to miss claims the hash and computes; the others poll briefly for the
+owner's result and compute themselves if it does not come or the claim lapses (the views wait
+at most a share of the request's compute deadline). The store keeps the bodies and the claims;
+only the waiting policy is here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Literal
+
+from service.store.base import Store
+
+Outcome = Literal["hit", "miss"]
+# Times a named stage (the service passes its request's stage timer).
+StageTimer = Callable[[str], AbstractContextManager]
+
+
+def _untimed(stage: str) -> AbstractContextManager:
+    return nullcontext()
+
+
+def fetch_or_compute(
+    cache: Store,
+    key: str,
+    compute: Callable[[], bytes],
+    *,
+    wait_until: float,
+    timer: StageTimer = _untimed,
+    poll_seconds: float = 0.002,
+) -> tuple[bytes, Outcome]:
+    """The stored body for `key` ("hit"), or `compute()`'s, stored for the next caller ("miss").
+
+    While another request holds the claim on `key`, poll for its result until `wait_until`
+    (a time.monotonic() value) and compute here if it does not come or the claim lapses.
+    `compute` runs under the caller's own deadline, so keep `wait_until` well before it.
+    """
+    with timer("cache_read"):
+        body = cache.get(key)
+        if body is not None:
+            return body, "hit"
+        token = cache.claim(key)
+        delay = poll_seconds
+        while token is None:
+            if time.monotonic() + delay > wait_until:
+                token = ""  # the owner is too slow or gone: compute here, unclaimed
+                break
+            time.sleep(delay)
+            delay = min(2 * delay, 0.05)
+            body, still_claimed = cache.waiting(key)
+            if body is not None:
+                return body, "hit"
+            if not still_claimed:
+                token = cache.claim(key)
+    body = None
+    try:
+        body = compute()
+    finally:
+        with timer("cache_write"):
+            cache.put_and_release(key, token, body)
+    return body, "miss"
