@@ -30,18 +30,9 @@ from chainrule_client.exceptions import (
     Unavailable,
     ValidationError,
 )
-from chainrule_client.expr import (
-    Node,
-    add_const,
-    const,
-    from_graph,
-    input,
-    inv,
-    maximum,
-    minimum,
-    scale,
-    to_graph,
-)
+from chainrule_client.expr import Node, const, input
+from chainrule_client.functions import add_const, inv, maximum, minimum, scale
+from chainrule_client.graphs import from_graph, to_graph
 from chainrule_client.results import Check, GradcheckResult, Result
 
 __all__ = [
