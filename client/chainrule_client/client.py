@@ -8,6 +8,7 @@ request, read a streamed body, and wait between retries.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -24,34 +25,54 @@ __all__ = ["AsyncClient", "Client"]
 T = TypeVar("T")
 
 VERSION = "0.1.0"
+DEFAULT_URL = "http://localhost:8000"
+
+
+def service_url(base_url: str | None) -> str:
+    """The URL given, else $CHAINRULE_URL, else the local default (where `chainrule serve` is)."""
+    return base_url or os.environ.get("CHAINRULE_URL") or DEFAULT_URL
 
 
 def _headers(extra: Mapping[str, str] | None) -> dict[str, str]:
     return {"User-Agent": f"chainrule-client/{VERSION}", **(extra or {})}
 
 
-class Client(Endpoints):
-    """A blocking client for one chainrule service; use it as a context manager.
+class _Face(Endpoints):
+    """What both clients are made of: settings, an httpx client, and the endpoints."""
 
-    `timeout` (seconds) bounds each attempt; `retries` more attempts follow a connection error,
-    a 429 or a 503, after exponential backoff with jitter starting near `backoff` seconds.
-    `transport` is handed to httpx (e.g. `httpx.WSGITransport(app=app)` to test in-process).
-    """
+    _http_class: type[httpx.Client] | type[httpx.AsyncClient]
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
         timeout: float | None = 10.0,
         retries: int = 3,
         headers: Mapping[str, str] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         backoff: float = 0.2,
     ) -> None:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
-        self._http = httpx.Client(
-            base_url=base_url, timeout=timeout, headers=_headers(headers), transport=transport
+        self._http = self._http_class(
+            base_url=service_url(base_url),
+            timeout=timeout,
+            headers=_headers(headers),
+            transport=transport,  # type: ignore[arg-type]
         )
+
+
+class Client(_Face):
+    """A blocking client for one chainrule service; use it as a context manager.
+
+    `base_url` defaults to the environment's CHAINRULE_URL, else http://localhost:8000.
+    `timeout` (seconds) bounds each attempt; `retries` more attempts follow a connection error,
+    a 429 or a 503 (not a 503 diagram_unavailable), after exponential backoff with jitter
+    starting near `backoff` seconds. `transport` is handed to httpx (e.g.
+    `httpx.WSGITransport(app=app)` to test in-process).
+    """
+
+    _http: httpx.Client
+    _http_class = httpx.Client
 
     def __enter__(self) -> Client:
         return self
@@ -101,23 +122,11 @@ class Client(Endpoints):
             return exc
 
 
-class AsyncClient(Endpoints):
+class AsyncClient(_Face):
     """The asyncio twin of `Client`: the same constructor and methods, awaited."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float | None = 10.0,
-        retries: int = 3,
-        headers: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        backoff: float = 0.2,
-    ) -> None:
-        self._policy = RetryPolicy(retries=retries, backoff=backoff)
-        self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, headers=_headers(headers), transport=transport
-        )
+    _http: httpx.AsyncClient
+    _http_class = httpx.AsyncClient
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -11,7 +11,8 @@
     │   ├── TooLarge               413 too_large (body, graph or tensor over a limit)
     │   ├── ValidationError        422 validation_error (.details holds the field errors)
     │   ├── GraphError             422 unknown_op, cycle, shape_mismatch, ... (.node names it)
-    │   ├── Unavailable            429 or 503, still so after every retry
+    │   ├── Unavailable            429 or 503, still so after every retry (503
+    │   │                          diagram_unavailable is not retried)
     │   ├── DeadlineExceeded       504 deadline_exceeded
     │   └── ServerError            500 internal and any other 5xx
     └── ProtocolError              a response that breaks the wire contract
@@ -117,7 +118,7 @@ class GraphError(APIError):
 
 
 class Unavailable(APIError):
-    """429 or 503, and still so when the retries ran out."""
+    """429 or 503, and still so when the retries ran out; 503 diagram_unavailable at once."""
 
 
 class DeadlineExceeded(APIError):

@@ -53,6 +53,8 @@ T_co = TypeVar("T_co", covariant=True)
 
 # 429 and 503 say "come back later"; every other status is the answer.
 RETRY_STATUSES = frozenset({429, 503})
+# 503s that say "not here, not soon": retrying cannot help (graphviz is missing on the server).
+FINAL_CODES = frozenset({"diagram_unavailable"})
 # Failures where the request cannot have reached the app. RemoteProtocolError is a kept-alive
 # connection the server closed just as it was reused; every endpoint is a pure function of its
 # body, so sending it again is safe.
@@ -159,7 +161,7 @@ def exchange(
             raise transport_error(outcome) from outcome
         if not isinstance(outcome, Reply):
             raise TypeError(f"exchange() takes a Reply or a transport error, not {outcome!r}")
-        if outcome.status in RETRY_STATUSES and retry_left:
+        if _retryable(outcome) and retry_left:
             yield Sleep(policy.delay(attempt, _retry_after(outcome.headers)))
             attempt += 1
             continue
@@ -223,6 +225,13 @@ def _error_body(content: bytes) -> tuple[str, str, Any, Any] | None:
         return code, message, error.get("node"), error.get("details")
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _retryable(reply: Reply) -> bool:
+    if reply.status not in RETRY_STATUSES:
+        return False
+    error = _error_body(reply.content)
+    return error is None or error[0] not in FINAL_CODES
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
