@@ -31,7 +31,18 @@ from chainrule_client.exceptions import (
     ValidationError,
 )
 from chainrule_client.expr import Node, const, input
-from chainrule_client.functions import add_const, inv, maximum, minimum, scale
+from chainrule_client.functions import (
+    add_const,
+    concat,
+    conv2d,
+    cross_entropy,
+    inv,
+    max_pool2d,
+    maximum,
+    minimum,
+    scale,
+    stack,
+)
 from chainrule_client.graphs import from_graph, to_graph
 from chainrule_client.results import Check, GradcheckResult, Result
 
@@ -58,12 +69,17 @@ __all__ = [
     "ValidationError",
     "__version__",
     "add_const",
+    "concat",
     "const",
+    "conv2d",
+    "cross_entropy",
     "from_graph",
     "input",
     "inv",
+    "max_pool2d",
     "maximum",
     "minimum",
     "scale",
+    "stack",
     "to_graph",
 ]

@@ -14,7 +14,16 @@ import numpy as np
 
 from chainrule_client.tensors import as_array
 
-__all__ = ["finite", "integer", "integers", "nested_integers", "reduce_attrs", "tensor_value"]
+__all__ = [
+    "clip_attrs",
+    "finite",
+    "integer",
+    "integers",
+    "nested_integers",
+    "reduce_attrs",
+    "slice_entries",
+    "tensor_value",
+]
 
 
 def tensor_value(value: object) -> float | np.ndarray:
@@ -69,3 +78,37 @@ def reduce_attrs(axis: int | Iterable[int] | None, keepdims: bool) -> dict[str, 
     if keepdims:
         attrs["keepdims"] = True
     return attrs
+
+
+def clip_attrs(lo: object, hi: object) -> dict[str, Any]:
+    """`lo` and `hi` of clip, both sent (null is an open bound); lo > hi is refused."""
+    low = None if lo is None else finite(lo, "lo")
+    high = None if hi is None else finite(hi, "hi")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"clip needs lo <= hi, got lo={low} and hi={high}")
+    return {"lo": low, "hi": high}
+
+
+def slice_entries(key: object) -> list[Any]:
+    """The `slices` attr for `x[key]`: per leading axis an int, or [start, stop, step]."""
+    parts = key if isinstance(key, tuple) else (key,)
+    if not parts:
+        raise TypeError("x[()] selects nothing; index with ints and slices")
+    return [_slice_entry(part) for part in parts]
+
+
+def _slice_entry(part: object) -> int | list[int | None]:
+    if isinstance(part, slice):
+        start, stop, step = (
+            None if bound is None else integer(bound, "a slice bound")
+            for bound in (part.start, part.stop, part.step)
+        )
+        if step == 0:
+            raise ValueError("a slice step cannot be zero")
+        return [start, stop, step]
+    if isinstance(part, numbers.Integral) and not isinstance(part, bool):
+        return int(part)
+    raise TypeError(
+        f"a node is indexed by ints and slices only, not {type(part).__name__}; "
+        "use x.take(indices, axis) to gather by an index array"
+    )

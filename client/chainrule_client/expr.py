@@ -10,12 +10,21 @@ Functions of several nodes (`maximum`, `concat`, `conv2d` ...) live in `function
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeAlias
 
 import numpy as np
 
-from chainrule_client.attrs import finite, integer, integers, reduce_attrs, tensor_value
+from chainrule_client.attrs import (
+    clip_attrs,
+    finite,
+    integer,
+    integers,
+    nested_integers,
+    reduce_attrs,
+    slice_entries,
+    tensor_value,
+)
 
 __all__ = ["GraphLike", "Node", "as_node", "const", "input"]
 
@@ -150,6 +159,33 @@ class Node:
     def relu(self) -> Node:
         return Node("relu", (self,))
 
+    def sin(self) -> Node:
+        return Node("sin", (self,))
+
+    def cos(self) -> Node:
+        return Node("cos", (self,))
+
+    def log1p(self) -> Node:
+        """log(1 + x), accurate near 0."""
+        return Node("log1p", (self,))
+
+    def softplus(self) -> Node:
+        """log(1 + e ** x), computed by the service without overflow."""
+        return Node("softplus", (self,))
+
+    def gelu(self) -> Node:
+        """GELU, tanh approximation (PyTorch's approximate="tanh")."""
+        return Node("gelu", (self,))
+
+    def leaky_relu(self, slope: float = 0.01) -> Node:
+        """x where x > 0, else slope * x."""
+        slope = finite(slope, "slope")
+        return Node("leaky_relu", (self,), {} if slope == 0.01 else {"slope": slope})
+
+    def clip(self, lo: float | None = None, hi: float | None = None) -> Node:
+        """numpy clip; the gradient passes where lo <= x <= hi. A None bound is open."""
+        return Node("clip", (self,), clip_attrs(lo, hi))
+
     # ---------------------------------------------------------------- reductions and shapes
 
     def sum(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
@@ -157,6 +193,27 @@ class Node:
 
     def mean(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
         return Node("mean", (self,), reduce_attrs(axis, keepdims))
+
+    def amax(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
+        """Max over axes (ties split the gradient equally)."""
+        return Node("amax", (self,), reduce_attrs(axis, keepdims))
+
+    def amin(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
+        """Min over axes (ties split the gradient equally)."""
+        return Node("amin", (self,), reduce_attrs(axis, keepdims))
+
+    def logsumexp(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
+        """log(sum(exp(x))) over axes, stable."""
+        return Node("logsumexp", (self,), reduce_attrs(axis, keepdims))
+
+    def var(
+        self, axis: int | Iterable[int] | None = None, keepdims: bool = False, ddof: int = 0
+    ) -> Node:
+        """Variance over axes, dividing by n - ddof."""
+        attrs = reduce_attrs(axis, keepdims)
+        if integer(ddof, "ddof") != 0:
+            attrs["ddof"] = int(ddof)
+        return Node("var", (self,), attrs)
 
     def transpose(self, *axes: int | Iterable[int] | None) -> Node:
         """Like numpy: `x.transpose()`, `x.transpose((1, 0))` or `x.transpose(1, 0)`."""
@@ -179,6 +236,28 @@ class Node:
 
     def log_softmax(self, axis: int = -1) -> Node:
         return Node("log_softmax", (self,), {} if axis == -1 else {"axis": integer(axis, "axis")})
+
+    def __getitem__(self, key: object) -> Node:
+        """Basic indexing as numpy's: ints and slices, one per leading axis (`slice`)."""
+        return Node("slice", (self,), {"slices": slice_entries(key)})
+
+    def __iter__(self) -> Iterator[Node]:
+        # Without this, Python would iterate by x[0], x[1], ... forever: the length of an axis
+        # is known only to the service.
+        raise TypeError("a node is not iterable; index it (x[i]) or reshape it instead")
+
+    def take(self, indices: object, axis: int = 0) -> Node:
+        """numpy take along `axis` (an embedding lookup); repeated indices add up gradients."""
+        attrs: dict[str, Any] = {"indices": nested_integers(indices, "indices")}
+        if integer(axis, "axis") != 0:
+            attrs["axis"] = int(axis)
+        return Node("take", (self,), attrs)
+
+    def broadcast_to(self, *shape: int | Iterable[int]) -> Node:
+        """Like numpy: `x.broadcast_to((2, 3))` or `x.broadcast_to(2, 3)`."""
+        if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
+            shape = tuple(shape[0])  # type: ignore[arg-type]
+        return Node("broadcast_to", (self,), {"shape": integers(shape, "shape")})
 
 
 GraphLike: TypeAlias = Node | Mapping[str, Any]
