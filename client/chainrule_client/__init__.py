@@ -44,7 +44,7 @@ from chainrule_client.functions import (
     stack,
 )
 from chainrule_client.graphs import from_graph, to_graph
-from chainrule_client.results import Check, GradcheckResult, Result
+from chainrule_client.results import Check, GradcheckResult, JacobianResult, Result
 
 __all__ = [
     "APIError",
@@ -56,6 +56,7 @@ __all__ = [
     "DeadlineExceeded",
     "GradcheckResult",
     "GraphError",
+    "JacobianResult",
     "NetworkError",
     "Node",
     "NotFound",

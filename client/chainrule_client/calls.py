@@ -20,8 +20,8 @@ from chainrule_client import replies
 from chainrule_client.expr import GraphLike, Node
 from chainrule_client.graphs import serialise
 from chainrule_client.protocol import Call, EventSink, Reply
-from chainrule_client.results import GradcheckResult, Result
-from chainrule_client.tensors import encode_tensor
+from chainrule_client.results import GradcheckResult, JacobianResult, Result
+from chainrule_client.tensors import as_array, encode_tensor
 
 __all__ = [
     "DIAGRAM_TYPES",
@@ -34,6 +34,7 @@ __all__ = [
     "gradcheck_call",
     "gradients_call",
     "health_call",
+    "jacobian_call",
     "ops_call",
     "result_call",
 ]
@@ -44,7 +45,7 @@ NodeRef = Node | str
 Nodes = NodeRef | Iterable[NodeRef]
 Inputs = Mapping[NodeRef, Any]
 DIAGRAM_TYPES = {"svg": "image/svg+xml", "dot": "text/vnd.graphviz", "png": "image/png"}
-JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+REDUCES = ("none", "sum", "mean")
 
 
 class GraphRequest(Generic[T]):
@@ -121,6 +122,31 @@ def tensors_by_id(values: Inputs, ids: Mapping[Node, str]) -> dict[str, Any]:
     return {node_id(k, ids): encode_tensor(v) for k, v in values.items()}
 
 
+def batch_by_id(batch: Inputs, ids: Mapping[Node, str], inputs: Mapping[str, Any]) -> dict:
+    """The `batch` field: per input id a tensor whose leading axis is the batch axis (length B,
+    the same for every input; an input is batched or given in `inputs`, not both)."""
+    if not isinstance(batch, Mapping) or not batch:
+        raise ValueError("batch must map one or more input nodes (or ids) to arrays")
+    encoded, lengths = {}, {}
+    for ref, values in batch.items():
+        key = node_id(ref, ids)
+        array = as_array(values)
+        if array.ndim == 0 or len(array) == 0:
+            raise ValueError(f"batch[{key!r}] needs a leading batch axis of length >= 1")
+        if key in inputs:
+            raise ValueError(f"input {key!r} is both in batch and in inputs")
+        encoded[key], lengths[key] = encode_tensor(array), len(array)
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"every batch array needs the same leading length, got {lengths}")
+    return encoded
+
+
+def check_reduce(reduce: str) -> str | None:
+    if reduce not in REDUCES:
+        raise ValueError(f"reduce must be one of {', '.join(REDUCES)}, got {reduce!r}")
+    return None if reduce == "none" else reduce
+
+
 # -------------------------------------------------------------------- computing requests
 
 
@@ -130,6 +156,7 @@ def graph_request(
     parse: Callable[[Reply, Mapping[Node, str]], T],
     *,
     inputs: Inputs | None = None,
+    batch: Inputs | None = None,
     seed: Any = None,
     wrt: Nodes | None = None,
     check: Nodes | None = None,
@@ -149,6 +176,8 @@ def graph_request(
     fields: dict[str, Any] = {}
     if inputs:
         fields["inputs"] = tensors_by_id(inputs, ids)
+    if batch is not None:
+        fields["batch"] = batch_by_id(batch, ids, fields.get("inputs", {}))
     if seed is not None:
         fields["seed"] = encode_tensor(seed)
     if wrt is not None:
@@ -179,6 +208,8 @@ def gradients_call(
     wrt: Nodes | None = None,
     cache: bool = True,
     *,
+    batch: Inputs | None = None,
+    reduce: str = "none",
     encoding: str = "json",
     allow_nonfinite: bool = False,
 ) -> GraphRequest[Result]:
@@ -186,10 +217,15 @@ def gradients_call(
 
     `inputs` maps input nodes or ids to values; `seed` is dL/d(output) (default ones);
     `wrt` limits the nodes reported; `encoding="b64"` asks for base64 tensors back.
+    `batch` maps inputs to arrays whose leading axis holds B points: one request, one
+    vectorised pass; batched nodes answer (B, ...) values and gradients. `reduce` "none" gives
+    every node per-point gradients; "sum" / "mean" give shared nodes (weights) one reduced
+    gradient of their own shape, as a training step needs.
     """
     return graph_request(
-        "gradients", output, replies.gradients_reader, inputs=inputs, seed=seed, wrt=wrt,
-        cache=cache, allow_nonfinite=allow_nonfinite, encoding=check_encoding(encoding),
+        "gradients", output, replies.gradients_reader, inputs=inputs, batch=batch, seed=seed,
+        wrt=wrt, cache=cache, allow_nonfinite=allow_nonfinite,
+        reduce=check_reduce(reduce), encoding=check_encoding(encoding),
     )
 
 
@@ -199,13 +235,32 @@ def evaluate_call(
     wrt: Nodes | None = None,
     cache: bool = True,
     *,
+    batch: Inputs | None = None,
     encoding: str = "json",
     allow_nonfinite: bool = False,
 ) -> GraphRequest[Result]:
-    """Forward pass only; the Result has values and no gradients."""
+    """Forward pass only; the Result has values and no gradients. `batch` as for gradients."""
     return graph_request(
-        "evaluate", output, replies.evaluate_reader, inputs=inputs, wrt=wrt, cache=cache,
-        allow_nonfinite=allow_nonfinite, encoding=check_encoding(encoding),
+        "evaluate", output, replies.evaluate_reader, inputs=inputs, batch=batch, wrt=wrt,
+        cache=cache, allow_nonfinite=allow_nonfinite, encoding=check_encoding(encoding),
+    )
+
+
+def jacobian_call(
+    output: GraphLike,
+    wrt: Nodes,
+    inputs: Inputs | None = None,
+    cache: bool = True,
+    *,
+    batch: Inputs | None = None,
+    encoding: str = "json",
+    allow_nonfinite: bool = False,
+) -> GraphRequest[JacobianResult]:
+    """The full Jacobian of the output with respect to each node in `wrt` (inputs or gates):
+    `result.jacobian(x)` has shape output.shape + x.shape, after a leading B with a `batch`."""
+    return graph_request(
+        "jacobian", output, replies.parse_jacobian, inputs=inputs, batch=batch, wrt=wrt,
+        cache=cache, allow_nonfinite=allow_nonfinite, encoding=check_encoding(encoding),
     )
 
 
@@ -248,7 +303,7 @@ def diagram_call(
 # -------------------------------------------------------------------- reading calls
 
 
-def result_call(hash: str) -> Call[Result | GradcheckResult]:
+def result_call(hash: str) -> Call[Result | GradcheckResult | JacobianResult]:
     """A cached answer by its hash (NotFound when the cache no longer holds it)."""
     if not isinstance(hash, str) or not hash:
         raise ValueError(f"a result hash must be a non-empty string, got {hash!r}")

@@ -81,6 +81,7 @@ class Endpoints:
 
     gradients = endpoint(calls.gradients_call)
     evaluate = endpoint(calls.evaluate_call)
+    jacobian = endpoint(calls.jacobian_call)
     gradcheck = endpoint(calls.gradcheck_call)
     diagram = endpoint(calls.diagram_call)
     result = endpoint(calls.result_call)

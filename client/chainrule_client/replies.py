@@ -12,7 +12,7 @@ from typing import Any
 from chainrule_client.exceptions import ProtocolError
 from chainrule_client.expr import Node
 from chainrule_client.protocol import Reply
-from chainrule_client.results import Check, GradcheckResult, Result
+from chainrule_client.results import Check, GradcheckResult, JacobianResult, Result
 from chainrule_client.tensors import decode_tensor
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "parse_any_result",
     "parse_gradcheck",
     "parse_health",
+    "parse_jacobian",
     "parse_ops",
     "parse_result",
     "tensor",
@@ -107,11 +108,32 @@ def parse_gradcheck(reply: Reply, ids: Mapping[Node, str]) -> GradcheckResult:
         raise ProtocolError(f"a gradcheck response is missing or mistypes {exc}") from None
 
 
-def parse_any_result(reply: Reply) -> Result | GradcheckResult:
+def parse_jacobian(reply: Reply, ids: Mapping[Node, str]) -> JacobianResult:
+    """A /v1/jacobian body as a JacobianResult."""
+    body = json_body(reply)
+    try:
+        return JacobianResult(
+            output=body["output"],
+            value=tensor(body["value"], "value"),
+            jacobians={
+                node_id: tensor(j, f"jacobian.{node_id}") for node_id, j in body["jacobian"].items()
+            },
+            hash=body["hash"],
+            cached=bool(body["cached"]),
+            request_id=reply.headers.get("x-request-id"),
+            ids=ids,
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"a jacobian response is missing or mistypes {exc}") from None
+
+
+def parse_any_result(reply: Reply) -> Result | GradcheckResult | JacobianResult:
     """A cached body from /v1/results/{hash}: whichever endpoint produced it."""
     body = json_body(reply)
     if isinstance(body, dict) and "checks" in body:
         return parse_gradcheck(reply, {})
+    if isinstance(body, dict) and "jacobian" in body:
+        return parse_jacobian(reply, {})
     is_evaluate = isinstance(body, dict) and all(
         isinstance(entry, dict) and "grad" not in entry for entry in body.get("nodes", {}).values()
     )

@@ -1,4 +1,6 @@
-"""What the service's answers become: `Result` for gradients/evaluate, `GradcheckResult`."""
+"""What the service's answers become: `Result` (gradients, evaluate), `GradcheckResult`,
+`JacobianResult` and `OptimizeResult`. Each looks nodes up by the node of the expression that
+was sent or by id."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import numpy as np
 
 from chainrule_client.expr import Node
 
-__all__ = ["Check", "GradcheckResult", "Result", "Tensor"]
+__all__ = ["Check", "GradcheckResult", "JacobianResult", "Result", "Tensor"]
 
 Tensor = float | np.ndarray
 
@@ -99,3 +101,27 @@ class GradcheckResult:
             return self.checks[key]
         except KeyError:
             raise KeyError(f"input {key!r} was not checked") from None
+
+
+@dataclass(frozen=True, eq=False)
+class JacobianResult:
+    """One /v1/jacobian answer: per node in `wrt`, the full Jacobian of the output.
+
+    `jacobian(x)` has the shape output.shape + x.shape (with a batch, a leading B axis first).
+    """
+
+    output: str
+    value: Tensor
+    jacobians: dict[str, Tensor]
+    hash: str
+    cached: bool
+    request_id: str | None = None
+    ids: Mapping[Node, str] = field(default_factory=dict, repr=False)
+
+    def jacobian(self, node: Node | str) -> Tensor:
+        """d(output)/d(node), every output element against every node element."""
+        key = _key(node, self.ids)
+        try:
+            return self.jacobians[key]
+        except KeyError:
+            raise KeyError(f"no Jacobian reported for node {key!r} (see wrt)") from None
