@@ -12,6 +12,7 @@ The SDK speaks the HTTP wire contract only; it shares no code with the service. 
 rooted at `ChainruleError` (tree in `chainrule_client.exceptions`).
 """
 
+from chainrule_client import nn as nn  # the submodule, as cr.nn
 from chainrule_client.client import VERSION as __version__
 from chainrule_client.client import AsyncClient, Client
 from chainrule_client.exceptions import (
@@ -44,7 +45,15 @@ from chainrule_client.functions import (
     stack,
 )
 from chainrule_client.graphs import from_graph, to_graph
-from chainrule_client.results import Check, GradcheckResult, JacobianResult, Result
+from chainrule_client.results import (
+    Check,
+    GradcheckResult,
+    JacobianResult,
+    OptimizeResult,
+    Params,
+    Result,
+    Step,
+)
 
 __all__ = [
     "APIError",
@@ -60,9 +69,12 @@ __all__ = [
     "NetworkError",
     "Node",
     "NotFound",
+    "OptimizeResult",
+    "Params",
     "ProtocolError",
     "Result",
     "ServerError",
+    "Step",
     "Timeout",
     "TooLarge",
     "TransportError",

@@ -160,6 +160,7 @@ def graph_request(
     seed: Any = None,
     wrt: Nodes | None = None,
     check: Nodes | None = None,
+    params: Nodes | None = None,
     cache: bool = True,
     allow_nonfinite: bool = False,
     accept: str = "application/json",
@@ -184,6 +185,8 @@ def graph_request(
         fields["wrt"] = node_ids(wrt, ids)
     if check is not None:
         fields["check"] = node_ids(check, ids)
+    if params is not None:
+        fields["params"] = node_ids(params, ids)
     if not cache:
         fields["cache"] = False
     if allow_nonfinite:

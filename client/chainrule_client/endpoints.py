@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from chainrule_client import calls
+from chainrule_client.optimize import optimize_call
 from chainrule_client.protocol import Flow, Request, single
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class Endpoints:
     gradients = endpoint(calls.gradients_call)
     evaluate = endpoint(calls.evaluate_call)
     jacobian = endpoint(calls.jacobian_call)
+    optimize = endpoint(optimize_call)
     gradcheck = endpoint(calls.gradcheck_call)
     diagram = endpoint(calls.diagram_call)
     result = endpoint(calls.result_call)

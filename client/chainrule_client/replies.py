@@ -12,7 +12,15 @@ from typing import Any
 from chainrule_client.exceptions import ProtocolError
 from chainrule_client.expr import Node
 from chainrule_client.protocol import Reply
-from chainrule_client.results import Check, GradcheckResult, JacobianResult, Result
+from chainrule_client.results import (
+    Check,
+    GradcheckResult,
+    JacobianResult,
+    OptimizeResult,
+    Params,
+    Result,
+    Step,
+)
 from chainrule_client.tensors import decode_tensor
 
 __all__ = [
@@ -24,6 +32,9 @@ __all__ = [
     "parse_gradcheck",
     "parse_health",
     "parse_jacobian",
+    "parse_optimize",
+    "read_optimize",
+    "read_step",
     "parse_ops",
     "parse_result",
     "tensor",
@@ -127,13 +138,50 @@ def parse_jacobian(reply: Reply, ids: Mapping[Node, str]) -> JacobianResult:
         raise ProtocolError(f"a jacobian response is missing or mistypes {exc}") from None
 
 
-def parse_any_result(reply: Reply) -> Result | GradcheckResult | JacobianResult:
+def parse_optimize(reply: Reply, ids: Mapping[Node, str]) -> OptimizeResult:
+    """A /v1/optimize JSON body as an OptimizeResult."""
+    return read_optimize(json_body(reply), ids, reply.headers.get("x-request-id"))
+
+
+def read_optimize(body: Any, ids: Mapping[Node, str], request_id: str | None) -> OptimizeResult:
+    """An optimize response body (already decoded JSON) as an OptimizeResult."""
+    try:
+        params = {node_id: tensor(v, f"params.{node_id}") for node_id, v in body["params"].items()}
+        return OptimizeResult(
+            params=Params(params, ids),
+            value=tensor(body["value"], "value"),
+            steps=int(body["steps"]),
+            stopped=str(body["stopped"]),
+            trajectory=[read_step(entry) for entry in body["trajectory"]],
+            hash=body["hash"],
+            cached=bool(body["cached"]),
+            request_id=request_id,
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ProtocolError(f"an optimize response is missing or mistypes {exc}") from None
+
+
+def read_step(entry: Any) -> Step:
+    """One trajectory entry (also the data of a streamed `step` event)."""
+    try:
+        return Step(
+            step=int(entry["step"]),
+            value=tensor(entry["value"], "trajectory value"),
+            grad_norm=float(tensor(entry["grad_norm"], "trajectory grad_norm")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"a trajectory entry is missing or mistypes {exc}") from None
+
+
+def parse_any_result(reply: Reply) -> Result | GradcheckResult | JacobianResult | OptimizeResult:
     """A cached body from /v1/results/{hash}: whichever endpoint produced it."""
     body = json_body(reply)
     if isinstance(body, dict) and "checks" in body:
         return parse_gradcheck(reply, {})
     if isinstance(body, dict) and "jacobian" in body:
         return parse_jacobian(reply, {})
+    if isinstance(body, dict) and "trajectory" in body:
+        return parse_optimize(reply, {})
     is_evaluate = isinstance(body, dict) and all(
         isinstance(entry, dict) and "grad" not in entry for entry in body.get("nodes", {}).values()
     )
