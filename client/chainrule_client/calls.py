@@ -80,10 +80,12 @@ class GraphRequest(Generic[T]):
     def body(self) -> bytes:
         return dumps({"graph": self.graph, **self.fields})
 
-    def on_graph(self, graph_id: str) -> Call[T]:
-        """The same request against the registered graph `graph_id`: the body without graph."""
+    def on_graph(self, graph_id: str, fields: Mapping[str, Any] | None = None) -> Call[T]:
+        """The same request against the registered graph `graph_id`: the body without graph
+        (`fields` in place of the request's own, when given)."""
         path = f"/v1/graphs/{quote(graph_id, safe='')}/{self.kind}"
-        return Call("POST", path, dumps(self.fields), self.headers, self.parse, self.events)
+        body = dumps(self.fields if fields is None else fields)
+        return Call("POST", path, body, self.headers, self.parse, self.events)
 
 
 def dumps(body: object) -> bytes:

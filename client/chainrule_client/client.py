@@ -19,6 +19,7 @@ import httpx
 from chainrule_client import protocol
 from chainrule_client.endpoints import Endpoints
 from chainrule_client.protocol import Flow, Reply, Request, RetryPolicy, Send
+from chainrule_client.registry import GraphRegistry
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -51,8 +52,11 @@ class _Face(Endpoints):
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         backoff: float = 0.2,
+        register_graphs: bool = True,
+        register_threshold: int = 64,
     ) -> None:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
+        self._registry = GraphRegistry(register_graphs, register_threshold)
         self._http = self._http_class(
             base_url=service_url(base_url),
             timeout=timeout,
@@ -68,7 +72,9 @@ class Client(_Face):
     `timeout` (seconds) bounds each attempt; `retries` more attempts follow a connection error,
     a 429 or a 503 (not a 503 diagram_unavailable), after exponential backoff with jitter
     starting near `backoff` seconds. `transport` is handed to httpx (e.g.
-    `httpx.WSGITransport(app=app)` to test in-process).
+    `httpx.WSGITransport(app=app)` to test in-process). With `register_graphs`, a graph of
+    `register_threshold` nodes or more is registered once (POST /v1/graphs) and later calls
+    over it send only their values (see `registry`).
     """
 
     _http: httpx.Client

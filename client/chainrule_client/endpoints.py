@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from chainrule_client import calls
 from chainrule_client.optimize import optimize_call
 from chainrule_client.protocol import Flow, Request, single
+from chainrule_client.registry import GraphRegistry, registered_flow
 
 if TYPE_CHECKING:
     from chainrule_client.client import AsyncClient, Client
@@ -90,6 +91,10 @@ class Endpoints:
     ops = endpoint(calls.ops_call)
     health = endpoint(calls.health_call)
 
+    _registry: GraphRegistry
+
     def _flow(self, request: Request[T]) -> Flow[T]:
-        """How one request travels: as it is, in one call."""
+        """How one request travels: big graphs by registered id, the rest as they are."""
+        if self._registry.wants(request):
+            return registered_flow(request, self._registry)  # type: ignore[arg-type]
         return single(request)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -232,3 +233,72 @@ def test_the_async_client_optimises_with_a_stream(live_url):
     result = asyncio.run(main())
     assert [s.value for s in steps] == [4.0, 1.0, 0.25, 0.0625]
     assert result.params[x] == -0.25
+
+
+# -------------------------------------------------------------------- registered graphs
+
+
+class Recording(httpx.BaseTransport):
+    """The real app behind httpx.WSGITransport, with every request's path written down."""
+
+    def __init__(self, app):
+        self.inner = httpx.WSGITransport(app=app)
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return self.inner.handle_request(request)
+
+
+def chain(start: float, length: int = 80) -> tuple[cr.Node, cr.Node]:
+    x = cr.input("x", start)
+    node = x
+    for k in range(length):
+        node = (node * 0.99 + k / 100).tanh()
+    return x, node
+
+
+def registered_round_trip(app):
+    transport = Recording(app)
+    with cr.Client("http://t", transport=transport) as client, cr.Client(
+        "http://t", transport=httpx.WSGITransport(app=app), register_graphs=False
+    ) as inline:
+        x, out = chain(0.5)
+        first = client.gradients(out)
+        again = client.gradients(out, inputs={x: -0.25})
+        _, rebuilt = chain(0.75)
+        third = client.gradients(rebuilt)
+        plain = inline.gradients(out)
+        split = inline.gradients(
+            {**cr.to_graph(out), "nodes": [
+                {k: v for k, v in e.items() if not (e["op"] == "input" and k == "value")}
+                for e in cr.to_graph(out)["nodes"]]},
+            inputs={"x": 0.5},
+        )
+    ids = {path.split("/")[3] for path in transport.paths if path.count("/") == 4}
+    assert len(ids) == 1
+    assert transport.paths == ["/v1/graphs"] + [f"/v1/graphs/{ids.pop()}/gradients"] * 3
+    assert first.values == plain.values and first.grads == plain.grads
+    assert first.hash == split.hash
+    assert again.grad(x) != first.grad(x) and third.value != first.value
+    return transport
+
+
+def test_a_big_graph_is_registered_once_with_the_embedded_store(app):
+    registered_round_trip(app)
+
+
+def test_registration_with_redis_and_expiry(make_app, redis_server):
+    app = make_app({"REDIS_URL": redis_server.url})
+    transport = registered_round_trip(app)
+    _, out = chain(0.5)
+    with cr.Client("http://t", transport=transport) as client:
+        before = len(transport.paths)
+        value = client.evaluate(out).value  # a new client: registers (the same id) first
+        redis_server.client().flushall()  # every registered graph gone, as after its TTL
+        assert client.evaluate(out).value == value
+    graph_path = transport.paths[before + 1].rsplit("/", 1)[0]
+    assert transport.paths[before:] == [
+        "/v1/graphs", f"{graph_path}/evaluate",
+        f"{graph_path}/evaluate", "/v1/graphs", f"{graph_path}/evaluate",
+    ]
