@@ -29,14 +29,22 @@ __all__ = [
     "Inputs",
     "NodeRef",
     "Nodes",
+    "batch_by_id",
+    "check_encoding",
+    "check_reduce",
     "diagram_call",
+    "dumps",
     "evaluate_call",
     "gradcheck_call",
     "gradients_call",
+    "graph_request",
     "health_call",
     "jacobian_call",
+    "node_id",
+    "node_ids",
     "ops_call",
     "result_call",
+    "tensors_by_id",
 ]
 
 T = TypeVar("T")

@@ -19,7 +19,13 @@ from chainrule_client.protocol import Reply, api_error
 from chainrule_client.results import OptimizeResult, Step
 from chainrule_client.sse import Event, EventStream, parse_events
 
-__all__ = ["OPTIMIZERS", "optimize_call"]
+__all__ = [
+    "OPTIMIZERS",
+    "optimize_call",
+    "optimizer_spec",
+    "schedule_spec",
+    "stop_spec",
+]
 
 # Each optimizer's options besides lr, as the contract names them.
 OPTIMIZERS = {

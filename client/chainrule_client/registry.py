@@ -22,7 +22,12 @@ from chainrule_client.exceptions import APIError, NotFound, ProtocolError
 from chainrule_client.protocol import Call, Flow, Reply
 from chainrule_client.replies import json_body
 
-__all__ = ["GraphRegistry", "registered_flow"]
+__all__ = [
+    "GraphRegistry",
+    "registered_flow",
+    "split_defaults",
+    "structure_key",
+]
 
 T = TypeVar("T")
 
