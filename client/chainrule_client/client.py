@@ -109,6 +109,7 @@ class Client(_Face):
                 return done.value
 
     def _send(self, call: Request[object]) -> Reply | httpx.TransportError:
+        chunks: list[bytes] = []
         try:
             if call.events is None:
                 response = self._http.request(
@@ -118,14 +119,13 @@ class Client(_Face):
             with self._http.stream(
                 call.method, call.path, content=call.body, headers=call.headers
             ) as response:
-                chunks = []
                 for chunk in response.iter_bytes():
                     if response.is_success:
                         call.events.feed(chunk)
                     chunks.append(chunk)
                 return Reply(response.status_code, response.headers, b"".join(chunks))
         except httpx.TransportError as exc:
-            return exc
+            return protocol.broken_stream(exc) if chunks else exc
 
 
 class AsyncClient(_Face):
@@ -163,6 +163,7 @@ class AsyncClient(_Face):
                 return done.value
 
     async def _send(self, call: Request[object]) -> Reply | httpx.TransportError:
+        chunks: list[bytes] = []
         try:
             if call.events is None:
                 response = await self._http.request(
@@ -172,11 +173,10 @@ class AsyncClient(_Face):
             async with self._http.stream(
                 call.method, call.path, content=call.body, headers=call.headers
             ) as response:
-                chunks = []
                 async for chunk in response.aiter_bytes():
                     if response.is_success:
                         call.events.feed(chunk)
                     chunks.append(chunk)
                 return Reply(response.status_code, response.headers, b"".join(chunks))
         except httpx.TransportError as exc:
-            return exc
+            return protocol.broken_stream(exc) if chunks else exc

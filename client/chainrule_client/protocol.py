@@ -42,6 +42,7 @@ __all__ = [
     "Send",
     "Sleep",
     "api_error",
+    "broken_stream",
     "conduct",
     "exchange",
     "single",
@@ -191,6 +192,12 @@ def conduct(
 def single(call: Request[T]) -> Flow[T]:
     """The flow of an endpoint that is one call."""
     return (yield call)
+
+
+def broken_stream(exc: httpx.TransportError) -> httpx.TransportError:
+    """A streamed body that broke after part of it arrived: never retried, because its events
+    were already handed to the caller and would be handed over again."""
+    return httpx.ReadError(f"the response stream broke after it began: {exc}")
 
 
 def transport_error(exc: httpx.TransportError) -> TransportError:

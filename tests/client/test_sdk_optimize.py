@@ -197,3 +197,25 @@ def test_the_async_client_streams_too():
 
     result = asyncio.run(main())
     assert result.stopped == "steps" and [s.step for s in steps] == [0, 1]
+
+
+class BreakingStream(httpx.SyncByteStream):
+    """A body that sends one step event, then the connection drops."""
+
+    def __iter__(self):
+        yield sse(("step", ANSWER["trajectory"][0]))
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+
+def test_a_stream_that_breaks_midway_is_not_sent_again():
+    script = []
+
+    def handler(request):
+        script.append(request)
+        return httpx.Response(200, stream=BreakingStream(),
+                              headers={"Content-Type": "text/event-stream"})
+
+    steps = []
+    with make_client(handler) as client, pytest.raises(cr.NetworkError, match="broke"):
+        client.optimize(f, params=[a], on_step=steps.append)
+    assert len(script) == 1 and len(steps) == 1
