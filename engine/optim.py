@@ -63,7 +63,7 @@ def _two_sum(a, b):
 
 
 def _sum_rounded_to_odd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a + b rounded to odd: exact sums as they are, others to the neighbour with an odd last bit."""
+    """a + b rounded to odd: an exact sum as it is, else the neighbour whose last bit is odd."""
     s, error = _two_sum(a, b)
     bits = s.view(np.int64)
     inexact_even = (error != 0) & ((bits & 1) == 0)

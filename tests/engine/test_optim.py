@@ -13,6 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 from engine import bind_sources, compile_plan
 from engine.optim import (
@@ -24,8 +25,6 @@ from engine.optim import (
     make_optimizer,
 )
 from tests.engine.graphs import graph, node
-
-torch = pytest.importorskip("torch")
 
 STEPS = 8
 
