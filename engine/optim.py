@@ -41,6 +41,7 @@ _SPLITTER = 134217729.0  # 2**27 + 1: splits a double into two 26-bit halves (Ve
 
 
 def _split(a):
+    """a as high + low, each half fitting 26 bits, so that products of halves are exact."""
     scaled = _SPLITTER * a
     high = scaled - (scaled - a)
     return high, a - high
@@ -65,11 +66,11 @@ def _two_sum(a, b):
 def _sum_rounded_to_odd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a + b rounded to odd: an exact sum as it is, else the neighbour whose last bit is odd."""
     s, error = _two_sum(a, b)
-    bits = s.view(np.int64)
-    inexact_even = (error != 0) & ((bits & 1) == 0)
-    # on the side of the error: away from zero when error and s agree in sign
-    away = np.where(np.signbit(error) == np.signbit(s), 1, -1)
-    return (bits + inexact_even * away).view(np.float64)
+    if not error.any():
+        return s
+    inexact_even = (error != 0) & ((s.view(np.int64) & 1) == 0)
+    # the exact sum lies on the error's side of s: the odd neighbour is the next one that way
+    return np.where(inexact_even, np.nextafter(s, error * np.inf), s)
 
 
 def fused_multiply_add(a, b, c) -> np.ndarray:
@@ -77,17 +78,22 @@ def fused_multiply_add(a, b, c) -> np.ndarray:
 
     Boldo and Melquiond's emulation: the exact product split in two, an exact sum, the low
     parts added with rounding to odd, then one rounding to nearest; correctly rounded wherever
-    no intermediate underflows or overflows. Where the plain result is not finite it is
-    returned as is.
+    no intermediate underflows or overflows. Where the result is not finite, it is the plain
+    a * b + c. `a` may be a Python float; `b` and `c` broadcast against each other.
     """
-    a, b, c = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (a, b, c)))
+    if not isinstance(a, float):
+        a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
     with np.errstate(all="ignore"):
         product, product_error = _two_product(a, b)
         high, low = _two_sum(c, product)
-        tail = _sum_rounded_to_odd(np.atleast_1d(low), np.atleast_1d(product_error))
-        fused = high + tail.reshape(high.shape)
-        plain = product + c
-    return np.where(np.isfinite(plain) & np.isfinite(fused), fused, plain)
+        fused = high + _sum_rounded_to_odd(np.atleast_1d(low), np.atleast_1d(product_error))
+        fused = fused.reshape(high.shape)
+        if not np.isfinite(fused).all():
+            plain = product + c
+            fused = np.where(np.isfinite(plain) & np.isfinite(fused), fused, plain)
+    return fused
 
 
 def _add_scaled(x: np.ndarray, alpha: float, y: np.ndarray) -> np.ndarray:

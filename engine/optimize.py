@@ -240,7 +240,7 @@ class _Run:
                 if last is None:
                     raise
                 return self._step_back("deadline", last)
-            grad_norm = float(np.sqrt(grad @ grad))
+            grad_norm = math.sqrt(grad @ grad)
             if not self._finite(value, grad):
                 if last is None:
                     return "nonfinite", 0, value, grad_norm
