@@ -117,8 +117,13 @@ class PlanObjective:
 
 
 def check_params(plan, params: Sequence[str]) -> None:
-    """Raise unless every param is an input node and the output is a scalar."""
+    """Raise unless the params are distinct input nodes and the output is a scalar."""
+    seen = set()
     for name in params:
+        if name in seen:
+            message = f"params names '{name}' twice"
+            raise NotAParam(message, name, {"params": [message]})
+        seen.add(name)
         if name not in plan.index:
             raise UnknownNode(f"params names '{name}', which is not a node of the graph", name)
         if plan.op_of(name).name != "input":

@@ -284,6 +284,9 @@ def test_params_must_be_input_nodes():
         optimize(plan, sources, ["a", "s"], optimizer=SGD(lr=0.1), steps=1)
     assert caught.value.node == "s" and caught.value.code == "validation_error"
     assert "params" in caught.value.details
+    with pytest.raises(NotAParam) as twice:
+        optimize(plan, sources, ["a", "b", "a"], optimizer=SGD(lr=0.1), steps=1)
+    assert twice.value.node == "a"
     with pytest.raises(UnknownNode) as unknown:
         optimize(plan, sources, ["zz"], optimizer=SGD(lr=0.1), steps=1)
     assert unknown.value.node == "zz"
