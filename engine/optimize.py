@@ -27,8 +27,8 @@ GOALS = ("minimize", "maximize")
 TrajectoryEntry = dict  # {"step": k, "value": float, "grad_norm": float}
 
 
-class NotAParam(GraphError):
-    """A param that is not an input node of the graph."""
+class BadParams(GraphError):
+    """params naming a node that is not an input, or one node twice."""
 
     code = "validation_error"
 
@@ -122,14 +122,14 @@ def check_params(plan, params: Sequence[str]) -> None:
     for name in params:
         if name in seen:
             message = f"params names '{name}' twice"
-            raise NotAParam(message, name, {"params": [message]})
+            raise BadParams(message, name, {"params": [message]})
         seen.add(name)
         if name not in plan.index:
             raise UnknownNode(f"params names '{name}', which is not a node of the graph", name)
         if plan.op_of(name).name != "input":
             message = f"params names '{name}', a '{plan.op_of(name).name}' node; " \
                       "only input nodes can be optimised"
-            raise NotAParam(message, name, {"params": [message]})
+            raise BadParams(message, name, {"params": [message]})
     shape = plan.shape_of(plan.output)
     if shape != ():
         raise ShapeMismatch(

@@ -15,7 +15,7 @@ from engine import DeadlineExceeded, ShapeMismatch, UnknownNode, bind_sources, c
 from engine.optim import SGD, Adam, Schedule
 from engine.optimize import (
     MAX_TRAJECTORY,
-    NotAParam,
+    BadParams,
     PlanObjective,
     StopRule,
     minibatches,
@@ -280,11 +280,11 @@ def test_nonfinite_at_the_start():
 
 def test_params_must_be_input_nodes():
     plan, sources = compiled(seeds_graph())
-    with pytest.raises(NotAParam) as caught:
+    with pytest.raises(BadParams) as caught:
         optimize(plan, sources, ["a", "s"], optimizer=SGD(lr=0.1), steps=1)
     assert caught.value.node == "s" and caught.value.code == "validation_error"
     assert "params" in caught.value.details
-    with pytest.raises(NotAParam) as twice:
+    with pytest.raises(BadParams) as twice:
         optimize(plan, sources, ["a", "b", "a"], optimizer=SGD(lr=0.1), steps=1)
     assert twice.value.node == "a"
     with pytest.raises(UnknownNode) as unknown:
