@@ -76,23 +76,25 @@ def _sum_rounded_to_odd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def fused_multiply_add(a, b, c) -> np.ndarray:
     """a * b + c with one rounding, elementwise (the FMA instruction torch's kernels use).
 
-    Boldo and Melquiond's emulation: the exact product split in two, an exact sum, the low
-    parts added with rounding to odd, then one rounding to nearest; correctly rounded wherever
-    no intermediate underflows or overflows. Where the result is not finite, it is the plain
-    a * b + c. `a` may be a Python float; `b` and `c` broadcast against each other.
+    Correctly rounded wherever no intermediate underflows or overflows; where the result is
+    not finite it is the plain a * b + c.
     """
-    if not isinstance(a, float):
-        a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    c = np.asarray(c, dtype=np.float64)
+    b, c = np.broadcast_arrays(np.asarray(b, dtype=np.float64), np.asarray(c, dtype=np.float64))
+    a = a if isinstance(a, float) else np.asarray(a, dtype=np.float64)
     with np.errstate(all="ignore"):
-        product, product_error = _two_product(a, b)
-        high, low = _two_sum(c, product)
-        fused = high + _sum_rounded_to_odd(np.atleast_1d(low), np.atleast_1d(product_error))
-        fused = fused.reshape(high.shape)
-        if not np.isfinite(fused).all():
-            plain = product + c
-            fused = np.where(np.isfinite(plain) & np.isfinite(fused), fused, plain)
+        return np.asarray(_fma(a, b, c), dtype=np.float64)
+
+
+def _fma(a, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """fused_multiply_add for float64 operands under np.errstate(all="ignore"); `a` may be a
+    Python float. Boldo and Melquiond's emulation: the exact product split in two, an exact
+    sum, the low parts added with rounding to odd, then one rounding to nearest."""
+    product, product_error = _two_product(a, b)
+    high, low = _two_sum(c, product)
+    fused = high + _sum_rounded_to_odd(low, product_error)
+    if not np.isfinite(fused).all():
+        plain = product + c
+        fused = np.where(np.isfinite(plain) & np.isfinite(fused), fused, plain)
     return fused
 
 
@@ -100,14 +102,14 @@ def _add_scaled(x: np.ndarray, alpha: float, y: np.ndarray) -> np.ndarray:
     """torch's `x.add(y, alpha=alpha)`: x + alpha * y, fused (exact when alpha is 1)."""
     if alpha == 1.0:
         return x + y
-    return fused_multiply_add(alpha, y, x)
+    return _fma(alpha, y, x)
 
 
 def _lerp(start: np.ndarray, end: np.ndarray, weight: float) -> np.ndarray:
     """torch's `start.lerp(end, weight)`: from the nearer end, so weight 1 lands on `end`."""
     if abs(weight) < 0.5:
-        return fused_multiply_add(weight, end - start, start)
-    return fused_multiply_add(weight - 1.0, end - start, end)
+        return _fma(weight, end - start, start)
+    return _fma(weight - 1.0, end - start, end)
 
 
 # ---------------------------------------------------------------- optimisers
@@ -147,9 +149,10 @@ class SGD:
     def update(self, grads: Arrays, state: SGDState, params: Arrays,
                lr: float) -> tuple[dict[str, np.ndarray], SGDState]:
         new_params, buffers = {}, {}
-        for name, param in params.items():
-            new_params[name], buffers[name] = self._step(
-                param, grads[name], state.momentum_buffers[name], lr)
+        with np.errstate(all="ignore"):  # non-finite values pass through; the loop stops on them
+            for name, param in params.items():
+                new_params[name], buffers[name] = self._step(
+                    param, grads[name], state.momentum_buffers[name], lr)
         return new_params, SGDState(buffers)
 
     def _step(self, param, grad, buffer, lr):
@@ -198,15 +201,15 @@ class Adam:
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2 ** 0.5
         new_params, exp_avg, exp_avg_sq = {}, {}, {}
-        for name, param in params.items():
-            grad = grads[name]
-            if self.weight_decay:
-                grad = _add_scaled(grad, self.weight_decay, param)
-            exp_avg[name] = _lerp(state.exp_avg[name], grad, 1 - beta1)
-            exp_avg_sq[name] = fused_multiply_add(
-                (1 - beta2) * grad, grad, state.exp_avg_sq[name] * beta2)
-            denom = np.sqrt(exp_avg_sq[name]) / bias_correction2_sqrt + self.eps
-            new_params[name] = param + (-step_size * exp_avg[name]) / denom
+        with np.errstate(all="ignore"):  # non-finite values pass through; the loop stops on them
+            for name, param in params.items():
+                grad = grads[name]
+                if self.weight_decay:
+                    grad = _add_scaled(grad, self.weight_decay, param)
+                exp_avg[name] = _lerp(state.exp_avg[name], grad, 1 - beta1)
+                exp_avg_sq[name] = _fma((1 - beta2) * grad, grad, state.exp_avg_sq[name] * beta2)
+                denom = np.sqrt(exp_avg_sq[name]) / bias_correction2_sqrt + self.eps
+                new_params[name] = param + (-step_size * exp_avg[name]) / denom
         return new_params, AdamState(step, exp_avg, exp_avg_sq)
 
 

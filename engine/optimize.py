@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 import numpy as np
@@ -89,11 +90,11 @@ class ParamVector:
                       for name, s, shape in zip(self.names, self.slices, self.shapes, strict=True)}
         self._all_scalar = all(shape == () for shape in self.shapes)
 
-    def gather(self, grads: Mapping[str, object]) -> np.ndarray:
-        """The params' gradients as one flat vector, in the order of `flat`."""
+    def gather(self, grads: Sequence[object]) -> np.ndarray:
+        """The params' gradients (listed in the order of `names`) as one flat vector."""
         if self._all_scalar:
-            return np.array([grads[name] for name in self.names], dtype=np.float64)
-        return np.concatenate([np.ravel(grads[name]) for name in self.names])
+            return np.array(grads, dtype=np.float64)
+        return np.concatenate([np.ravel(g) for g in grads])
 
     def values(self) -> dict[str, object]:
         """A copy of the params: 0-d ones as Python floats."""
@@ -110,14 +111,30 @@ class PlanObjective:
         self.params = params
         self.sources = {**sources, **params.views}  # bound once: updates land in place
         self.deadline = deadline
+        self._pick_params = None  # picks the params' gradients out of a run's grad_list
 
     def __call__(self, step: int) -> tuple[float, np.ndarray]:
         result = self.plan.run(self.sources, deadline=self.deadline)
-        return float(result.value), self.params.gather(result.grads)
+        if self._pick_params is None:
+            position = {name: i for i, name in enumerate(result.order)}
+            self._pick_params = _picker([position[name] for name in self.params.names])
+        return float(result.value), self.params.gather(self._pick_params(result.grad_list))
+
+
+def _picker(positions: list[int]) -> Callable[[Sequence], tuple]:
+    """Items at `positions` of a sequence, always as a tuple."""
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda items: (items[only],)
+    return itemgetter(*positions)
 
 
 def check_params(plan, params: Sequence[str]) -> None:
-    """Raise unless the params are distinct input nodes and the output is a scalar."""
+    """Raise unless the params are distinct input nodes (one at least) and the output is a
+    scalar."""
+    if not params:
+        raise BadParams("params names no node; name the input nodes to optimise", None,
+                        {"params": ["name at least one input node"]})
     seen = set()
     for name in params:
         if name in seen:
@@ -246,7 +263,7 @@ class _Run:
                     raise
                 return self._step_back("deadline", last)
             grad_norm = math.sqrt(grad @ grad)
-            if not self._finite(value, grad):
+            if not self._finite(value, grad_norm):
                 if last is None:
                     return "nonfinite", 0, value, grad_norm
                 return self._step_back("nonfinite", last)
@@ -262,8 +279,9 @@ class _Run:
             state = self._update(k, grad, state)
         raise AssertionError("unreachable: the loop returns at k == steps")
 
-    def _finite(self, value: float, grad: np.ndarray) -> bool:
-        return math.isfinite(value) and bool(np.isfinite(grad).all()) \
+    def _finite(self, value: float, grad_norm: float) -> bool:
+        # a gradient too large for its norm to be a float counts as non-finite too
+        return math.isfinite(value) and math.isfinite(grad_norm) \
             and bool(np.isfinite(self.theta).all())
 
     def _update(self, k: int, grad: np.ndarray, state):

@@ -287,6 +287,8 @@ def test_params_must_be_input_nodes():
     with pytest.raises(BadParams) as twice:
         optimize(plan, sources, ["a", "b", "a"], optimizer=SGD(lr=0.1), steps=1)
     assert twice.value.node == "a"
+    with pytest.raises(BadParams):
+        optimize(plan, sources, [], optimizer=SGD(lr=0.1), steps=1)
     with pytest.raises(UnknownNode) as unknown:
         optimize(plan, sources, ["zz"], optimizer=SGD(lr=0.1), steps=1)
     assert unknown.value.node == "zz"
