@@ -19,7 +19,13 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.errors import DeadlineExceeded, GraphError, ShapeMismatch, UnknownNode
+from engine.errors import (
+    DeadlineExceeded,
+    GraphError,
+    MissingInput,
+    ShapeMismatch,
+    UnknownNode,
+)
 from engine.optim import CONSTANT, Optimizer, Schedule
 
 MAX_TRAJECTORY = 10_000
@@ -228,6 +234,9 @@ def optimize(
     if steps < 0:
         raise ValueError("steps must be >= 0")
     check_params(plan, params)
+    for name in params:
+        if name not in sources:
+            raise MissingInput(f"input node '{name}' has no value", name)
     vector = ParamVector(sources, params)
     evaluate = (objective(vector) if objective is not None
                 else PlanObjective(plan, sources, vector, deadline))
@@ -248,7 +257,7 @@ class _Run:
         self.optimizer = optimizer
         self.schedule = schedule
         self.steps = steps
-        self.sign = -1.0 if maximize else 1.0
+        self.maximize = maximize  # torch's maximize=True: the gradient negated first
         self.deadline = deadline
 
     def loop(self, evaluate: Objective, stop: StopRule, trajectory: Trajectory):
@@ -287,7 +296,7 @@ class _Run:
     def _update(self, k: int, grad: np.ndarray, state):
         lr = self.schedule.lr_at(self.optimizer.lr, k, self.steps)
         self.previous[...] = self.theta
-        if self.sign < 0:
+        if self.maximize:
             grad = -grad
         new, state = self.optimizer.update({"params": grad}, state, {"params": self.theta}, lr)
         self.theta[...] = new["params"]
