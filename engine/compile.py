@@ -69,7 +69,8 @@ def _check_node(node: Node) -> tuple[Op, dict]:
     if op is None:
         raise UnknownOp(f"unknown op '{node.op}'", node.id)
     n = len(node.inputs)
-    if n < op.min_arity or (op.max_arity is not None and n > op.max_arity):
+    low, high = op.arity
+    if n < low or (high is not None and n > high):
         raise Arity(f"op '{op.name}' takes {op.arity_text} inputs, got {n}", node.id)
     return op, checked_attrs(op, node.attrs, node.id)
 
