@@ -126,11 +126,6 @@ def gate_label_text(op: str, symbol: str, attrs: Mapping[str, Any] | None) -> st
     return row.label_text(attrs or {}, format_number)
 
 
-def _is_source(op: str) -> bool:
-    row = OPS.get(op)
-    return row is not None and row.is_source
-
-
 def _font(text: str, color: str | None = None, size: int | None = None) -> str:
     attrs = (f' COLOR="{color}"' if color else "") + (f' POINT-SIZE="{size}"' if size else "")
     return f"<FONT{attrs}>{text}</FONT>" if attrs else text
@@ -181,10 +176,11 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
         by_id[node_id] = node
         op = str(_field(node, "op"))
         label = _label_text(node_id)
-        if _is_source(op):
+        row = OPS.get(op)
+        if row is not None and row.is_source:
             sources.append(names[node_id])
             # a variable's id in black, a constant's greyed
-            text = label if OPS[op].is_variable else _font(label, ID_COLOR)
+            text = label if row.is_variable else _font(label, ID_COLOR)
             dot.node(names[node_id], label=f"<{text}>", shape="plaintext", width="0", height="0",
                      margin="0.03")
         else:
