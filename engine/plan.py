@@ -125,17 +125,16 @@ class Plan:
 
     def _result(self, values: list, grads: list | None, reported: list[int]) -> RunResult:
         """Pick the reported nodes; a float executor's lists hold plain floats already."""
-        floats = self.executor.gives_floats
         everything = len(reported) == len(self.ids)
         order = list(self.ids) if everything else [self.ids[i] for i in reported]
-        if floats:
-            pick = (lambda column: column) if everything else (
-                lambda column: [column[i] for i in reported])
-            return RunResult(self.output, values[self.out], order, pick(values),
-                             None if grads is None else pick(grads))
-        grad_list = None
+        value = values[self.out]
+        if self.executor.gives_floats:
+            if not everything:
+                values = [values[i] for i in reported]
+                grads = None if grads is None else [grads[i] for i in reported]
+            return RunResult(self.output, value, order, values, grads)
         if grads is not None:  # a node the output does not depend on gets zeros of its shape
-            grad_list = [plain(np.zeros(self.shapes[i]) if grads[i] is None else grads[i])
-                         for i in reported]
-        return RunResult(self.output, plain(values[self.out]), order,
-                         [plain(values[i]) for i in reported], grad_list)
+            grads = [plain(np.zeros(self.shapes[i]) if grads[i] is None else grads[i])
+                     for i in reported]
+        return RunResult(self.output, plain(value), order, [plain(values[i]) for i in reported],
+                         grads)
