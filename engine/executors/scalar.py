@@ -102,7 +102,8 @@ def _float_steps(plan: Plan) -> list[FloatStep]:
         if op.is_source:
             continue
         ins, attrs, kernels = plan.ins[i], plan.attrs[i], op.scalar
-        forward = kernels.pairwise if len(ins) == 2 and kernels.pairwise else kernels.forward
+        pairwise = len(ins) == 2 and kernels.pairwise is not None
+        forward = kernels.pairwise if pairwise else kernels.forward
         steps.append(FloatStep(i, bind(forward, attrs), bind(kernels.vjp, attrs), ins, len(ins)))
     return steps
 
