@@ -19,6 +19,7 @@ from engine.collector import gc_paused
 from engine.errors import Arity, Cycle, DuplicateId, MissingInput, TooLarge, UnknownNode, UnknownOp
 from engine.executors import choose_executor
 from engine.graph import NO_LIMITS, Graph, Limits, Node
+from engine.numpy_limits import check_shape
 from engine.ops import OPS, Op, Shape, checked_attrs, same_shape
 from engine.plan import Plan
 from engine.result import RunResult
@@ -147,12 +148,22 @@ def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[
         elif op.infer_shape is same_shape:  # the common case, without building a list
             shape = shapes[ins[i][0]]
         else:
-            shape = op.infer_shape([shapes[j] for j in ins[i]], attrs[i], name)
+            shape = _gate_shape(op, [shapes[j] for j in ins[i]], attrs[i], name)
         size = math.prod(shape) if shape else 1
         total += size
         _check_size(name, size, total, limits)
         shapes.append(shape)
     return tuple(shapes)
+
+
+def _gate_shape(op: Op, in_shapes: list[Shape], attrs: dict, name: str) -> Shape:
+    """The op's shape rule, fenced by numpy's limits: every inferred shape passes here."""
+    if len(in_shapes) > 1:  # numpy broadcasts several arrays over at most 32 dimensions
+        for shape in in_shapes:
+            check_shape(shape, name, broadcast=True)
+    shape = op.infer_shape(in_shapes, attrs, name)
+    check_shape(shape, name)
+    return shape
 
 
 def _check_size(name: str, size: int, total: int, limits: Limits) -> None:

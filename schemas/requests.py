@@ -20,7 +20,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from engine import OPS, Graph, Node, UnknownOp, gc_paused
 from schemas.objectlist import ObjectList, TupleList
-from schemas.tensors import Tensor, check_size, element_limit, nominal_size
+from schemas.tensors import Tensor, check_nominal, element_limit
 
 REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram")
 ENCODINGS = ("json", "b64")
@@ -88,7 +88,7 @@ class SourceValues(fields.Dict):
                 if numbers is not None:
                     return dict(zip(value, numbers, strict=True))
             for key, item in value.items():
-                check_size(nominal_size(item), key if type(key) is str else None)
+                check_nominal(item, key if type(key) is str else None)
         return super()._deserialize(value, attr, data, **kwargs)
 
 

@@ -24,12 +24,11 @@ from marshmallow import ValidationError, fields
 from pybase64 import b64decode, b64encode_as_string
 
 from engine import TooLarge
+from engine.numpy_limits import MAX_NDIM, check_shape
 from schemas.jsontext import INFINITY, NAN, NEG_INFINITY, NONFINITE_SPELLINGS, spell_float
 
 WIRE_DTYPES: dict[str, np.dtype] = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4")}
 ENCODED_KEYS = frozenset({"dtype", "shape", "b64"})
-# numpy's own limit on dimensions.
-MAX_NDIM = 64
 
 _NUMBER_TYPES = frozenset({float, int})
 _FLOAT64_MAX = np.finfo(np.float64).max
@@ -74,11 +73,23 @@ _TENSOR_FORMS = (
 
 def nominal_size(value: object) -> int:
     """Elements a wire tensor claims to hold, read without converting it (1 if it does not say)."""
+    return math.prod(nominal_shape(value))
+
+
+def nominal_shape(value: object) -> list[int]:
+    """The shape a wire tensor claims, read without converting it ([] if it does not say)."""
     if type(value) is list:
-        return math.prod(_nominal_shape(value))
+        return _nominal_shape(value)
     if type(value) is dict and _is_shape(value.get("shape")):
-        return math.prod(value["shape"])
-    return 1
+        return value["shape"]
+    return []
+
+
+def check_nominal(value: object, node: str | None) -> None:
+    """Raise TooLarge, naming `node`, for a wire tensor numpy or the element limit refuses."""
+    shape = nominal_shape(value)
+    check_shape(shape, node)
+    check_size(math.prod(shape), node)
 
 
 def check_size(size: int, node: str | None) -> None:
@@ -196,6 +207,7 @@ def _decode_encoded(value: dict, node: str | None) -> np.ndarray:
         raise ValidationError(
             f'"shape" must be a list of at most {MAX_NDIM} non-negative integers'
         )
+    check_shape(shape, node)  # decoded as float64, even from float32
     size = math.prod(shape)
     check_size(size, node)
     text = value["b64"]
