@@ -23,7 +23,7 @@ from engine.numpy_limits import check_shape
 from engine.ops import OPS, Op, Shape, checked_attrs, same_shape
 from engine.plan import Plan
 from engine.result import RunResult
-from engine.sources import bind_sources, check_seed
+from engine.sources import bind_sources, check_seed, missing_input_error
 
 
 def compile_plan(
@@ -93,20 +93,29 @@ def topological_order(nodes: Sequence[Node]) -> list[Node]:
             if not pending[consumer]:
                 queue.append(consumer)
     if len(queue) < len(nodes):
-        on_cycle = _node_on_cycle(nodes, position, pending)
-        raise Cycle("the graph has a cycle through this node", on_cycle)
+        cycle = _a_cycle(nodes, position, pending)
+        raise Cycle(
+            "the graph has a cycle through this node: " + " -> ".join(cycle + cycle[:1]),
+            cycle[0], {"cycle": cycle},
+        )
     return [nodes[k] for k in queue]
 
 
-def _node_on_cycle(nodes: list[Node], position: dict[str, int], pending: list[int]) -> str:
-    """Walk back through unfinished inputs until a node repeats: that node is on a cycle."""
+def _a_cycle(nodes: list[Node], position: dict[str, int], pending: list[int]) -> list[str]:
+    """Walk back through unfinished inputs until a node repeats; the walk from there is a cycle.
+
+    The ids come in the direction values flow (each feeds the next, the last feeds the first).
+    """
     current = next(k for k, count in enumerate(pending) if count)
-    seen = set()
+    walk: list[int] = []
+    seen: dict[int, int] = {}
     while current not in seen:
-        seen.add(current)
+        seen[current] = len(walk)
+        walk.append(current)
         current = next(position[name] for name in nodes[current].inputs
                        if pending[position[name]])
-    return nodes[current].id
+    loop = walk[seen[current]:]  # each takes the next as an input
+    return [nodes[k].id for k in (loop[0], *reversed(loop[1:]))]
 
 
 def _plan(order, checked, source_shapes, output, limits, strategy) -> Plan:
@@ -143,7 +152,7 @@ def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[
         op = ops[i]
         if op.is_source:
             if name not in source_shapes:
-                raise MissingInput(f"{op.name} node '{name}' has no value", name)
+                raise _missing_inputs(ids, ops, source_shapes)
             shape = tuple(source_shapes[name])
         elif op.infer_shape is same_shape:  # the common case, without building a list
             shape = shapes[ins[i][0]]
@@ -154,6 +163,13 @@ def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[
         _check_size(name, size, total, limits)
         shapes.append(shape)
     return tuple(shapes)
+
+
+def _missing_inputs(ids, ops, source_shapes) -> MissingInput:
+    """One error listing every source without a value, so a caller can fix them all at once."""
+    missing = [name for name, op in zip(ids, ops, strict=True)
+               if op.is_source and name not in source_shapes]
+    return missing_input_error(missing)
 
 
 def _gate_shape(op: Op, in_shapes: list[Shape], attrs: dict, name: str) -> Shape:

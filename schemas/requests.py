@@ -239,10 +239,42 @@ def load_request(kind: str, data: object, *, max_elements: int | None = None) ->
         raise ValueError(f"unknown request kind {kind!r}; expected one of {REQUEST_KINDS}")
     # Loading a big graph allocates many acyclic objects; the collector's scans would cost
     # about as much as the loading.
-    with element_limit(max_elements), gc_paused():
-        loaded = schema.load(data)
+    try:
+        with element_limit(max_elements), gc_paused():
+            loaded = schema.load(data)
+    except ValidationError as error:
+        error.kwargs["node"] = faulty_node(error.messages, data)
+        raise
     _check_ops(loaded["graph"])
     return Request(**loaded)
+
+
+def faulty_node(messages: object, data: object) -> str | None:
+    """The id of the first node that field errors under graph.nodes.N point at, if it has one.
+
+    An error response names that node in `node` as graph faults do (the details keep the
+    index path, which is what a schema-driven client needs).
+    """
+    graph_errors = messages.get("graph") if isinstance(messages, dict) else None
+    node_errors = graph_errors.get("nodes") if isinstance(graph_errors, dict) else None
+    if not isinstance(node_errors, dict):
+        return None
+    graph = data.get("graph") if isinstance(data, dict) else None
+    nodes = graph.get("nodes") if isinstance(graph, dict) else None
+    if not isinstance(nodes, list):
+        return None
+    for index in sorted(k for k in map(_as_index, node_errors) if k is not None):
+        node = nodes[index] if index < len(nodes) else None
+        node_id = node.get("id") if isinstance(node, dict) else None
+        if type(node_id) is str and node_id:
+            return node_id
+    return None
+
+
+def _as_index(key: object) -> int | None:
+    if type(key) is int:
+        return key if key >= 0 else None
+    return int(key) if type(key) is str and key.isdigit() else None
 
 
 def _check_ops(graph: Graph) -> None:
