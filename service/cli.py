@@ -52,7 +52,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", help="Address to bind (HOST; default 0.0.0.0).")
+@click.option("--host", help="Address to bind (HOST; default 127.0.0.1, loopback only).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to bind (PORT; default 8000).")
 @click.option(
     "--workers", type=click.IntRange(min=1), help="gunicorn worker processes (WEB_CONCURRENCY)."

@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from service.cors import parse_origins
+
 
 def _optional_str(text: str) -> str | None:
     return text or None
@@ -44,6 +46,13 @@ def _log_level(text: str) -> str:
     return level
 
 
+def _log_format(text: str) -> str:
+    form = text.lower()
+    if form not in {"auto", "json", "text"}:
+        raise ValueError("must be one of auto, json, text")
+    return form
+
+
 def default_worker_count() -> int:
     """gunicorn's usual 2 x cores + 1, capped so a big host does not fork dozens of workers."""
     return min(2 * (os.cpu_count() or 1) + 1, 12)
@@ -68,7 +77,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "DIAGRAM_TIMEOUT_SECONDS": (10.0, _positive_float),
     "REDIS_TIMEOUT_SECONDS": (0.05, _positive_float),
     "LOG_LEVEL": ("INFO", _log_level),
-    "HOST": ("0.0.0.0", str),
+    # json: one JSON object per line (containers, log shippers); text: human-readable lines;
+    # auto: text when stderr is a terminal, else json.
+    "LOG_FORMAT": ("auto", _log_format),
+    # Browser origins allowed to call the API (comma-separated, or *); empty: CORS off.
+    "CORS_ORIGINS": ((), parse_origins),
+    # `chainrule serve` (and so `make run`) listens on loopback only; the container sets 0.0.0.0.
+    "HOST": ("127.0.0.1", str),
     "PORT": (8000, _positive_int),
     "WEB_CONCURRENCY": (None, _positive_int),
     "PROMETHEUS_MULTIPROC_DIR": (None, _optional_str),
