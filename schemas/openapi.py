@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import INCLUDE, Schema, fields
 
 from engine import ENGINE_VERSION, GraphError
-from schemas.jsontext import NONFINITE_SPELLINGS
+from schemas import examples
+from schemas.jsonschema_forms import (
+    TENSOR_COMPONENTS,
+    exclusive_bounds,
+    node_value_rules,
+    tensor_properties,
+)
 from schemas.requests import REQUEST_SCHEMAS, GraphSchema, NodeSchema
 from schemas.responses import (
     HASH_PATTERN,
@@ -28,11 +35,16 @@ from schemas.responses import (
     GradientsResponseSchema,
     NodeGradientSchema,
     NodeValueSchema,
-    WireFloat,
 )
-from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
 
-API_VERSION = "1"
+
+def package_version() -> str:
+    """The installed chainrule distribution's version: the document's, the CLI's, /metrics'."""
+    try:
+        return version("chainrule")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
 
 VALIDATION_ERROR = "validation_error"
 # The engine's graph faults, each naming its node. UnexpectedValue (a value on a gate) shares
@@ -49,47 +61,6 @@ _ERROR_CODES_TEXT = (
     "method_not_allowed (405), deadline_exceeded (504), diagram_unavailable (503, "
     "/v1/diagram: Graphviz cannot draw), not_ready (503, /readyz), internal (500)."
 )
-
-_NONFINITE = {"type": "string", "enum": list(NONFINITE_SPELLINGS)}
-
-_TENSOR_COMPONENTS = {
-    "NestedNumbers": {
-        "type": "array",
-        "description": "A rectangular nested list of numbers, nested to any depth (ragged "
-        "lists are refused). Items are numbers, non-finite spellings, or lists of the same kind "
-        "(not written as a recursive schema: some OpenAPI tools cannot follow one).",
-        "items": {"oneOf": [{"type": "number"}, _NONFINITE, {"type": "array", "items": {}}]},
-    },
-    "EncodedTensor": {
-        "type": "object",
-        "description": "Raw little-endian C-order bytes; their count must equal dtype size "
-        "x the product of shape.",
-        "properties": {
-            "dtype": {"type": "string", "enum": list(WIRE_DTYPES)},
-            "shape": {
-                "type": "array",
-                "items": {"type": "integer", "minimum": 0},
-                "maxItems": MAX_NDIM,
-            },
-            "b64": {"type": "string", "format": "byte"},
-        },
-        "required": ["dtype", "shape", "b64"],
-        "additionalProperties": False,
-    },
-    "Tensor": {
-        "description": "A tensor: a number (0-d), a rectangular nested list, or an encoded "
-        "object. Non-finite numbers are the strings "
-        + ", ".join(f'"{spelling}"' for spelling in NONFINITE_SPELLINGS)
-        + "; inputs holding them need allow_nonfinite.",
-        "oneOf": [
-            {"type": "number"},
-            _NONFINITE,
-            {"$ref": "#/components/schemas/NestedNumbers"},
-            {"$ref": "#/components/schemas/EncodedTensor"},
-        ],
-    },
-}
-
 
 class OpAttrSchema(Schema):
     name = fields.String(required=True)
@@ -143,6 +114,8 @@ def request_component(kind: str) -> str:
     return f"{kind.capitalize()}Request"
 
 
+GET_RESULT = "getResult"
+
 # Binary image formats; the others are text.
 _BINARY_IMAGES = frozenset({"image/png"})
 
@@ -177,31 +150,20 @@ _ERRORS = {
 }
 
 
-def _tensor_properties(self, field: fields.Field, **kwargs) -> dict:
-    """apispec attribute function: tensors and wire floats by their wire forms."""
-    if isinstance(field, Tensor):
-        return {"allOf": [{"$ref": "#/components/schemas/Tensor"}]}
-    if isinstance(field, WireFloat):
-        return {"oneOf": [{"type": "number"}, _NONFINITE]}
-    return {}
-
-
-def _json_body(schema: str, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def _errors(*names: str) -> dict:
     return {_ERRORS[name][0]: name for name in ("Internal", *names)}
 
 
-def _compute_operation(summary: str, request: str, ok: dict, *errors: str) -> dict:
+def _compute_operation(
+    summary: str, request: str, ok: dict, *errors: str, example: object = None
+) -> dict:
+    body: dict = {"schema": request}
+    if example is not None:
+        body["example"] = example
     return {
         "summary": summary,
         "parameters": ["RequestId"],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": request}},
-        },
+        "requestBody": {"required": True, "content": {"application/json": body}},
         "responses": {
             "200": ok,
             **_errors("BadJson", "TooLarge", "UnsupportedMediaType", "Unprocessable",
@@ -210,10 +172,23 @@ def _compute_operation(summary: str, request: str, ok: dict, *errors: str) -> di
     }
 
 
-def _result_ok(schema: str, description: str) -> dict:
+def _json_body(schema: str, description: str, example: object = None) -> dict:
+    content: dict = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"description": description, "content": {"application/json": content}}
+
+
+def _result_ok(schema: str, description: str, example: object = None) -> dict:
     return {
-        **_json_body(schema, description),
+        **_json_body(schema, description, example),
         "headers": {"ETag": "ETag", "X-Cache": "X-Cache", "X-Request-ID": "X-Request-ID"},
+        # a stateful client (or fuzzer) learns where the stored result is read back
+        "links": {"GetResult": {
+            "operationId": GET_RESULT,
+            "parameters": {"hash": "$response.body#/hash"},
+            "description": "The same body, stored under its hash: GET /v1/results/{hash}.",
+        }},
     }
 
 
@@ -222,7 +197,7 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
     plugin = MarshmallowPlugin()
     spec = APISpec(
         title="chainrule",
-        version=API_VERSION,
+        version=package_version(),
         openapi_version="3.0.3",
         plugins=[plugin],
         info={
@@ -230,8 +205,9 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
             f"computation graphs. Engine version {ENGINE_VERSION}."
         },
     )
-    plugin.converter.add_attribute_function(_tensor_properties)
-    for name, component in _TENSOR_COMPONENTS.items():
+    plugin.converter.add_attribute_function(tensor_properties)
+    plugin.converter.add_attribute_function(exclusive_bounds)
+    for name, component in TENSOR_COMPONENTS.items():
         spec.components.schema(name, component)
     for name, schema in _SCHEMAS.items():
         spec.components.schema(name, schema=schema)
@@ -239,7 +215,9 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
     for endpoint in endpoints:
         spec.path(path=endpoint.path, operations={"post": _endpoint_operation(endpoint)})
     _add_fixed_paths(spec, [e for e in endpoints if e.response_schema])
-    return spec.to_dict()
+    document = spec.to_dict()
+    document["components"]["schemas"]["Node"]["allOf"] = node_value_rules()
+    return document
 
 
 def _add_shared_components(spec: APISpec) -> None:
@@ -264,30 +242,36 @@ def _add_shared_components(spec: APISpec) -> None:
         spec.components.response(
             name,
             {"description": f"{description} {_ERROR_CODES_TEXT}",
-             "content": {"application/json": {"schema": "Error"}},
+             "content": {"application/json": {"schema": "Error",
+                                               "example": examples.ERROR_EXAMPLE}},
              "headers": {"X-Request-ID": "X-Request-ID"}},
         )
 
 
 def _endpoint_operation(endpoint: ComputeEndpoint) -> dict:
+    answer = examples.RESPONSE_EXAMPLES.get(endpoint.kind)
     if endpoint.response_schema is not None:
-        ok = _result_ok(endpoint.response_schema, endpoint.response_description)
+        ok = _result_ok(endpoint.response_schema, endpoint.response_description, answer)
     else:
         ok = {
             "description": endpoint.response_description,
             "headers": {"X-Request-ID": "X-Request-ID"},
-            "content": {media_type: {"schema": _image_schema(media_type)}
+            "content": {media_type: _image_content(media_type, answer)
                         for media_type in endpoint.image_types},
         }
     return _compute_operation(
-        endpoint.summary, request_component(endpoint.kind), ok, *endpoint.errors
+        endpoint.summary, request_component(endpoint.kind), ok, *endpoint.errors,
+        example=examples.REQUEST_EXAMPLES.get(endpoint.kind),
     )
 
 
-def _image_schema(media_type: str) -> dict:
-    if media_type in _BINARY_IMAGES:
-        return {"type": "string", "format": "binary"}
-    return {"type": "string"}
+def _image_content(media_type: str, text_example: object) -> dict:
+    if media_type in _BINARY_IMAGES:  # generated clients keep the bytes as they are
+        return {"schema": {"type": "string", "format": "binary"}}
+    content: dict = {"schema": {"type": "string"}}
+    if media_type == "text/vnd.graphviz" and text_example is not None:
+        content["example"] = text_example
+    return content
 
 
 def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
@@ -299,16 +283,27 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
                      "schema": {"type": "string", "pattern": HASH_PATTERN}}],
         operations={"get": {
             "summary": "A cached result body, with cached: true",
-            "parameters": ["RequestId"],
+            "operationId": GET_RESULT,
+            "parameters": ["RequestId", {
+                "name": "If-None-Match", "in": "header", "required": False,
+                "schema": {"type": "string"},
+                "description": 'The ETag of a result held: "<hash>" (or *) answers 304.'}],
             "responses": {
                 "200": {
                     "description": f"The body of {cached_paths or 'a computing endpoint'}.",
                     "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"},
-                    "content": {"application/json": {"schema": {"oneOf": [
-                        {"$ref": f"#/components/schemas/{endpoint.response_schema}"}
-                        for endpoint in cached
-                    ]}}},
+                    # anyOf: an evaluate body also matches the gradients schema when it
+                    # reports no node, so "exactly one" (oneOf) would be false
+                    "content": {"application/json": {
+                        "schema": {"anyOf": [
+                            {"$ref": f"#/components/schemas/{endpoint.response_schema}"}
+                            for endpoint in cached
+                        ]},
+                        "example": {**examples.RESPONSE_EXAMPLES["gradients"], "cached": True},
+                    }},
                 },
+                "304": {"description": "If-None-Match named this result: the client has it.",
+                        "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"}},
                 **_errors("NotFound"),
             },
         }},
@@ -317,19 +312,20 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
         path="/v1/ops",
         operations={"get": {
             "summary": "The op catalog that validation uses",
-            "responses": {"200": _json_body("OpsResponse", "Every op, in catalog order."),
+            "responses": {"200": _json_body("OpsResponse", "Every op, in catalog order.",
+                                            examples.OPS_EXAMPLE),
                           **_errors()},
         }},
     )
     spec.path(
         path="/healthz",
         operations={"get": {"summary": "Liveness", "responses": {
-            "200": _json_body("Health", "The process serves.")}}},
+            "200": _json_body("Health", "The process serves.", examples.HEALTH_EXAMPLE)}}},
     )
     spec.path(
         path="/readyz",
         operations={"get": {"summary": "Readiness", "responses": {
-            "200": _json_body("Health", "The cache backend answers."),
+            "200": _json_body("Health", "The cache backend answers.", examples.READY_EXAMPLE),
             "503": _json_body("Error", "not_ready: Redis is configured and unreachable (the "
                               "message says why); /v1 requests are still answered, without "
                               "the cache."),
@@ -339,7 +335,8 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
         path="/metrics",
         operations={"get": {"summary": "Prometheus metrics", "responses": {"200": {
             "description": "Prometheus text exposition format.",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "content": {"text/plain": {"schema": {"type": "string"},
+                                       "example": examples.METRICS_EXAMPLE}},
         }}}},
     )
     for path, summary in (("/", "The playground"), ("/docs", "The API documentation")):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
-from flask import Blueprint, Response, current_app, send_from_directory
+from flask import Blueprint, Response, current_app
 
 from schemas import build_spec
 from service.kinds import openapi_endpoints
@@ -25,10 +26,16 @@ def docs_page() -> str:
     return render_docs_page(openapi_document())
 
 
+@cache
+def playground_page(static_folder: str) -> bytes:
+    return (Path(static_folder) / "index.html").read_bytes()
+
+
 @blueprint.get("/")
 def playground() -> Response:
-    # The page links its script and style as static/..., served by Flask's static route.
-    return send_from_directory(current_app.static_folder, "index.html")
+    # The page links its script and style as static/..., served by Flask's static route; the
+    # page itself is read once and served from memory (no file handle left to any client).
+    return Response(playground_page(current_app.static_folder), mimetype="text/html")
 
 
 @blueprint.get("/openapi.json")

@@ -1,0 +1,72 @@
+"""Request and response examples for the OpenAPI document, one pair per endpoint.
+
+Every computing example asks about the contract's circuit f = (x + y) z at x = -2, y = 5,
+z = -4; the responses are what the service answers to them (tests/service/test_openapi_examples
+posts each request and compares), so the document never shows a number the server would not.
+"""
+
+from __future__ import annotations
+
+EXAMPLE_GRAPH = {
+    "nodes": [
+        {"id": "x", "op": "input", "value": -2},
+        {"id": "y", "op": "input", "value": 5},
+        {"id": "z", "op": "input", "value": -4},
+        {"id": "q", "op": "add", "inputs": ["x", "y"]},
+        {"id": "f", "op": "mul", "inputs": ["q", "z"]},
+    ],
+    "output": "f",
+}
+
+REQUEST_EXAMPLES: dict[str, dict] = {
+    "gradients": {"graph": EXAMPLE_GRAPH, "inputs": {"x": -2, "y": 5}},
+    "evaluate": {"graph": EXAMPLE_GRAPH},
+    "gradcheck": {"graph": EXAMPLE_GRAPH, "check": ["x", "z"]},
+    "diagram": {"graph": EXAMPLE_GRAPH, "format": "dot"},
+}
+
+RESPONSE_EXAMPLES: dict[str, object] = {
+    "gradients": {
+        "hash": "b86ba8d5997f9cb8e3f826bc31547e101b488eaa8ec380dbd16a06d74c6d3fd2",
+        "output": "f",
+        "value": -12.0,
+        "nodes": {
+            "x": {"value": -2.0, "grad": -4.0},
+            "y": {"value": 5.0, "grad": -4.0},
+            "z": {"value": -4.0, "grad": 3.0},
+            "q": {"value": 3.0, "grad": -4.0},
+            "f": {"value": -12.0, "grad": 1.0},
+        },
+        "cached": False,
+    },
+    "evaluate": {
+        "hash": "9c978b9e1eaf4e527e0ba56cb3e6dfe5ce8ba6cbc1316f40942b07aef3a44729",
+        "output": "f",
+        "value": -12.0,
+        "nodes": {"x": {"value": -2.0}, "y": {"value": 5.0}, "z": {"value": -4.0},
+                  "q": {"value": 3.0}, "f": {"value": -12.0}},
+        "cached": False,
+    },
+    "gradcheck": {
+        "hash": "62dcca8b1bf398d11962fd968a2e580314253ef592cb1ec52a286f14ba7ba727",
+        "checks": {
+            "x": {"max_rel_error": 6.551204023665206e-12, "verdict": "good",
+                  "analytic": -4.0, "numeric": -4.000000000026205},
+            "z": {"max_rel_error": 8.251917667697247e-12, "verdict": "good",
+                  "analytic": 3.0, "numeric": 2.9999999999752442},
+        },
+        "passed": True,
+        "cached": False,
+    },
+    # the start of the DOT text; the whole of it runs to about 40 lines
+    "diagram": "digraph circuit {\n\tgraph [rankdir=LR ...]\n\tn0 [label=<x> ...]\n\t...\n}\n",
+}
+
+OPS_EXAMPLE = {"ops": [{"name": "add", "arity": ">= 2", "min_inputs": 2, "max_inputs": None,
+                        "attrs": [], "symbol": "+", "description": "x1 + x2 + ..."}]}
+HEALTH_EXAMPLE = {"status": "ok"}
+READY_EXAMPLE = {"status": "ready", "cache": "memory"}
+ERROR_EXAMPLE = {"error": {"code": "cycle", "message": "the graph has a cycle through this "
+                           "node: a -> b -> a", "node": "a", "details": {"cycle": ["a", "b"]}}}
+METRICS_EXAMPLE = 'chainrule_http_requests_total{method="POST",route="/v1/gradients",' \
+                  'status="200"} 1.0\n'
