@@ -95,7 +95,8 @@ def _draw(loaded: Loaded, context: ComputeContext) -> bytes:
             "draw a smaller graph or use /v1/gradients"
         )
     plan = plan_of(loaded, context)
-    result = run(loaded, plan, context, forward_only=False)
+    # every wire is drawn, with its own share of the gradient, whatever `wrt` asks
+    result = run(loaded, plan, context, forward_only=False, every_node=True)
     with context.timer("render"):
         return diagram.draw_circuit(
             plan, result, loaded.request.format, context.limits.diagram_timeout_seconds

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,20 +25,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from engine import ENGINE_VERSION
+from schemas.openapi import package_version
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 NODE_BUCKETS = (1, 10, 30, 100, 300, 1_000, 10_000, 100_000, 1_000_000)
 # What the result store reports failing; each series exists (at 0) from the start, so a rate()
 # over it works before the first failure.
 CACHE_OPERATIONS = ("get", "put", "claim", "wait", "ping")
-
-
-def package_version() -> str:
-    """The installed chainrule distribution's version (what /openapi.json and the CLI show)."""
-    try:
-        return version("chainrule")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0+unknown"
 
 
 class BuildInfoCollector(Collector):
