@@ -154,11 +154,8 @@ def _seed() -> Tensor:
     return Tensor(metadata={"description": "dL/d(output), the output's shape (default: ones)"})
 
 
-def _wrt() -> fields.List:
-    return fields.List(
-        fields.String(),
-        metadata={"description": "the node ids to report (default: every node)"},
-    )
+def _wrt(description: str = "the node ids to report (default: every node)") -> fields.List:
+    return fields.List(fields.String(), metadata={"description": description})
 
 
 class GraphRequestSchema(StrictSchema):
@@ -212,11 +209,13 @@ class DiagramRequestSchema(ResultRequestSchema):
     """The /v1/gradients request plus `format` (the contract's "same request").
 
     `encoding` and `cache` are accepted as on /v1/gradients but change nothing: the answer is
-    an image, rendered afresh each time.
+    an image, rendered afresh each time. So does `wrt`: every wire is drawn with its own share
+    of the gradient, which needs every node's.
     """
 
     seed = _seed()
-    wrt = _wrt()
+    wrt = _wrt("accepted as on /v1/gradients (the ids must be nodes) but the diagram draws "
+               "every wire, each with the gradient flowing back along it")
     format = fields.String(load_default=DEFAULT_FORMAT, validate=validate.OneOf(DIAGRAM_FORMATS))
 
 

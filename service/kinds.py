@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import GradCheck, RunResult, TooLarge, gradcheck
+from engine import GradCheck, RunResult, TooLarge, UnknownNode, gradcheck
 from schemas import dump_evaluate, dump_gradcheck, dump_result
 from schemas.openapi import ComputeEndpoint
 from schemas.requests import REQUEST_SCHEMAS
@@ -95,6 +95,9 @@ def _draw(loaded: Loaded, context: ComputeContext) -> bytes:
             "draw a smaller graph or use /v1/gradients"
         )
     plan = plan_of(loaded, context)
+    for name in loaded.request.wrt or ():  # checked as /v1/gradients checks it
+        if name not in plan.index:
+            raise UnknownNode(f"wrt names '{name}', which is not a node of the graph", name)
     # every wire is drawn, with its own share of the gradient, whatever `wrt` asks
     result = run(loaded, plan, context, forward_only=False, every_node=True)
     with context.timer("render"):

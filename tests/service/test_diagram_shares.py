@@ -72,3 +72,9 @@ def test_the_same_input_twice_draws_two_shares(client):
                        {"id": "f", "op": "mul", "inputs": ["x", "x"]}], "output": "f"}
     wires = _wire_grads(_dot(client, {"graph": graph}))
     assert wires[("n0", "n1")] == ["3", "3"]
+
+
+def test_wrt_naming_no_node_is_refused_as_on_gradients(client):
+    response = client.post("/v1/diagram", json={"graph": STAGED, "wrt": ["nope"]})
+    assert response.status_code == 422
+    assert response.get_json()["error"]["node"] == "nope"
