@@ -53,14 +53,32 @@ GRAPH_FAULT_CODES = sorted(
     {cls.code for cls in GraphError.__subclasses__()} - {VALIDATION_ERROR}
 )
 
-_ERROR_CODES_TEXT = (
-    "Every error has this body. Codes: bad_json (400), too_large (413), "
-    f"unsupported_media_type (415), {VALIDATION_ERROR} (422, fields wrong per the request "
-    "schema: `details` holds the field errors, shaped like the request), "
-    f"{', '.join(GRAPH_FAULT_CODES)} (422, graph faults with `node` set), not_found (404), "
-    "method_not_allowed (405), deadline_exceeded (504), diagram_unavailable (503, "
-    "/v1/diagram: Graphviz cannot draw), not_ready (503, /readyz), internal (500)."
-)
+# The one statement of the error codes: the document's description shows it once, and each
+# error response refers to it.
+ERRORS_SECTION = "\n".join([
+    "## Errors",
+    "",
+    "Every error, for every status, has the body `{\"error\": {\"code\", \"message\", "
+    "\"node\", \"details\"}}` (the `Error` schema), and the response carries `X-Request-ID`.",
+    "",
+    "| status | code | when |",
+    "|---|---|---|",
+    "| 400 | `bad_json` | the body is not JSON |",
+    "| 413 | `too_large` | the body, the graph or a tensor is over its limit (numpy's own "
+    "included), `node` set where one is to blame |",
+    "| 415 | `unsupported_media_type` | the body is not `application/json` |",
+    f"| 422 | `{VALIDATION_ERROR}` | fields wrong per the request schema: `details` holds the "
+    "field errors, shaped like the request; `node` names the node under `graph.nodes.N` |",
+    "| 422 | " + ", ".join(f"`{code}`" for code in GRAPH_FAULT_CODES)
+    + " | graph faults, with `node` set; `cycle` lists the cycle and `missing_input` every "
+    "missing input in `details` |",
+    "| 404 | `not_found` | unknown hash or route |",
+    "| 405 | `method_not_allowed` | a route that does not take the method |",
+    "| 504 | `deadline_exceeded` | the computation ran past its time limit |",
+    "| 503 | `diagram_unavailable` | /v1/diagram: the server's Graphviz cannot draw |",
+    "| 503 | `not_ready` | /readyz: Redis is configured and unreachable |",
+    "| 500 | `internal` | a bug: no traceback in the body; the log holds the request id |",
+])
 
 class OpAttrSchema(Schema):
     name = fields.String(required=True)
@@ -202,7 +220,7 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
         plugins=[plugin],
         info={
             "description": "Gradients as a service: forward and backward passes over JSON "
-            f"computation graphs. Engine version {ENGINE_VERSION}."
+            f"computation graphs. Engine version {ENGINE_VERSION}.\n\n{ERRORS_SECTION}"
         },
     )
     plugin.converter.add_attribute_function(tensor_properties)
@@ -241,7 +259,8 @@ def _add_shared_components(spec: APISpec) -> None:
     for name, (_, description) in _ERRORS.items():
         spec.components.response(
             name,
-            {"description": f"{description} {_ERROR_CODES_TEXT}",
+            {"description": f"{description} The body is the `Error` schema; its codes are "
+                            "listed once, under Errors.",
              "content": {"application/json": {"schema": "Error",
                                                "example": examples.ERROR_EXAMPLE}},
              "headers": {"X-Request-ID": "X-Request-ID"}},
