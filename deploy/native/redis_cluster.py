@@ -96,6 +96,11 @@ class RedisClusterProcesses:
         for shard in range(len(self.ports)):
             self.kill(shard)
 
+    def client(self, **options) -> redis.RedisCluster:
+        """redis-py's cluster client, started from every node so any live one will do."""
+        startup = [redis.cluster.ClusterNode(host, port) for host, port in self.nodes]
+        return redis.RedisCluster(startup_nodes=startup, **options)
+
     def cluster_info(self, shard: int) -> dict:
         """CLUSTER INFO as seen by one shard."""
         with self._client(shard) as client:
