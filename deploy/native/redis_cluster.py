@@ -163,5 +163,6 @@ class RedisClusterProcesses:
             check=True, capture_output=True, timeout=seconds)
 
     def _client(self, shard: int) -> redis.Redis:
+        # no retries: the waits above poll, and a refused connection must answer at once
         return redis.Redis(port=self.ports[shard], socket_timeout=1, socket_connect_timeout=1,
-                           decode_responses=True)
+                           decode_responses=True, retry=None)

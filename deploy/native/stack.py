@@ -87,6 +87,8 @@ class NativeStack:
         self.cluster: RedisClusterProcesses | None = None
         self.nginx: subprocess.Popen | None = None
         self.replicas: list[subprocess.Popen | None] = [None] * plan.replicas
+        self._started_at = [0.0] * plan.replicas
+        self._backoff = [0.0] * plan.replicas
         self.redis_url = ""
 
     def start(self) -> None:
@@ -104,6 +106,7 @@ class NativeStack:
         process = subprocess.Popen(api_argv(self.compose), env={**os.environ, **env},
                                    start_new_session=True)
         self.replicas[index] = process
+        self._started_at[index] = time.monotonic()
         return process
 
     def describe(self) -> list[str]:
@@ -120,14 +123,26 @@ class NativeStack:
         the whole stack when nginx or Redis died, else None."""
         for index, process in enumerate(self.replicas):
             if process is not None and process.poll() is not None:
-                restarted = self.start_replica(index)
-                print(f"replica {index + 1} exited with status {process.returncode}; "
-                      f"restarted (pid {restarted.pid})", flush=True)
+                self._restart_when_due(index, process.returncode)
         if self.nginx is not None and self.nginx.poll() is not None:
             return f"nginx exited with status {self.nginx.returncode}"
         if self.redis is not None and self.redis.poll() is not None:
             return f"redis-server exited with status {self.redis.returncode}"
         return None
+
+    def _restart_when_due(self, index: int, status: int) -> None:
+        """Start a dead replica again at once if it had run a while, else after a delay that
+        doubles up to 30 s, as Docker backs off a container that keeps crashing."""
+        now = time.monotonic()
+        lived = now - self._started_at[index]
+        if lived > 10:
+            self._backoff[index] = 0.0
+        if lived < self._backoff[index]:
+            return  # still backing off
+        restarted = self.start_replica(index)
+        self._backoff[index] = min(max(1.0, 2 * self._backoff[index]), 30.0)
+        print(f"replica {index + 1} exited with status {status}; restarted "
+              f"(pid {restarted.pid})", flush=True)
 
     def stop(self) -> None:
         """SIGTERM to everything (gunicorn drains its workers), SIGKILL what outlives 30 s."""

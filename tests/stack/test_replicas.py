@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.native.ports import free_port_block
@@ -202,3 +203,36 @@ def test_a_replica_killed_under_load_costs_no_request(stack):
               stack.log)
     _wait_for(lambda: _answers(stack.replica_urls[victim]), 60, "replica 2 did not come back",
               stack.log)
+
+
+@pytest.mark.timeout(120)
+def test_stack_native_starts_a_redis_cluster_of_three_masters_for_the_api(tmp_path):
+    port = free_port_block(2)
+    redis_port = free_port_block(3, offset=10000)
+    log = tmp_path / "stack.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "stack-native"), "--port", str(port),
+             "--redis-port", str(redis_port), "--redis-cluster"],
+            stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    nodes = [f"127.0.0.1:{redis_port + i}" for i in range(3)]
+    try:
+        _wait_for(lambda: "redis at" in log.read_text(errors="replace"), 60,
+                  "stack-native did not start", log)
+        assert f"redis at redis+cluster://{','.join(nodes)}" in log.read_text()
+        with redis.RedisCluster(host="127.0.0.1", port=redis_port) as cluster:
+            assert cluster.cluster_info()["cluster_state"] == "ok"
+            masters = [n for n in cluster.get_nodes() if n.server_type == "primary"]
+            assert sorted(n.name for n in masters) == nodes
+            # configured as compose's redis: a bounded LRU cache on every shard
+            for node in masters:
+                policy = cluster.config_get("maxmemory-policy", target_nodes=node)
+                assert policy["maxmemory-policy"] == "allkeys-lru"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    for node in nodes:  # every shard stopped with the stack
+        with pytest.raises(redis.ConnectionError), \
+                redis.Redis(port=int(node.split(":")[1]), retry=None) as gone:
+            gone.ping()
