@@ -5,15 +5,19 @@ checked against the api's settings; the native rendering is run through `nginx -
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from deploy.native import nginx
+from deploy.native.ports import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -120,3 +124,54 @@ def test_the_compose_rendering_passes_nginx_own_check_but_for_resolve(tmp_path):
     config = _image_rendering().replace("server api:8000 resolve", "server 127.0.0.1:8000")
     checked = _nginx_check(tmp_path / "nginx", config)
     assert checked.returncode == 0, checked.stderr
+
+
+@pytest.fixture
+def lone_nginx(tmp_path):
+    """The native rendering run for real, in front of two replica ports nothing listens on."""
+    port = free_port_block(3)
+    values = nginx.native_values(LB["environment"], port, [port + 1, port + 2])
+    prefix = tmp_path / "nginx"
+    config = nginx.write_config(prefix, values)
+    process = subprocess.Popen(nginx.nginx_argv(config, prefix), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        nginx.wait_listening(process, port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_no_replica_left_is_a_json_503_with_retry_after(lone_nginx):
+    answer = httpx.post(lone_nginx + "/v1/gradients", json={"graph": {}}, timeout=10)
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json()["error"]["code"] == "unavailable"
+    assert set(answer.json()["error"]) == {"code", "message", "node", "details"}
+
+
+def _read_response(connection: socket.socket) -> tuple[bytes, bytes]:
+    """One HTTP response with a Content-Length, without waiting for nginx's lingering close."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536) or pytest.fail("closed before the headers")
+    head, body = received.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    while len(body) < length:
+        body += connection.recv(65536) or pytest.fail("closed before the whole body")
+    return head, body
+
+
+def test_a_body_over_max_body_bytes_is_a_json_413_before_any_replica(lone_nginx):
+    limit = int(API["environment"]["MAX_BODY_BYTES"])
+    host, port = lone_nginx.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            f"POST /v1/gradients HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {limit + 1}\r\n\r\n".encode())
+        head, body = _read_response(connection)
+    assert head.startswith(b"HTTP/1.1 413 ")
+    error = json.loads(body)["error"]
+    assert error["code"] == "too_large" and str(limit) in error["message"]
