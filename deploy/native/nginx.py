@@ -6,6 +6,7 @@ NGINX_ENVSUBST_FILTER lets through; `render` does the same, so both stacks run o
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -51,17 +52,23 @@ def native_values(lb_environment: Mapping[str, str], port: int, api_ports: Itera
 
 
 def nginx_argv(config: Path, prefix: Path) -> list[str]:
-    """Debian's nginx in the foreground with everything under `prefix`, no root needed."""
+    """Debian's nginx in the foreground with everything under `prefix`, no root needed.
+
+    Started by root, nginx would run its workers as `nobody`, who may not reach `prefix` (a
+    private temporary directory); like every other process of the native stack they run as
+    the user who started it instead.
+    """
     executable = shutil.which("nginx") or "/usr/sbin/nginx"
+    main_directives = "daemon off;"
+    if os.geteuid() == 0:
+        main_directives += " user root;"
     return [executable, "-c", str(config), "-p", f"{prefix}/", "-e", "stderr",
-            "-g", "daemon off;"]
+            "-g", main_directives]
 
 
 def write_config(prefix: Path, values: Mapping[str, str]) -> Path:
-    """Render the template into `prefix`. When run as root nginx's workers drop to `nobody`,
-    which must be able to reach the temporary-file directories nginx creates in `prefix`."""
+    """Render the template into `prefix`, where nginx keeps its pid and temporary files."""
     prefix.mkdir(parents=True, exist_ok=True)
-    prefix.chmod(0o755)
     config = prefix / "nginx.conf"
     config.write_text(render(TEMPLATE.read_text(), values))
     return config

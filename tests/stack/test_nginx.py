@@ -144,8 +144,10 @@ def lone_nginx(tmp_path):
 
 
 def test_no_replica_left_is_a_json_503_with_retry_after(lone_nginx):
-    answer = httpx.post(lone_nginx + "/v1/gradients", json={"graph": {}}, timeout=10)
+    answer = httpx.post(lone_nginx + "/v1/gradients", json={"graph": {}}, timeout=10,
+                        headers={"X-Request-ID": "lb-test-1"})
     assert answer.status_code == 503
+    assert answer.headers["X-Request-ID"] == "lb-test-1"
     assert answer.headers["Retry-After"] == "1"
     assert answer.headers["Content-Type"] == "application/json"
     assert answer.json()["error"]["code"] == "unavailable"

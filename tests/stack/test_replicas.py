@@ -129,6 +129,16 @@ def test_a_result_computed_on_one_replica_is_a_hit_on_the_others(stack):
     assert (through_lb.status_code, through_lb.headers["X-Cache"]) == (200, "hit")
 
 
+def test_a_body_larger_than_nginx_memory_buffer_goes_through(stack):
+    # nginx spools it to a temporary file under its prefix before picking a replica
+    body = {"graph": {"nodes": [{"id": "x", "op": "input", "value": [0.5] * 400_000},
+                                {"id": "s", "op": "sum", "inputs": ["x"]}], "output": "s"},
+            "wrt": ["s"]}
+    answer = httpx.post(stack.url + "/v1/gradients", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["value"] == 200_000.0
+
+
 def test_request_ids_pass_through_nginx(stack):
     chosen = f"replicas-test-{uuid.uuid4().hex}"
     answered = httpx.get(stack.url + "/healthz", headers={"X-Request-ID": chosen}, timeout=5)
