@@ -25,7 +25,7 @@ from service.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "redis-cluster"]
+KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "redis-cluster", K8S / "overlays" / "dev"]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 SCHEMA_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
@@ -137,6 +137,16 @@ def test_redis_cluster_overlay_points_at_a_cluster_and_drops_the_dev_redis():
     assert not [name for _, name in resources if name == "chainrule-redis"]
     base = _by_identity(render(K8S / "base"))
     assert resources["Deployment", "chainrule-api"] == base["Deployment", "chainrule-api"]
+
+
+def test_dev_overlay_is_one_small_replica_without_a_budget():
+    resources = _by_identity(render(K8S / "overlays" / "dev"))
+    assert resources["Deployment", "chainrule-api"]["spec"]["replicas"] == 1
+    assert resources["HorizontalPodAutoscaler", "chainrule-api"]["spec"]["minReplicas"] == 1
+    assert ("PodDisruptionBudget", "chainrule-api") not in resources
+    data = resources["ConfigMap", "chainrule-api"]["data"]
+    assert data["REDIS_URL"] == "redis://chainrule-redis:6379/0"
+    assert load_config(environ=data)["WEB_CONCURRENCY"] == 2
 
 
 def test_api_runs_the_image_and_command_of_compose_as_the_dockerfile_user():
