@@ -88,7 +88,8 @@ class NativeStack:
         self.nginx: subprocess.Popen | None = None
         self.replicas: list[subprocess.Popen | None] = [None] * plan.replicas
         self._started_at = [0.0] * plan.replicas
-        self._backoff = [0.0] * plan.replicas
+        self._backoff = [0.5] * plan.replicas
+        self._died_at: list[float | None] = [None] * plan.replicas
         self.redis_url = ""
 
     def start(self) -> None:
@@ -131,18 +132,20 @@ class NativeStack:
         return None
 
     def _restart_when_due(self, index: int, status: int) -> None:
-        """Start a dead replica again at once if it had run a while, else after a delay that
-        doubles up to 30 s, as Docker backs off a container that keeps crashing."""
+        """Start a dead replica again after a delay: 1 s, doubling up to 30 s while it keeps
+        dying young, as Docker backs off a container that keeps crashing."""
         now = time.monotonic()
-        lived = now - self._started_at[index]
-        if lived > 10:
-            self._backoff[index] = 0.0
-        if lived < self._backoff[index]:
-            return  # still backing off
+        if self._died_at[index] is None:
+            self._died_at[index] = now
+            lived = now - self._started_at[index]
+            self._backoff[index] = 1.0 if lived > 10 else min(2 * self._backoff[index], 30.0)
+            print(f"replica {index + 1} exited with status {status}; restarting in "
+                  f"{self._backoff[index]:g} s", flush=True)
+        if now - self._died_at[index] < self._backoff[index]:
+            return
+        self._died_at[index] = None
         restarted = self.start_replica(index)
-        self._backoff[index] = min(max(1.0, 2 * self._backoff[index]), 30.0)
-        print(f"replica {index + 1} exited with status {status}; restarted "
-              f"(pid {restarted.pid})", flush=True)
+        print(f"replica {index + 1} restarted (pid {restarted.pid})", flush=True)
 
     def stop(self) -> None:
         """SIGTERM to everything (gunicorn drains its workers), SIGKILL what outlives 30 s."""
