@@ -43,13 +43,22 @@ def run_batch(
     values_in, size = batched_sources(plan, sources)
     per_point = reduce == "none"
     g = None if forward_only else output_gradient(plan, seed, size, reduce)
-    with np.errstate(all="ignore"), gc_paused():
-        values = plan.executor.forward(plan.state, values_in, deadline)
-        grads = None
-        if g is not None:
-            grads = plan.executor.backward(plan.state, values, g, needed, deadline,
-                                           per_point=per_point)
-        return _result(plan, values, grads, reported, size, per_point)
+    executor, state = plan.executor, plan.state
+    value_space = state.workspace(size)
+    grad_space = None if g is None else state.workspace(size)
+    try:
+        with np.errstate(all="ignore"), gc_paused():
+            values = executor.forward(state, values_in, deadline, value_space)
+            grads = None
+            if g is not None:
+                grads = executor.backward(state, values, g, needed, deadline,
+                                          per_point=per_point, workspace=grad_space)
+            # what is reported leaves the workspaces, which go back to the pool
+            return _result(plan, values, grads, reported, size, per_point)
+    finally:
+        value_space.release()
+        if grad_space is not None:
+            grad_space.release()
 
 
 def batched_sources(plan: Plan, sources: Mapping[str, np.ndarray]) -> tuple[dict, int]:
@@ -128,15 +137,22 @@ def output_gradient(plan: Plan, seed: np.ndarray | None, size: int, reduce: str)
 
 def _result(plan: Plan, values: list, grads: list | None, reported: list[int], size: int,
             per_point: bool) -> RunResult:
-    """The reported nodes; a node no gradient reached gets zeros of its gradient's shape."""
+    """Copies of the reported nodes' arrays; a node no gradient reached gets zeros of its
+    gradient's shape."""
     order = [plan.ids[i] for i in reported]
-    value_list = [plain(values[i]) for i in reported]
+    value_list = [_owned(values[i]) for i in reported]
     grad_list = None
     if grads is not None:
         grad_list = [
-            plain(grads[i]) if grads[i] is not None
+            _owned(grads[i]) if grads[i] is not None
             else plain(np.zeros((size, *plan.shapes[i]) if per_point or plan.batched[i]
                                 else plan.shapes[i]))
             for i in reported
         ]
-    return RunResult(plan.output, plain(values[plan.out]), order, value_list, grad_list)
+    return RunResult(plan.output, _owned(values[plan.out]), order, value_list, grad_list)
+
+
+def _owned(value):
+    """A result value that shares no memory with a workspace."""
+    value = plain(value)
+    return value if type(value) is float else np.array(value)

@@ -5,6 +5,11 @@ value carries a leading axis of length B; the other nodes (weights, constants) a
 once, as the tensor executor would. Each batched gate runs its op's batching rule (chosen when
 the plan is compiled, engine/ops/batching.py), never a loop over points.
 
+Batched values and gradients live in Workspaces lent by a pool (engine/executors/workspace.py)
+when the caller passes them: the rules still compute into fresh arrays, which are short-lived
+and so recycled by the allocator, while the B x nodes floats that a run keeps alive stay in
+pages faulted in once.
+
 Backward comes in two forms. Summed (`per_point` False): a batched node's gradient is per
 point, a shared node's is summed over the points - the vjp of the batched function, and what
 reduce sum / mean need. Per point (`per_point` True): every gradient carries the batch axis, a
@@ -14,6 +19,7 @@ each gate runs its rule for all-batched inputs, shared operands broadcast along 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.executors.base import Deadline, Executor, check_deadline
+from engine.executors.workspace import Workspace
 from engine.ops import Batched, Op, Shape, batching, unbroadcast, unbroadcast_points
 
 if TYPE_CHECKING:
@@ -43,12 +50,19 @@ class BatchSteps:
     batched: tuple[bool, ...]
     rules: tuple[Batched | None, ...]
     out: int
+    slots: dict[int, tuple[int, Shape]]  # batched gate -> (offset in points, point shape)
+    slot_elements: int  # the slots' elements at one point
     all_batched: dict[int, Batched] = field(default_factory=dict)
 
     @classmethod
     def of(cls, plan: Plan) -> BatchSteps:
+        slots, elements = _slots(plan)
         return cls(plan.ops, plan.attrs, plan.ins, plan.shapes, plan.ids, plan.batched,
-                   _rules(plan), plan.out)
+                   _rules(plan), plan.out, slots, elements)
+
+    def workspace(self, size: int) -> Workspace:
+        """Storage for the batched gates' values (or gradients) over `size` points."""
+        return Workspace(self.slots, self.slot_elements, size)
 
     def rule_for_points(self, i: int) -> Batched:
         """Node i's rule with every input batched."""
@@ -59,6 +73,16 @@ class BatchSteps:
                             self.attrs[i], self.ids[i])
             self.all_batched[i] = rule
         return rule
+
+
+def _slots(plan: Plan) -> tuple[dict[int, tuple[int, Shape]], int]:
+    slots = {}
+    offset = 0
+    for i, op in enumerate(plan.ops):
+        if plan.batched[i] and not op.is_source:
+            slots[i] = (offset, plan.shapes[i])
+            offset += math.prod(plan.shapes[i])
+    return slots, offset
 
 
 def _rules(plan: Plan) -> tuple[Batched | None, ...]:
@@ -83,8 +107,10 @@ class BatchedExecutor(Executor):
         return BatchSteps.of(plan)
 
     def forward(
-        self, state: BatchSteps, sources: Mapping[int, np.ndarray], deadline: Deadline
+        self, state: BatchSteps, sources: Mapping[int, np.ndarray], deadline: Deadline,
+        workspace: Workspace | None = None,
     ) -> list:
+        """Every node's value; batched gates' in `workspace` when one is given."""
         ops, attrs, ins, rules = state.ops, state.attrs, state.ins, state.rules
         values: list = [None] * len(ops)
         for i in range(len(ops)):
@@ -98,17 +124,24 @@ class BatchedExecutor(Executor):
                 values[i] = ops[i].forward(*xs, **attrs[i])
             else:
                 out = rule.forward(*xs, **rule.attrs)
-                values[i] = out if rule.out_axis == 0 else np.moveaxis(out, rule.out_axis, 0)
+                if rule.out_axis != 0:
+                    out = np.moveaxis(out, rule.out_axis, 0)
+                if workspace is not None:
+                    slot = workspace.view(i)
+                    np.copyto(slot, out)
+                    out = slot
+                values[i] = out
         return values
 
     def backward(
         self, state: BatchSteps, values: list, seed: np.ndarray, needed: Sequence[bool],
-        deadline: Deadline, *, per_point: bool = False,
+        deadline: Deadline, *, per_point: bool = False, workspace: Workspace | None = None,
     ) -> list:
         """Gradients in reverse topological order, summed at forks; None where none flowed.
 
         `seed` is the output's gradient as the pass takes it: with the batch axis when the
-        output is batched or the pass is `per_point`, else without.
+        output is batched or the pass is `per_point`, else without. Batched gates' gradients
+        add up in `workspace` when one is given.
         """
         grads: list = [None] * len(values)
         grads[state.out] = seed
@@ -125,7 +158,14 @@ class BatchedExecutor(Executor):
             for j, contribution in zip(state.ins[i], local, strict=True):
                 if contribution is None or not needed[j]:
                     continue
-                grads[j] = contribution if grads[j] is None else grads[j] + contribution
+                slot = None if workspace is None or j == state.out else workspace.view(j)
+                if slot is None:
+                    grads[j] = contribution if grads[j] is None else grads[j] + contribution
+                elif grads[j] is None:
+                    np.copyto(slot, contribution)
+                    grads[j] = slot
+                else:
+                    np.add(slot, contribution, out=slot)
         return grads
 
 
