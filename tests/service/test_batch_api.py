@@ -135,7 +135,8 @@ def test_a_batched_jacobian_gains_the_leading_axis_in_b64(client):
     jac = decoded(body["jacobian"]["z"])
     assert jac.shape == (5, 3, 3)
     for k, point in enumerate(zs):
-        single = ok(client, "/v1/jacobian", softmax_request(wrt=["z"], inputs={"z": point.tolist()}))
+        single = ok(client, "/v1/jacobian",
+                    softmax_request(wrt=["z"], inputs={"z": point.tolist()}))
         np.testing.assert_allclose(jac[k], single["jacobian"]["z"], rtol=1e-12, atol=1e-15)
 
 
