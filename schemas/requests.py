@@ -26,11 +26,7 @@ from marshmallow import (
     validates_schema,
 )
 
-<<<<<<< HEAD
-from engine import GATE_TAKES_NO_VALUE, OPS, Graph, Node, UnknownOp, gc_paused
-=======
-from engine import OPS, REDUCES, Graph, Node, UnknownOp, gc_paused
->>>>>>> batch
+from engine import GATE_TAKES_NO_VALUE, OPS, REDUCES, Graph, Node, UnknownOp, gc_paused
 from schemas.objectlist import ObjectList, TupleList
 from schemas.tensors import Tensor, check_size, element_limit, nominal_size
 

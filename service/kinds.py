@@ -14,13 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-<<<<<<< HEAD
-from engine import GradCheck, RunResult, TooLarge, gradcheck, input_ids
-from schemas import dump_evaluate, dump_gradcheck, dump_result
-=======
-from engine import GradCheck, JacobianResult, RunResult, TooLarge, gradcheck, jacobian
+from engine import (
+    GradCheck,
+    JacobianResult,
+    RunResult,
+    TooLarge,
+    gradcheck,
+    input_ids,
+    jacobian,
+)
 from schemas import dump_evaluate, dump_gradcheck, dump_jacobian, dump_result
->>>>>>> batch
 from schemas.openapi import ComputeEndpoint
 from schemas.requests import REQUEST_SCHEMAS
 from service import diagram
@@ -87,19 +90,12 @@ def _limit_gradcheck_size(loaded: Loaded, limit: int | None) -> None:
         )
 
 
-<<<<<<< HEAD
-=======
-def _input_ids(loaded: Loaded) -> list[str]:
-    return [node.id for node in loaded.request.graph.nodes if node.op == "input"]
-
-
 def _jacobian(loaded: Loaded, context: ComputeContext) -> JacobianResult:
     plan = plan_of(loaded, context)
     with context.engine_stage("run"):
         return jacobian(plan, loaded.sources, loaded.request.wrt, deadline=context.deadline)
 
 
->>>>>>> batch
 def _draw(loaded: Loaded, context: ComputeContext) -> bytes:
     nodes = len(loaded.request.graph.nodes)
     limit = context.limits.diagram_max_nodes
