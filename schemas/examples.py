@@ -23,6 +23,7 @@ REQUEST_EXAMPLES: dict[str, dict] = {
     "evaluate": {"graph": EXAMPLE_GRAPH},
     "gradcheck": {"graph": EXAMPLE_GRAPH, "check": ["x", "z"]},
     "diagram": {"graph": EXAMPLE_GRAPH, "format": "dot"},
+    "jacobian": {"graph": EXAMPLE_GRAPH, "wrt": ["x", "z"]},
 }
 
 RESPONSE_EXAMPLES: dict[str, object] = {
@@ -56,6 +57,13 @@ RESPONSE_EXAMPLES: dict[str, object] = {
                   "analytic": 3.0, "numeric": 2.9999999999752442},
         },
         "passed": True,
+        "cached": False,
+    },
+    "jacobian": {
+        "hash": "dece57840a709b393349f96112d076b73678053ed7e2ea5ffea38dab99900f2d",
+        "output": "f",
+        "value": -12.0,
+        "jacobian": {"x": -4.0, "z": 3.0},
         "cached": False,
     },
     # the start of the DOT text; the whole of it runs to about 40 lines

@@ -33,6 +33,7 @@ from schemas.responses import (
     EvaluateResponseSchema,
     GradcheckResponseSchema,
     GradientsResponseSchema,
+    JacobianResponseSchema,
     NodeGradientSchema,
     NodeValueSchema,
 )
@@ -147,6 +148,7 @@ _SCHEMAS: dict[str, type[Schema]] = {
     "EvaluateResponse": EvaluateResponseSchema,
     "Check": CheckSchema,
     "GradcheckResponse": GradcheckResponseSchema,
+    "JacobianResponse": JacobianResponseSchema,
     "ErrorDetail": ErrorDetailSchema,
     "Error": ErrorSchema,
     "OpAttr": OpAttrSchema,
@@ -159,7 +161,9 @@ _ERRORS = {
     "BadJson": ("400", "The body is not JSON (bad_json)."),
     "TooLarge": ("413", "The body, the graph or a tensor is over its limit (too_large)."),
     "UnsupportedMediaType": ("415", "The body is not application/json."),
-    "Unprocessable": ("422", "validation_error (with details) or a graph fault (with node)."),
+    "Unprocessable": ("422", f"{VALIDATION_ERROR} (422, fields wrong per the request schema: "
+                      "`details` holds them, `node` names a node under graph.nodes.N) or "
+                      f"{', '.join(GRAPH_FAULT_CODES)} (422, graph faults with `node` set)."),
     "NotFound": ("404", "Unknown hash or route (not_found)."),
     "DeadlineExceeded": ("504", "The computation ran past its time limit."),
     "DiagramUnavailable": ("503", "Graphviz's dot is missing or failed (diagram_unavailable); "

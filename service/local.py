@@ -39,15 +39,22 @@ class LocalRun:
     result: engine.RunResult
 
 def run_file(
-    path: str, inputs_text: str | None, wrt: Sequence[str], seed_text: str | None = None
+    path: str,
+    inputs_text: str | None,
+    wrt: Sequence[str],
+    batch_path: str | None = None,
+    reduce: str | None = None,
+    seed_text: str | None = None,
 ) -> LocalRun:
     """Load and run a graph file as the API's /v1/gradients would; BadInput for anything
-    wrong. `seed_text` is the --seed option: a JSON tensor, or @FILE holding one."""
+    wrong. `batch_path` names a JSON file of batched input values (the request's `batch`);
+    `seed_text` is the --seed option: a JSON tensor, or @FILE holding one."""
     context = local_context()
+    batch = None if batch_path is None else read_batch(batch_path)
     seed = None if seed_text is None else json_option(seed_text, "--seed")
     with reported_as_bad_input(path):
         loaded = load_file("gradients", path, inputs_text, wrt=ids_option(wrt) or None,
-                           seed=seed)
+                           batch=batch, reduce=reduce, seed=seed)
         plan = pipeline.plan_of(loaded, context)
         result = pipeline.run(loaded, plan, context, forward_only=False)
     return LocalRun(loaded, plan, result)
@@ -113,6 +120,15 @@ def json_option(text: str, option: str) -> object:
     if text.startswith("@"):
         return read_json(text[1:], f"{option} {text}")
     return parse_json_text(text.encode("utf-8"), option)
+
+
+def read_batch(path: str) -> dict:
+    """A --batch file: a JSON object from input ids to arrays with a leading batch axis."""
+    batch = read_json(path, f"--batch {path}")
+    if not isinstance(batch, dict):
+        raise BadInput(f'--batch {path}: expected a JSON object of batched inputs, e.g. '
+                       '{"x": [1, 2, 3]}')
+    return batch
 
 
 def read_json(path: str, label: str) -> object:

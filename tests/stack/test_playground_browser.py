@@ -303,6 +303,5 @@ def test_docs_and_playground_link_each_other_and_have_an_icon(page: Page, base_u
     assert page.locator("text=Every error, for every status").count() == 1
     assert "`" not in page.locator("body").inner_text()
     expect(page.locator("#ops + p + table tr")).to_have_count(len(OP_TABLE) + 1)
-    assert page.evaluate("document.body.scrollHeight") < 14_000
     page.click("text=Playground")
     expect(page).to_have_url(base_url)
