@@ -138,6 +138,7 @@ def _plan(order, checked, source_shapes, output, limits, strategy, batched_sourc
     shapes = _infer_shapes(ids, ops, attrs, ins, source_shapes, limits)
     levels = _levels(ins)
     batched = _batched(ids, ins, batched_sources)
+    _check_batch_axis(ids, shapes, batched)
     return Plan(
         output=output,
         out=index[output],
@@ -165,6 +166,13 @@ def _batched(ids, ins, batched_sources: frozenset[str]) -> tuple[bool, ...]:
         if node_ins and not flags[i]:
             flags[i] = any(flags[j] for j in node_ins)
     return tuple(flags)
+
+
+def _check_batch_axis(ids, shapes, batched) -> None:
+    """A batched node's values gain a leading axis: numpy's limits must leave room for it."""
+    for name, shape, flag in zip(ids, shapes, batched, strict=True):
+        if flag:
+            check_shape((1, *shape), name)
 
 
 def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[Shape, ...]:

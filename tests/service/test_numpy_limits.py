@@ -108,3 +108,24 @@ def test_check_shape_mirrors_numpy():
             check_shape(shape, "x")
         with pytest.raises((ValueError, OverflowError)):
             np.empty(shape)
+
+
+def test_a_jacobian_past_numpys_dimensions_is_too_large(client):
+    graph = _graph({"id": "x", "op": "input", "value": _one_dim_ones(40)},
+                   {"id": "f", "op": "exp", "inputs": ["x"]})
+    response = client.post("/v1/jacobian", json={"graph": graph, "wrt": ["x"]})
+    assert response.status_code == 413, response.data  # J would have 40 + 40 dimensions
+    assert response.get_json()["error"]["node"] == "x"
+    graph["nodes"][0]["value"] = _one_dim_ones(32)
+    response = client.post("/v1/jacobian", json={"graph": graph, "wrt": ["x"]})
+    assert response.status_code == 200  # 64 dimensions fit
+
+
+def test_a_batched_node_leaves_room_for_its_batch_axis(client):
+    graph = _graph({"id": "x", "op": "input"},
+                   {"id": "f", "op": "reshape", "inputs": ["x"], "attrs": {"shape": [1] * 64}})
+    response = client.post("/v1/gradients", json={"graph": graph, "batch": {"x": [[1.0], [2.0]]}})
+    assert response.status_code == 413, response.data
+    assert response.get_json()["error"]["node"] == "f"
+    unbatched = client.post("/v1/gradients", json={"graph": graph, "inputs": {"x": [1.0]}})
+    assert unbatched.status_code == 200
