@@ -61,7 +61,7 @@ valid_bodies = schemathesis.openapi.from_wsgi("/openapi.json", app, config=schem
                                                   "mode": "positive"}}))
 
 CAMPAIGN = settings(
-    max_examples=25,
+    max_examples=15,
     derandomize=True,
     database=None,
     deadline=None,
@@ -134,7 +134,7 @@ def test_raw_generated_requests(case):
 @pytest.mark.timeout(120)
 @valid_bodies.hooks.apply(wire_graph, name="map_body")
 @valid_bodies.include(method="POST").parametrize()
-@settings(CAMPAIGN, max_examples=80)
+@settings(CAMPAIGN, max_examples=40)
 def test_wired_graphs(case):
     case.call_and_validate(checks=CONFORMANCE)
 
