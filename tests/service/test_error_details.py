@@ -102,3 +102,12 @@ def test_a_nonfinite_seed_is_refused_naming_the_output(client, kind):
     graph = {"nodes": [{"id": "x", "op": "input", "value": 1}], "output": "x"}
     status, body = _post(client, {"graph": graph, "seed": "NaN"}, kind)
     assert (status, body["error"]["code"], body["error"]["node"]) == (422, "nonfinite_input", "x")
+
+
+@pytest.mark.parametrize("op, value", [("inv", 1e-4), ("sqrt", 1e-5), ("log", 2e-5)])
+def test_gradcheck_does_not_call_a_sharp_bend_a_kink(client, op, value):
+    nodes = [{"id": "x", "op": "input", "value": value},
+             {"id": "f", "op": op, "inputs": ["x"]}]
+    status, body = _post(client, {"graph": {"nodes": nodes, "output": "f"}, "eps": 1e-6},
+                         "gradcheck")
+    assert status == 200 and "details" not in body["checks"]["x"]
