@@ -56,6 +56,11 @@ class TextLogFormatter(JsonLogFormatter):
         entry = orjson.loads(super().format(record))
         head = [entry.pop("time")[11:23], f"{entry.pop('level'):<7}", entry.pop("logger"),
                 entry.pop("message")]
+        if head[3] == "request" and {"method", "path", "status"} <= entry.keys():
+            # an access line reads as one: POST /v1/gradients 200 4.7 ms
+            head[3] = f"{entry.pop('method')} {entry.pop('path')} {entry.pop('status')}"
+            if "duration_ms" in entry:
+                head[3] += f" {entry.pop('duration_ms')} ms"
         entry.pop("pid", None)
         exception = entry.pop("exception", None)
         tail = [f"{key}={value}" for key, value in entry.items() if value is not None]

@@ -153,3 +153,12 @@ def test_the_container_keeps_all_interfaces_and_json_logs():
 
     dockerfile = (Path(__file__).parents[2] / "Dockerfile").read_text()
     assert "HOST=0.0.0.0" in dockerfile and "LOG_FORMAT=json" in dockerfile
+
+
+def test_a_text_access_line_reads_as_one():
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "request", (), None)
+    for key, value in {"method": "POST", "path": "/v1/gradients", "status": 200,
+                       "duration_ms": 4.7, "cache": "miss", "request_id": "r-2"}.items():
+        setattr(record, key, value)
+    line = TextLogFormatter().format(record)
+    assert "gunicorn.access POST /v1/gradients 200 4.7 ms cache=miss request_id=r-2" in line
