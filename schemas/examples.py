@@ -78,3 +78,6 @@ ERROR_EXAMPLE = {"error": {"code": "cycle", "message": "the graph has a cycle th
                            "node: a -> b -> a", "node": "a", "details": {"cycle": ["a", "b"]}}}
 METRICS_EXAMPLE = 'chainrule_http_requests_total{method="POST",route="/v1/gradients",' \
                   'status="200"} 1.0\n'
+PAGE_EXAMPLE = '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">...'
+DOCUMENT_EXAMPLE = {"openapi": "3.0.3", "info": {"title": "chainrule", "version": "0.1.0"},
+                    "paths": {"/v1/gradients": {"post": {"summary": "Forward and backward pass"}}}}

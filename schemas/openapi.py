@@ -367,14 +367,16 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
             path=path,
             operations={"get": {"summary": summary, "responses": {"200": {
                 "description": "An HTML page.",
-                "content": {"text/html": {"schema": {"type": "string"}}},
+                "content": {"text/html": {"schema": {"type": "string"},
+                                          "example": examples.PAGE_EXAMPLE}},
             }}}},
         )
     spec.path(
         path="/openapi.json",
         operations={"get": {"summary": "This document", "responses": {
             "200": {"description": "The OpenAPI 3 document.",
-                    "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "content": {"application/json": {"schema": {"type": "object"},
+                                                     "example": examples.DOCUMENT_EXAMPLE}}},
         }}},
     )
 
