@@ -10,7 +10,8 @@ import re
 from html import escape
 
 _CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+# **bold** hugs its text: "e ** x + x ** 2" is arithmetic, not bold
+_BOLD = re.compile(r"\*\*(\S|\S[^*]*?\S)\*\*")
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"(#{1,4}) (.*)")
 

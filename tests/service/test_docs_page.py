@@ -63,3 +63,7 @@ def test_markdown_escapes_and_keeps_code_literal():
     assert blocks("## T\n\n| a | b |\n|---|---|\n| `1` | 2 |\n\n- one\n- two") == (
         "<h3>T</h3>\n<table><tr><th>a</th><th>b</th></tr><tr><td><code>1</code></td>"
         "<td>2</td></tr></table>\n<ul><li>one</li><li>two</li></ul>")
+
+
+def test_powers_are_not_bold():
+    assert inline("e ** x + x ** 2") == "e ** x + x ** 2"
