@@ -111,3 +111,15 @@ def test_gradcheck_does_not_call_a_sharp_bend_a_kink(client, op, value):
     status, body = _post(client, {"graph": {"nodes": nodes, "output": "f"}, "eps": 1e-6},
                          "gradcheck")
     assert status == 200 and "details" not in body["checks"]["x"]
+
+
+@pytest.mark.parametrize("eps, seed", [(2.97e307, 4.06e16), (5e-324, 1.0), (1e-5, 1e308)])
+def test_gradcheck_with_extreme_steps_and_seeds_answers(client, eps, seed):
+    # found by the fuzzing campaign: overflow in the objective was raised, not reported
+    nodes = [{"id": "x", "op": "input", "value": 0.5},
+             {"id": "f", "op": "relu", "inputs": ["x"]}]
+    body = {"graph": {"nodes": nodes, "output": "f"}, "eps": eps, "seed": seed,
+            "allow_nonfinite": True}
+    status, answer = _post(client, body, "gradcheck")
+    assert status == 200, answer
+    assert answer["checks"]["x"]["verdict"] in ("good", "ok", "suspect", "wrong")
