@@ -2,11 +2,13 @@
 
 A plan holds no values; `run` binds new source values to it, runs its executor (chosen once
 when the plan was compiled) and picks the reported nodes out of what the executor computed.
+Its per-node columns are tuples of shared objects (ops, attrs dicts shared by equal nodes) or
+numpy arrays, so a cached plan holds no per-node container for the garbage collector to walk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,29 +18,57 @@ from engine.errors import MissingInput, ShapeMismatch, UnknownNode
 from engine.executors.base import Executor
 from engine.graph import Node
 from engine.ops import Op, Shape
+from engine.ragged import Ragged
 from engine.result import RunResult, plain
+
+
+class Positions(Mapping[str, int]):
+    """Node id -> topological position, through the listing's own id -> listing position
+    dict and an array: compiling hashes every id once, not twice."""
+
+    __slots__ = ("_ids", "_listed", "_position")
+
+    def __init__(self, listed: dict[str, int], position: np.ndarray, ids: Sequence[str]):
+        self._listed = listed
+        self._position = position
+        self._ids = ids  # iteration runs in topological order, as a dict built in it would
+
+    def __getitem__(self, name: str) -> int:
+        return int(self._position[self._listed[name]])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._listed
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._listed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # a plan is equal only to itself
 class Plan:
-    """Parallel tuples indexed by topological position, with `index` mapping ids to positions.
+    """Parallel columns indexed by topological position, with `index` mapping ids to positions.
 
-    `ins[i]` are the positions of node i's inputs; `levels[i]` its depth (sources 0);
-    `ancestors[i]` whether the output depends on it; `sources` the positions of source nodes;
-    `out` the output's position. `state` is what the executor prepared from the plan.
+    `ins[i]` are the positions of node i's inputs (a Ragged: two arrays); `levels[i]` its
+    depth (sources 0, nondecreasing along the order); `ancestors[i]` whether the output depends
+    on it; `sources` the positions of source nodes; `out` the output's position. `kinds[i]` is
+    node i's row in `kind_table`, its (op, attrs): nodes of one kind share one attrs dict, which
+    must not be mutated. `state` is what the executor prepared from the plan.
     """
 
     output: str
     out: int
     ids: tuple[str, ...]
-    index: dict[str, int]
-    nodes: tuple[Node, ...]
+    index: Mapping[str, int]
     ops: tuple[Op, ...]
     attrs: tuple[dict, ...]
-    ins: tuple[tuple[int, ...], ...]
+    kinds: np.ndarray
+    kind_table: tuple[tuple[Op, dict], ...]
+    ins: Ragged
     shapes: tuple[Shape, ...]
-    levels: tuple[int, ...]
-    ancestors: tuple[bool, ...]
+    levels: np.ndarray
+    ancestors: np.ndarray
     sources: tuple[int, ...]
     executor: Executor
     state: object = field(init=False, repr=False)
@@ -49,6 +79,14 @@ class Plan:
     @property
     def strategy(self) -> str:
         return self.executor.name
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes in topological order, without values, built afresh on each call."""
+        return tuple(
+            Node(name, op.name, tuple(self.ids[j] for j in ins), attrs)
+            for name, op, ins, attrs in zip(self.ids, self.ops, self.ins, self.attrs, strict=True)
+        )
 
     def op_of(self, name: str) -> Op:
         return self.ops[self.index[name]]
@@ -84,15 +122,15 @@ class Plan:
                 raise UnknownNode(f"wrt names '{name}', which is not a node of the graph", name)
         return sorted({self.index[name] for name in wrt})
 
-    def _needed(self, reported: list[int]) -> list[bool]:
+    def _needed(self, reported: list[int]) -> np.ndarray:
         """Nodes whose gradient is needed: on a path from a reported node to the output."""
         from_reported = [False] * len(self.ids)
         for i in reported:
             from_reported[i] = True
-        for i, ins in enumerate(self.ins):
+        for i, ins in enumerate(self.ins.tuples()):
             if not from_reported[i] and any(from_reported[j] for j in ins):
                 from_reported[i] = True
-        return [a and b for a, b in zip(self.ancestors, from_reported, strict=True)]
+        return self.ancestors & np.array(from_reported, dtype=bool)
 
     def _source_values(self, sources: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
         values = {}

@@ -20,6 +20,7 @@ from engine.executors.base import (
     Deadline,
     Executor,
     check_deadline,
+    flags,
 )
 from engine.ops import Op
 
@@ -57,7 +58,7 @@ class ScalarExecutor(Executor):
     gives_floats = True
 
     def prepare(self, plan: Plan) -> FloatProgram:
-        rows = [tuple(step) for step in _float_steps(plan)]
+        rows = _float_steps(plan)
         chunks = tuple(
             tuple(rows[k : k + DEADLINE_STRIDE]) for k in range(0, len(rows), DEADLINE_STRIDE)
         )
@@ -78,6 +79,7 @@ class ScalarExecutor(Executor):
         self, state: FloatProgram, values: list[float], seed: np.ndarray,
         needed: Sequence[bool], deadline: Deadline,
     ) -> list[float]:
+        needed = flags(needed)
         grads = [0.0] * state.size
         grads[state.out] = float(seed)
         for chunk in reversed(state.chunks):
@@ -86,26 +88,35 @@ class ScalarExecutor(Executor):
         return grads
 
 
-def _float_steps(plan: Plan) -> list[FloatStep]:
-    bound: dict = {}
+def _float_steps(plan: Plan) -> list[tuple]:
+    """One FloatStep (as a plain tuple) a gate, in topological order; kernels are bound once
+    per kind and arity."""
+    is_source = np.array([op.is_source for op, _ in plan.kind_table], dtype=bool)
+    gates = np.flatnonzero(~is_source[plan.kinds])
+    if not gates.size:
+        return []
+    arity = plan.ins.lengths()[gates]
+    stride = int(arity.max()) + 1  # (kind, arity) pairs as one integer each
+    pairs, which = np.unique(plan.kinds[gates] * stride + arity, return_inverse=True)
+    kernels = [_kernels(*plan.kind_table[pair // stride], pair % stride)
+               for pair in pairs.tolist()]
+    forward = [kernels[k][0] for k in which.tolist()]
+    vjp = [kernels[k][1] for k in which.tolist()]
+    ptr = plan.ins.indptr.tolist()
+    flat = plan.ins.indices.tolist()
+    positions = gates.tolist()
+    ins = [tuple(flat[ptr[i] : ptr[i + 1]]) for i in positions]
+    return list(zip(positions, forward, vjp, ins, arity.tolist(), strict=True))
 
-    def bind(kernel: Callable, attrs: dict) -> Callable:
-        if not attrs:
-            return kernel
-        key = (kernel, tuple(attrs.items()))
-        if key not in bound:  # share one partial between nodes with equal attrs
-            bound[key] = partial(kernel, **attrs)
-        return bound[key]
 
-    steps = []
-    for i, op in enumerate(plan.ops):
-        if op.is_source:
-            continue
-        ins, attrs, kernels = plan.ins[i], plan.attrs[i], op.scalar
-        pairwise = len(ins) == 2 and kernels.pairwise is not None
-        forward = kernels.pairwise if pairwise else kernels.forward
-        steps.append(FloatStep(i, bind(forward, attrs), bind(kernels.vjp, attrs), ins, len(ins)))
-    return steps
+def _kernels(op: Op, attrs: dict, arity: int) -> tuple[Callable, Callable]:
+    """An op's float forward and vjp for `arity` inputs, with `attrs` bound."""
+    kernels = op.scalar
+    pairwise = arity == 2 and kernels.pairwise is not None
+    forward = kernels.pairwise if pairwise else kernels.forward
+    if not attrs:
+        return forward, kernels.vjp
+    return partial(forward, **attrs), partial(kernels.vjp, **attrs)
 
 
 def _numpy_twin(state: FloatProgram, rule: Callable, i: int, *args) -> tuple:
