@@ -61,8 +61,8 @@ def _kinds(nodes: Sequence[Node]) -> tuple[np.ndarray, tuple[tuple[Op, dict], ..
     Python, and would share a dict key, but they are not the same attrs.
     """
     keys = [node.op if not node.attrs else (node.op, repr(node.attrs)) for node in nodes]
-    # the first node of each key, in listing order (later writes of a key win, reversed)
-    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1)))
+    # a node of each key, the first one listed (walking backwards, the last write wins)
+    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
     table: dict[tuple, int] = {}
     rows: list[tuple[Op, dict]] = []
     kind_of: dict = {}
