@@ -66,7 +66,6 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
     position = np.empty(n, dtype=np.intp)
     position[order] = np.arange(n, dtype=np.intp)
     ids = _pick(columns.ids, order)
-    index = Positions(columns.index, position, ids)
     kinds = columns.kinds[order]
     ops = _pick([op for op, _ in columns.table], kinds)
     attrs = _pick([attrs for _, attrs in columns.table], kinds)
@@ -78,7 +77,7 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
         output=output,
         out=out,
         ids=ids,
-        index=index,
+        index=Positions(ids),
         ops=ops,
         attrs=attrs,
         kinds=kinds,

@@ -23,27 +23,31 @@ from engine.result import RunResult, plain
 
 
 class Positions(Mapping[str, int]):
-    """Node id -> topological position, through the listing's own id -> listing position
-    dict and an array: compiling hashes every id once, not twice."""
+    """Node id -> topological position, built on first use: most plans are only ever run,
+    and 100,000 ids in a dict would be a third of a cached plan's memory."""
 
-    __slots__ = ("_ids", "_listed", "_position")
+    __slots__ = ("_ids", "_positions")
 
-    def __init__(self, listed: dict[str, int], position: np.ndarray, ids: Sequence[str]):
-        self._listed = listed
-        self._position = position
-        self._ids = ids  # iteration runs in topological order, as a dict built in it would
+    def __init__(self, ids: Sequence[str]):
+        self._ids = ids
+        self._positions: dict[str, int] | None = None
+
+    def _built(self) -> dict[str, int]:
+        if self._positions is None:  # two threads may both build it; either result serves
+            self._positions = dict(zip(self._ids, range(len(self._ids)), strict=True))
+        return self._positions
 
     def __getitem__(self, name: str) -> int:
-        return int(self._position[self._listed[name]])
+        return self._built()[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._listed
+        return name in self._built()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._ids)
 
     def __len__(self) -> int:
-        return len(self._listed)
+        return len(self._ids)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # a plan is equal only to itself
