@@ -140,3 +140,26 @@ def _reaching_by_node(ins: Ragged, target: int) -> np.ndarray:
             for j in flat[ptr[i] : ptr[i + 1]]:
                 reach[j] = True
     return np.array(reach, dtype=bool)
+
+
+def reached_from(ins: Ragged, levels: np.ndarray, marked: np.ndarray) -> np.ndarray:
+    """Which nodes have a path from a `marked` node (those included), over topological
+    positions."""
+    reach = marked.copy()
+    depth = int(levels[-1]) if len(levels) else 0
+    if len(ins) >= NARROW * (depth + 1):
+        ptr = ins.indptr
+        bounds = np.searchsorted(levels, np.arange(depth + 2))
+        for level in range(1, depth + 1):  # every node past level 0 has an input
+            start, end = bounds[level], bounds[level + 1]
+            if start < end:
+                inputs = reach[ins.indices[ptr[start] : ptr[end]]]
+                reach[start:end] |= np.logical_or.reduceat(inputs, ptr[start:end] - ptr[start])
+        return reach
+    ptr = ins.indptr.tolist()
+    flat = ins.indices.tolist()
+    found = reach.tolist()
+    for i in range(len(found)):
+        if not found[i] and any(found[j] for j in flat[ptr[i] : ptr[i + 1]]):
+            found[i] = True
+    return np.array(found, dtype=bool)

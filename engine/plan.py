@@ -18,6 +18,7 @@ from engine.errors import MissingInput, ShapeMismatch, UnknownNode
 from engine.executors.base import Executor
 from engine.graph import Node
 from engine.ops import Op, Shape
+from engine.ordering import reached_from
 from engine.ragged import Ragged
 from engine.result import RunResult, plain
 
@@ -128,13 +129,9 @@ class Plan:
 
     def _needed(self, reported: list[int]) -> np.ndarray:
         """Nodes whose gradient is needed: on a path from a reported node to the output."""
-        from_reported = [False] * len(self.ids)
-        for i in reported:
-            from_reported[i] = True
-        for i, ins in enumerate(self.ins.tuples()):
-            if not from_reported[i] and any(from_reported[j] for j in ins):
-                from_reported[i] = True
-        return self.ancestors & np.array(from_reported, dtype=bool)
+        marked = np.zeros(len(self.ids), dtype=bool)
+        marked[reported] = True
+        return self.ancestors & reached_from(self.ins, self.levels, marked)
 
     def _source_values(self, sources: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
         values = {}

@@ -155,3 +155,14 @@ def reference_groups(plan) -> list[list[tuple]]:
         columns = [[plan.ins[i][k] for i in members] for k in range(arity)]
         levels[level].append((name, plan.attrs[members[0]], members, columns))
     return levels
+
+
+def reference_needed(ref: ReferencePlan, reported: list[int]) -> list[bool]:
+    """Nodes on a path from a reported node to the output, as the per-node plan found them."""
+    from_reported = [False] * len(ref.ids)
+    for i in reported:
+        from_reported[i] = True
+    for i, ins in enumerate(ref.ins):
+        if not from_reported[i] and any(from_reported[j] for j in ins):
+            from_reported[i] = True
+    return [a and b for a, b in zip(ref.ancestors, from_reported, strict=True)]

@@ -18,6 +18,7 @@ from tests.engine.graphs import chain, random_scalar_dag
 from tests.engine.reference_compile import (
     reference_compile,
     reference_groups,
+    reference_needed,
 )
 from tests.engine.reference_compile import (
     topological_order as reference_order,
@@ -222,6 +223,19 @@ def test_level_groups_are_the_reference_groups(case):
         for level in reference_groups(ref)
     ]
     assert groups == expected
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graphs(max_gates=60), st.sampled_from([1, 1000]), st.randoms(use_true_random=False))
+def test_nodes_needed_for_wrt_are_the_reference_ones(case, width, rng):
+    graph, shapes = case
+    plan = _outcome(compile_plan, graph, shapes)
+    if isinstance(plan, EngineError):
+        return
+    reported = sorted(rng.sample(range(len(plan.ids)), rng.randint(1, len(plan.ids))))
+    with narrow(width):
+        needed = plan._needed(reported)
+    assert needed.tolist() == reference_needed(reference_compile(graph, shapes), reported)
 
 
 def _level_forward(plan, name: str):
