@@ -12,7 +12,7 @@ to positions once, and a graph whose every value is 0-d has its shapes decided i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from operator import itemgetter
 
 import numpy as np
@@ -23,7 +23,7 @@ from engine.errors import GraphError, MissingInput, TooLarge, UnknownNode
 from engine.executors import choose_executor
 from engine.graph import NO_LIMITS, Graph, Limits, Node
 from engine.ops import Op, Shape, same_shape
-from engine.ordering import canonical_order, reaching
+from engine.ordering import canonical_order, reached_from, reaching
 from engine.plan import Plan, Positions
 from engine.ragged import Ragged
 from engine.result import RunResult
@@ -36,11 +36,13 @@ def compile_plan(
     limits: Limits = NO_LIMITS,
     *,
     strategy: str | None = None,
+    batched: Collection[str] = (),
 ) -> Plan:
     """Validate `graph` and infer every shape without arithmetic; raise a GraphError or TooLarge.
 
-    `strategy` forces an executor ("tensor", "scalar" or "levels") where the graph allows it;
-    benchmarks and tests use it to compare them.
+    `batched` names the input nodes that take a batch: their `source_shapes` are one point's,
+    and the plan serves every batch length. `strategy` forces an executor ("tensor", "scalar"
+    or "levels") where the graph allows it; benchmarks and tests use it to compare them.
     """
     nodes = graph.nodes
     if limits.max_nodes is not None and len(nodes) > limits.max_nodes:
@@ -49,8 +51,17 @@ def compile_plan(
         columns = node_columns(nodes)
         if graph.output not in columns.index:
             raise UnknownNode(f"output '{graph.output}' is not a node of the graph", graph.output)
+        _check_batched(columns, batched)
         order, levels = canonical_order(columns.ids, columns.ins)
-        return _plan(columns, order, levels, source_shapes, graph.output, limits, strategy)
+        return _plan(columns, order, levels, source_shapes, graph.output, limits, strategy,
+                     frozenset(batched))
+
+
+def _check_batched(columns: Columns, batched: Collection[str]) -> None:
+    for name in sorted(batched):
+        k = columns.index.get(name)
+        if k is None or not columns.table[columns.kinds[k]][0].is_variable:
+            raise UnknownNode(f"batch names '{name}', which is not an input node", name)
 
 
 def topological_order(nodes: Sequence[Node]) -> list[Node]:
@@ -61,7 +72,8 @@ def topological_order(nodes: Sequence[Node]) -> list[Node]:
     return [nodes[k] for k in order.tolist()]
 
 
-def _plan(columns: Columns, order, levels, source_shapes, output, limits, strategy) -> Plan:
+def _plan(columns: Columns, order, levels, source_shapes, output, limits, strategy,
+          batched_sources: frozenset[str]) -> Plan:
     n = len(order)
     position = np.empty(n, dtype=np.intp)
     position[order] = np.arange(n, dtype=np.intp)
@@ -73,6 +85,7 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
     shapes = _shapes(ids, ops, attrs, ins, kinds, columns.table, source_shapes, limits)
     out = int(position[columns.index[output]])
     is_source = np.array([op.is_source for op, _ in columns.table], dtype=bool)
+    batched = _batched(columns, order, ins, levels, batched_sources)
     return Plan(
         output=output,
         out=out,
@@ -87,8 +100,21 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
         levels=levels,
         ancestors=reaching(ins, levels, out),
         sources=tuple(np.flatnonzero(is_source[kinds]).tolist()),
-        executor=choose_executor([op for op, _ in columns.table], shapes, levels, strategy),
+        batched=batched,
+        limits=limits,
+        executor=choose_executor([op for op, _ in columns.table], shapes, levels, strategy,
+                                 batched=bool(batched.any())),
     )
+
+
+def _batched(columns: Columns, order, ins: Ragged, levels, batched_sources) -> np.ndarray:
+    """Which nodes depend on a batched source (the sources themselves included)."""
+    marked = np.zeros(len(order), dtype=bool)
+    if batched_sources:
+        listed = np.array([columns.index[name] for name in batched_sources], dtype=np.intp)
+        marked[np.isin(order, listed)] = True
+        return reached_from(ins, levels, marked)
+    return marked
 
 
 def _pick(column: Sequence, which: np.ndarray) -> tuple:

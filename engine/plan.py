@@ -4,6 +4,8 @@ A plan holds no values; `run` binds new source values to it, runs its executor (
 when the plan was compiled) and picks the reported nodes out of what the executor computed.
 Its per-node columns are tuples of shared objects (ops, attrs dicts shared by equal nodes) or
 numpy arrays, so a cached plan holds no per-node container for the garbage collector to walk.
+A plan compiled with batched inputs takes those with a leading batch axis of any length B
+(engine/batch.py turns its seed and `reduce` into the backward pass it runs).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine import batch
 from engine.collector import gc_paused
 from engine.errors import MissingInput, ShapeMismatch, UnknownNode
 from engine.executors.base import Executor
-from engine.graph import Node
+from engine.graph import NO_LIMITS, Limits, Node
 from engine.ops import Op, Shape
 from engine.ordering import reached_from
 from engine.ragged import Ragged
@@ -59,7 +62,9 @@ class Plan:
     depth (sources 0, nondecreasing along the order); `ancestors[i]` whether the output depends
     on it; `sources` the positions of source nodes; `out` the output's position. `kinds[i]` is
     node i's row in `kind_table`, its (op, attrs): nodes of one kind share one attrs dict, which
-    must not be mutated. `state` is what the executor prepared from the plan.
+    must not be mutated. `batched[i]` says whether node i depends on a batched input
+    (`shapes` are then one point's); `limits` what a batch may grow to. `state` is what the
+    executor prepared from the plan.
     """
 
     output: str
@@ -75,7 +80,9 @@ class Plan:
     levels: np.ndarray
     ancestors: np.ndarray
     sources: tuple[int, ...]
+    batched: np.ndarray
     executor: Executor
+    limits: Limits = NO_LIMITS
     state: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +106,10 @@ class Plan:
     def shape_of(self, name: str) -> Shape:
         return self.shapes[self.index[name]]
 
+    @property
+    def is_batched(self) -> bool:
+        return bool(self.batched[list(self.sources)].any())
+
     def run(
         self,
         sources: Mapping[str, np.ndarray],
@@ -107,12 +118,20 @@ class Plan:
         wrt: Sequence[str] | None = None,
         forward_only: bool = False,
         deadline: float | None = None,
+        reduce: str = "none",
     ) -> RunResult:
-        """Forward (and unless `forward_only`, backward) on new source values."""
+        """Forward (and unless `forward_only`, backward) on new source values.
+
+        On a batched plan, `reduce` ("none", "sum" or "mean") says what shared nodes'
+        gradients are (CONTRACT section 5); elsewhere it changes nothing.
+        """
         reported = self._reported(wrt)
-        source_values = self._source_values(sources)
-        seed = self._seed(seed)
         needed = self.ancestors if wrt is None else self._needed(reported)
+        if self.is_batched:
+            return batch.run_batch(self, sources, seed=seed, reported=reported, needed=needed,
+                                   forward_only=forward_only, deadline=deadline, reduce=reduce)
+        source_values = self.bound_sources(sources)
+        seed = self._seed(seed)
         with np.errstate(all="ignore"), gc_paused():
             values, grads = self.executor.run(
                 self.state, source_values, seed, needed, forward_only, deadline
@@ -127,13 +146,19 @@ class Plan:
                 raise UnknownNode(f"wrt names '{name}', which is not a node of the graph", name)
         return sorted({self.index[name] for name in wrt})
 
+    def needed_for(self, wrt: Sequence[str] | None) -> tuple[list[int], np.ndarray]:
+        """The reported positions for `wrt`, and which nodes the backward pass must visit."""
+        reported = self._reported(wrt)
+        return reported, self.ancestors if wrt is None else self._needed(reported)
+
     def _needed(self, reported: list[int]) -> np.ndarray:
         """Nodes whose gradient is needed: on a path from a reported node to the output."""
         marked = np.zeros(len(self.ids), dtype=bool)
         marked[reported] = True
         return self.ancestors & reached_from(self.ins, self.levels, marked)
 
-    def _source_values(self, sources: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
+    def bound_sources(self, sources: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
+        """Each source's value by position, checked against the plan's shapes."""
         values = {}
         for i in self.sources:
             name = self.ids[i]

@@ -3,6 +3,7 @@
 - tensor: one numpy call per node; for graphs holding any non-scalar value.
 - scalar: a loop over Python floats; for narrow graphs of 0-d values (chains).
 - levels: one numpy call per op per topological level; for wide graphs of 0-d values.
+- batched: one numpy call per node over every point of a batch; for plans with batched inputs.
 
 All three give the same numbers as the per-node numpy rules of the op table.
 """
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from engine.executors.base import Executor
+from engine.executors.batched import BatchedExecutor
 from engine.executors.levels import LevelsExecutor
 from engine.executors.scalar import ScalarExecutor
 from engine.executors.tensor import TensorExecutor
@@ -26,16 +28,27 @@ LEVEL_MIN_NODES = 256
 TENSOR = TensorExecutor()
 SCALAR = ScalarExecutor()
 LEVELS = LevelsExecutor()
-EXECUTORS: dict[str, Executor] = {e.name: e for e in (TENSOR, SCALAR, LEVELS)}
+BATCHED = BatchedExecutor()
+EXECUTORS: dict[str, Executor] = {e.name: e for e in (TENSOR, SCALAR, LEVELS, BATCHED)}
 
 
 def choose_executor(
-    ops: Iterable[Op], shapes: Sequence[Shape], levels: np.ndarray, forced: str | None = None
+    ops: Iterable[Op],
+    shapes: Sequence[Shape],
+    levels: np.ndarray,
+    forced: str | None = None,
+    *,
+    batched: bool = False,
 ) -> Executor:
     """The fastest executor that can run the graph, or `forced` when the graph allows it.
 
-    `ops` are the graph's op rows (each distinct row once is enough).
+    `ops` are the graph's op rows (each distinct row once is enough). A plan with batched
+    inputs always runs batched.
     """
+    if batched:
+        return BATCHED
+    if forced == BATCHED.name:
+        raise ValueError("strategy 'batched' needs batched inputs")
     scalar = shapes.count(()) == len(shapes) and all(op.takes_scalars for op in ops)
     if forced is not None:
         if forced not in EXECUTORS:
@@ -51,4 +64,4 @@ def choose_executor(
     return SCALAR
 
 
-__all__ = ["EXECUTORS", "Executor", "choose_executor"]
+__all__ = ["BATCHED", "EXECUTORS", "BatchedExecutor", "Executor", "choose_executor"]

@@ -166,3 +166,12 @@ def reference_needed(ref: ReferencePlan, reported: list[int]) -> list[bool]:
         if not from_reported[i] and any(from_reported[j] for j in ins):
             from_reported[i] = True
     return [a and b for a, b in zip(ref.ancestors, from_reported, strict=True)]
+
+
+def reference_batched(ref: ReferencePlan, names) -> list[bool]:
+    """Which nodes depend on a batched source, as the per-node compile found them."""
+    flags = [name in names for name in ref.ids]
+    for i, node_ins in enumerate(ref.ins):
+        if node_ins and not flags[i]:
+            flags[i] = any(flags[j] for j in node_ins)
+    return flags

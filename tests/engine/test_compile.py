@@ -16,6 +16,7 @@ from engine import EngineError, Graph, Limits, Node, compile_plan, topological_o
 from engine import ordering as engine_ordering
 from tests.engine.graphs import chain, random_scalar_dag
 from tests.engine.reference_compile import (
+    reference_batched,
     reference_compile,
     reference_groups,
     reference_needed,
@@ -236,6 +237,21 @@ def test_nodes_needed_for_wrt_are_the_reference_ones(case, width, rng):
     with narrow(width):
         needed = plan._needed(reported)
     assert needed.tolist() == reference_needed(reference_compile(graph, shapes), reported)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graphs(max_gates=60), st.sampled_from([1, 1000]), st.randoms(use_true_random=False))
+def test_nodes_depending_on_batched_inputs_are_the_reference_ones(case, width, rng):
+    graph, shapes = case
+    if isinstance(_outcome(compile_plan, graph, shapes), EngineError):
+        return
+    inputs = sorted(n.id for n in graph.nodes if n.op == "input")
+    names = rng.sample(inputs, rng.randint(0, len(inputs)))
+    with narrow(width):
+        plan = compile_plan(graph, shapes, batched=names)
+    expected = reference_batched(reference_compile(graph, shapes), set(names))
+    assert plan.batched.tolist() == expected
+    assert plan.is_batched == bool(names)
 
 
 def _level_forward(plan, name: str):
