@@ -36,6 +36,11 @@ class Columns:
     ins: Ragged
 
 
+def source_kinds(table: Sequence[tuple[Op, dict]]) -> np.ndarray:
+    """Which kinds of a kind table are sources."""
+    return np.array([op.is_source for op, _ in table], dtype=bool)
+
+
 def node_columns(nodes: Sequence[Node]) -> Columns:
     """The checked columns of `nodes`; raise the GraphError the per-node checks give."""
     ids = [node.id for node in nodes]

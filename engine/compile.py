@@ -18,7 +18,7 @@ from operator import itemgetter
 import numpy as np
 
 from engine.collector import gc_paused
-from engine.columns import Columns, node_columns
+from engine.columns import Columns, node_columns, source_kinds
 from engine.errors import GraphError, MissingInput, TooLarge, UnknownNode
 from engine.executors import choose_executor
 from engine.graph import NO_LIMITS, Graph, Limits, Node
@@ -84,7 +84,7 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
     ins = columns.ins.take(order, position)
     shapes = _shapes(ids, ops, attrs, ins, kinds, columns.table, source_shapes, limits)
     out = int(position[columns.index[output]])
-    is_source = np.array([op.is_source for op, _ in columns.table], dtype=bool)
+    is_source = source_kinds(columns.table)
     batched = _batched(columns, order, ins, levels, batched_sources)
     return Plan(
         output=output,
@@ -137,7 +137,7 @@ def _shapes(ids, ops, attrs, ins: Ragged, kinds, table, source_shapes, limits) -
 def _all_scalar(ids, ins: Ragged, kinds, table, source_shapes, limits) -> bool:
     """Whether every shape is () with no error to report: every source is 0-d, every kind of
     gate with its arity maps 0-d inputs to 0-d, and 0-d values fit the limits."""
-    is_source = np.array([op.is_source for op, _ in table], dtype=bool)[kinds]
+    is_source = source_kinds(table)[kinds]
     for k in np.flatnonzero(is_source).tolist():
         shape = source_shapes.get(ids[k])
         if shape is None or len(shape) != 0:

@@ -17,6 +17,7 @@ import numpy as np
 
 from engine import batch
 from engine.collector import gc_paused
+from engine.columns import source_kinds
 from engine.errors import MissingInput, ShapeMismatch, UnknownNode
 from engine.executors.base import Executor
 from engine.graph import NO_LIMITS, Limits, Node
@@ -105,6 +106,10 @@ class Plan:
 
     def shape_of(self, name: str) -> Shape:
         return self.shapes[self.index[name]]
+
+    def gates(self) -> np.ndarray:
+        """The positions of the gates (every node but the sources), in topological order."""
+        return np.flatnonzero(~source_kinds(self.kind_table)[self.kinds])
 
     @property
     def is_batched(self) -> bool:

@@ -106,8 +106,7 @@ def _group_levels(plan: Plan) -> tuple[tuple[LevelGroup, ...], ...]:
 
 def _groups(plan: Plan) -> list[np.ndarray]:
     """The members of each group, the groups in the order of their first member."""
-    is_source = np.array([op.is_source for op, _ in plan.kind_table], dtype=bool)
-    gates = np.flatnonzero(~is_source[plan.kinds])
+    gates = plan.gates()
     if not gates.size:
         return []
     keys = (plan.ins.lengths()[gates], plan.kinds[gates], plan.levels[gates])

@@ -87,8 +87,7 @@ class ScalarExecutor(Executor):
 
 def _steps(plan: Plan) -> tuple[list[tuple], list[tuple[Callable, Callable]], tuple]:
     """The gates' steps in topological order; the kernel pairs; the wide inputs."""
-    is_source = np.array([op.is_source for op, _ in plan.kind_table], dtype=bool)
-    gates = np.flatnonzero(~is_source[plan.kinds])
+    gates = plan.gates()
     if not gates.size:
         return [], [], ()
     arity = plan.ins.lengths()[gates]
