@@ -18,8 +18,9 @@ import numpy as np
 from engine.errors import Cycle
 from engine.ragged import Ragged
 
-# Below this many nodes in a level, one Python step a node is cheaper than numpy calls a level.
-NARROW = 48
+# Below this many nodes in a level, one Python step a node is cheaper than numpy calls a level:
+# measured, a level costs about 13 us plus 0.07 us a node with numpy, 0.22 us a node in Python.
+NARROW = 80
 
 
 def canonical_order(ids: list[str], ins: Ragged) -> tuple[np.ndarray, np.ndarray]:
