@@ -7,8 +7,9 @@ a node joins it when its last input leaves it, the consumers of one node in id o
 level follows from the one before in a few numpy calls: gather the consumers of its nodes in
 queue order, count the edges down, and keep each newly ready node at its last occurrence.
 
-A numpy call costs about a microsecond, so narrow levels (a chain) go node by node in Python
-instead: once a level holds fewer than NARROW nodes, the rest of the queue runs that way.
+A level costs a dozen numpy calls whatever its width, so narrow levels (a chain) go node by
+node in Python instead: once a level holds fewer than NARROW nodes, the rest of the queue runs
+that way. Reachability (the output's ancestors, the nodes a `wrt` needs) chooses the same way.
 """
 
 from __future__ import annotations
