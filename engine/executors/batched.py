@@ -20,6 +20,11 @@ point, a shared node's is summed over the points - the vjp of the batched functi
 reduce sum / mean need. Per point (`per_point` True): every gradient carries the batch axis, a
 shared node's too (reduce none, as vmap(grad) gives; and the Jacobian's one-hot seeds). There,
 each gate runs its rule for all-batched inputs, shared operands broadcast along the batch axis.
+
+Why one numpy call per node rather than the levels executor's one call per op and level over
+an (nodes, B) matrix: on bench/batch.py's 1,000-node graph at B = 10,000 the levels form took
+285 ms against 12.5 ms (gathering and scattering whole rows, and temporaries of nodes x B
+floats that miss every cache), while a (B,) array per node stays in cache.
 """
 
 from __future__ import annotations
@@ -181,7 +186,7 @@ class BatchedExecutor(Executor):
             values[i] = float(value) if i in state.floats else value
         slots = workspace.views if workspace is not None else None
         for count, (i, kind, call, attrs, ins) in enumerate(state.steps):
-            if not count % DEADLINE_STRIDE:
+            if kind == BATCHED or not count % DEADLINE_STRIDE:  # a batched gate may take long
                 check_deadline(deadline)
             xs = [values[j] for j in ins]
             if kind == FLOAT:
@@ -217,12 +222,11 @@ class BatchedExecutor(Executor):
         grads[state.out] = seed
         size = np.shape(seed)[0] if per_point else None
         kept = None if keep is None else frozenset(keep)
-        for count, i in enumerate(range(len(values) - 1, -1, -1)):
+        for i in range(len(values) - 1, -1, -1):
             g = grads[i]
             if g is None or not needed[i] or state.ops[i].is_source:
                 continue
-            if not count % DEADLINE_STRIDE:
-                check_deadline(deadline)
+            check_deadline(deadline)
             if per_point:
                 local = _vjp_per_point(state, i, g, values, needed, size)
             else:
