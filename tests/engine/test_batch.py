@@ -348,3 +348,11 @@ def test_the_workspace_pool_lends_and_keeps_within_its_budget():
     assert pool.held_bytes == 500 * 8
     pool.clear()
     assert pool.held_bytes == 0
+
+
+def test_a_batched_run_past_its_deadline_stops():
+    from engine import DeadlineExceeded
+
+    plan = compile_plan(_affine(), {"x": (2,), "w": (2,)}, batched={"x"})
+    with pytest.raises(DeadlineExceeded):
+        plan.run({"x": np.zeros((3, 2)), "w": np.zeros(2)}, deadline=0.0)
