@@ -73,6 +73,7 @@ class BatchSteps:
     steps: tuple[tuple, ...]  # the forward pass, one (node, kind, call, attrs, ins) a gate
     floats: frozenset[int]  # the shared 0-d nodes, whose values are Python floats
     float_gates: frozenset[int]  # the gates among them run by float kernels (inputs floats)
+    float_vjps: dict[int, object]  # their float vjps, attrs bound
     # (largest batched node, all batched nodes, all shared nodes) in elements at one point
     element_counts: tuple[int, int, int]
     all_batched: dict[int, Batched] = field(default_factory=dict)
@@ -87,7 +88,7 @@ class BatchSteps:
                    rules, plan.out, slots, elements,
                    all(shape == () for _, _, _, shape in slots),
                    steps, floats, frozenset(step[0] for step in steps if step[1] == FLOAT),
-                   _element_counts(plan))
+                   _float_vjps(plan, steps), _element_counts(plan))
 
     def workspace(self, size: int) -> Workspace:
         """Storage for the batched gates' values (or gradients) over `size` points."""
@@ -114,6 +115,15 @@ def _slots(plan: Plan) -> tuple[tuple[tuple[int, int, int, Shape], ...], int]:
             slots.append((i, offset, size, plan.shapes[i]))
             offset += size
     return tuple(slots), offset
+
+
+def _float_vjps(plan: Plan, steps) -> dict[int, object]:
+    vjps = {}
+    for i, kind, _, attrs, _ in steps:
+        if kind == FLOAT:
+            vjp = plan.ops[i].scalar.vjp
+            vjps[i] = partial(vjp, **attrs) if attrs else vjp
+    return vjps
 
 
 def _element_counts(plan: Plan) -> tuple[int, int, int]:
@@ -227,7 +237,10 @@ class BatchedExecutor(Executor):
             if g is None or not needed[i] or state.ops[i].is_source:
                 continue
             check_deadline(deadline)
-            if per_point:
+            float_vjp = None if per_point else state.float_vjps.get(i)
+            if float_vjp is not None:  # floats in, floats out: nothing to unbroadcast
+                local = _float_vjp(state, i, float_vjp, g, values)
+            elif per_point:
                 local = _vjp_per_point(state, i, g, values, needed, size)
             else:
                 local = _vjp_summed(state, i, g, values, needed)
@@ -270,15 +283,18 @@ def _vjp_summed(state: BatchSteps, i: int, g, values: list, needed) -> list:
 
 
 def _shared_vjp(state: BatchSteps, i: int, g, out, xs: list, needed) -> tuple:
-    """A shared gate's vjp: its float kernel on floats, else (or on inf and nan) the row's."""
     op = state.ops[i]
-    if i in state.float_gates and not op.vjp_takes_needs:
-        try:
-            return op.scalar.vjp(g, out, *xs, **state.attrs[i])
-        except FLOAT_FAULTS:
-            xs = [np.float64(x) for x in xs]
     return _call_vjp(op.vjp, op.vjp_takes_needs, g, out, xs, state.attrs[i],
                      _needs(state, i, needed))
+
+
+def _float_vjp(state: BatchSteps, i: int, vjp, g, values: list):
+    """A float gate's vjp by its float kernel, or on inf and nan by the row's numpy rule."""
+    xs = [values[j] for j in state.ins[i]]
+    try:
+        return vjp(g, values[i], *xs)
+    except FLOAT_FAULTS:
+        return state.ops[i].vjp(g, values[i], *map(np.float64, xs), **state.attrs[i])
 
 
 def _per_point(contribution, shape: Shape):
