@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import Plan, RunResult, TooLarge, UnknownNode, bind_sources, check_finite, input_ids
+from engine import Plan, RunResult, TooLarge, UnknownNode, bind_sources, check_seed, input_ids
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
 from service.plans import PlanCache
 
@@ -114,16 +114,15 @@ def bind_request(request: Request) -> dict[str, np.ndarray]:
     """The sources of `request`'s graph (MissingInput, UnknownNode, NonfiniteInput).
 
     The engine's `bind_sources` gives every input and const its effective value and refuses
-    non-finite ones unless the request allows them; the seed gets the same check here. A
-    batched input's value is its batch array (leading axis B).
+    non-finite ones unless the request allows them; `check_seed` does the same for the seed.
+    A batched input's value is its batch array (leading axis B).
     """
     given = request.inputs
     if request.batch:
         _check_batch_keys(request)
         given = {**request.inputs, **request.batch}
     sources = bind_sources(request.graph, given, allow_nonfinite=request.allow_nonfinite)
-    if request.seed is not None and not request.allow_nonfinite:
-        check_finite(request.seed, request.graph.output, "the seed")
+    check_seed(request.seed, request.graph.output, allow_nonfinite=request.allow_nonfinite)
     return sources
 
 
