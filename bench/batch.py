@@ -277,6 +277,7 @@ def http_body(spec: list[tuple], batch: dict[str, np.ndarray]) -> bytes:
 
 def bench_http(spec, repeat: int) -> dict:
     import httpx
+    import torch
 
     from bench.http import Gunicorn
 
@@ -302,7 +303,12 @@ def bench_http(spec, repeat: int) -> dict:
                     if isinstance(wire, dict) else np.asarray(wire))
             np.testing.assert_allclose(ours, grad.numpy(), rtol=1e-9, atol=1e-15)
         http_s, torch_s = best_of(repeat, post, lambda: torch_run(spec, batch))
-    return {"http": http_s, "torch": torch_s, "request_bytes": len(body)}
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        http_1, torch_1 = best_of(repeat, post, lambda: torch_run(spec, batch))
+        torch.set_num_threads(threads)
+    return {"http": min(http_s, http_1), "torch": torch_s, "torch_1": torch_1,
+            "request_bytes": len(body)}
 
 
 # ---------------------------------------------------------------- (c) Jacobian
@@ -360,6 +366,8 @@ def main() -> None:
         print(f"(b) over HTTP (gunicorn, 1 worker, b64 in and out, {b['request_bytes'] / 1e3:.0f}"
               f" kB request, cache off): {b['http'] * 1e3:.1f} ms   PyTorch in-process "
               f"{b['torch'] * 1e3:.1f} ms   ratio {b['http'] / b['torch']:.2f}x (target <= 1.5x)")
+        print(f"    PyTorch in-process on 1 thread {b['torch_1'] * 1e3:.1f} ms   ratio "
+              f"{b['http'] / b['torch_1']:.2f}x")
     c = bench_jacobian(repeat)
     print(f"(c) Jacobian of softmax over (512,): chainrule {c['engine'] * 1e3:.2f} ms   "
           f"torch.autograd.functional.jacobian(vectorize=True) {c['torch'] * 1e3:.2f} ms   "
