@@ -42,8 +42,17 @@ class WorkspacePool:
         with self._lock:
             self._free.append(array)
             self._free.sort(key=lambda a: a.size)
-            while sum(a.nbytes for a in self._free) > self.max_bytes:
-                self._free.pop()
+            self._trim()
+
+    def _trim(self) -> None:
+        while self._free and sum(a.nbytes for a in self._free) > self.max_bytes:
+            self._free.pop()
+
+    def resize(self, max_bytes: int) -> None:
+        """A new budget; kept arrays over it are let go, the largest first."""
+        with self._lock:
+            self.max_bytes = max_bytes
+            self._trim()
 
     def clear(self) -> None:
         """Let go of every kept array."""
