@@ -71,9 +71,8 @@ class BatchSteps:
     slot_elements: int  # the slots' elements at one point
     scalar_slots: bool  # every slot is 0-d at a point
     steps: tuple[tuple, ...]  # the forward pass, one (node, kind, call, attrs, ins) a gate
-    floats: frozenset[int]  # the shared 0-d nodes, whose values are Python floats
-    float_gates: frozenset[int]  # the gates among them run by float kernels (inputs floats)
-    float_vjps: dict[int, object]  # their float vjps, attrs bound
+    floats: frozenset[int]  # the shared 0-d nodes whose values are Python floats
+    float_vjps: dict[int, object]  # the float vjps of the gates among them, attrs bound
     # (largest batched node, all batched nodes, all shared nodes) in elements at one point
     element_counts: tuple[int, int, int]
     all_batched: dict[int, Batched] = field(default_factory=dict)
@@ -87,11 +86,10 @@ class BatchSteps:
         return cls(plan.ops, plan.attrs, plan.ins, plan.shapes, plan.ids, plan.batched,
                    rules, plan.out, slots, elements,
                    all(shape == () for _, _, _, shape in slots),
-                   steps, floats, frozenset(step[0] for step in steps if step[1] == FLOAT),
-                   _float_vjps(plan, steps), _element_counts(plan))
+                   steps, floats, _float_vjps(plan, steps), _element_counts(plan))
 
     def workspace(self, size: int) -> Workspace:
-        """Storage for the batched gates' values (or gradients) over `size` points."""
+        """Storage for the batched gates' values over `size` points."""
         return Workspace(self.slots, self.slot_elements, size, len(self.ops),
                          self.scalar_slots)
 
@@ -134,12 +132,15 @@ def _element_counts(plan: Plan) -> tuple[int, int, int]:
 
 
 def _float_nodes(plan: Plan) -> frozenset[int]:
-    """Shared 0-d nodes whose op has float kernels (sources: any shared 0-d one)."""
-    return frozenset(
-        i for i, op in enumerate(plan.ops)
-        if not plan.batched[i] and plan.shapes[i] == ()
-        and (op.is_source or op.scalar is not None)
-    )
+    """The shared 0-d nodes held as Python floats: sources, and gates with float kernels whose
+    inputs are all floats (in topological order, so inputs are decided first)."""
+    floats: set[int] = set()
+    for i, op in enumerate(plan.ops):
+        if plan.batched[i] or plan.shapes[i] != ():
+            continue
+        if op.is_source or (op.scalar is not None and all(j in floats for j in plan.ins[i])):
+            floats.add(i)
+    return frozenset(floats)
 
 
 # The kinds of forward step: a float kernel, the row's numpy forward, a batching rule.
@@ -156,7 +157,7 @@ def _steps(plan: Plan, rules, floats: frozenset[int]) -> tuple[tuple, ...]:
         rule = rules[i]
         if rule is not None:
             steps.append((i, BATCHED, rule.forward, rule.attrs, ins))
-        elif i in floats and all(j in floats for j in ins):
+        elif i in floats:
             kernels = op.scalar
             kernel = kernels.pairwise if len(ins) == 2 and kernels.pairwise else kernels.forward
             steps.append((i, FLOAT, partial(kernel, **attrs) if attrs else kernel, attrs, ins))

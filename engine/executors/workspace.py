@@ -1,10 +1,10 @@
 """Work arrays kept between batched runs, so that a run does not fault in fresh pages.
 
-A batched run keeps every batched node's value and gradient alive until it ends: B x nodes
-floats each. Allocated afresh, those pages are faulted in on every run (glibc hands freed
-memory back to the OS) and the faults cost about twice the arithmetic. A Workspace is one
-flat float64 array cut into per-node views; the pool lends workspaces to runs and takes them
-back, keeping at most `max_bytes` of them (a workspace is never shared by two runs at once).
+A batched run keeps every batched node's value alive until it ends: B x nodes floats.
+Allocated afresh, those pages are faulted in on every run (glibc hands freed memory back to
+the OS) and the faults cost about twice the arithmetic. A Workspace is one flat float64 array
+cut into per-node views; the pool lends workspaces to runs and takes them back, keeping at
+most `max_bytes` of them (a workspace is never shared by two runs at once).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ POOL = WorkspacePool()
 
 
 class Workspace:
-    """One run's storage for batched values (or gradients): `views[i]` is node i's (B, *shape)
+    """One run's storage for batched values: `views[i]` is node i's (B, *shape)
     slot of a flat array borrowed from the pool (None for a node without one); `release`
     gives the array back."""
 
