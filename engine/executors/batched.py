@@ -258,9 +258,9 @@ def _needs(state: BatchSteps, i: int, needed: Sequence[bool]) -> tuple[bool, ...
     return tuple(needed[j] for j in state.ins[i])
 
 
-def _call_vjp(vjp, takes_needs: bool, g, out, xs, attrs, needs):
-    if takes_needs:
-        return vjp(g, out, *xs, needs=needs, **attrs)
+def _call_vjp(state: BatchSteps, i: int, vjp, takes_needs: bool, g, out, xs, attrs, needed):
+    if takes_needs:  # only those rows read which inputs need a gradient
+        return vjp(g, out, *xs, needs=_needs(state, i, needed), **attrs)
     return vjp(g, out, *xs, **attrs)
 
 
@@ -270,23 +270,20 @@ def _vjp_summed(state: BatchSteps, i: int, g, values: list, needed) -> list:
     xs = [values[j] for j in ins]
     rule = state.rules[i]
     if rule is None:  # a shared gate: everything here is one point's
-        local = _shared_vjp(state, i, g, values[i], xs, needed)
+        op = state.ops[i]
+        local = _call_vjp(state, i, op.vjp, op.vjp_takes_needs, g, values[i], xs,
+                          state.attrs[i], needed)
         return [None if c is None else unbroadcast(c, shapes[j])
                 for j, c in zip(ins, local, strict=True)]
-    g, out = _at_out_axis(rule, g, values[i])
-    local = _call_vjp(rule.vjp, rule.vjp_takes_needs, g, out, xs, rule.attrs,
-                      _needs(state, i, needed))
+    out = values[i]
+    if rule.out_axis != 0:
+        g, out = _at_out_axis(rule, g, out)
+    local = _call_vjp(state, i, rule.vjp, rule.vjp_takes_needs, g, out, xs, rule.attrs, needed)
     return [
         None if c is None
         else _per_point(c, shapes[j]) if batched[j] else unbroadcast(c, shapes[j])
         for j, c in zip(ins, local, strict=True)
     ]
-
-
-def _shared_vjp(state: BatchSteps, i: int, g, out, xs: list, needed) -> tuple:
-    op = state.ops[i]
-    return _call_vjp(op.vjp, op.vjp_takes_needs, g, out, xs, state.attrs[i],
-                     _needs(state, i, needed))
 
 
 def _float_vjp(state: BatchSteps, i: int, vjp, g, values: list):
@@ -314,8 +311,7 @@ def _vjp_per_point(state: BatchSteps, i: int, g, values: list, needed, size: int
     xs = [values[j] if batched[j] else _along(values[j], size) for j in ins]
     out = values[i] if batched[i] else _along(values[i], size)
     g, out = _at_out_axis(rule, g, out)
-    local = _call_vjp(rule.vjp, rule.vjp_takes_needs, g, out, xs, rule.attrs,
-                      _needs(state, i, needed))
+    local = _call_vjp(state, i, rule.vjp, rule.vjp_takes_needs, g, out, xs, rule.attrs, needed)
     return [None if c is None else unbroadcast_points(c, shapes[j])
             for j, c in zip(ins, local, strict=True)]
 
