@@ -1,0 +1,160 @@
+"""Convolution and pooling over images (N, C, H, W) (catalog 1.1): conv2d and max_pool2d.
+
+Both read their input as windows (`sliding_window_view`, a strided view: no copy) and reduce
+them with one tensordot or one max, so no Python loop runs over pixels or channels. Backward,
+a gradient per window element goes back to the pixel it was read from by `_add_windows`, which
+loops over the offsets inside a window (KH x KW steps, each a strided add over every image,
+channel and window at once); overlapping windows add up there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from engine.errors import BadAttr, ShapeMismatch
+from engine.ops.base import Attr, Op, Shape
+
+
+def _out_size(size: int, window: int, stride: int) -> int:
+    """Windows that fit along one axis (PyTorch's floor mode: a partial window is dropped)."""
+    return (size - window) // stride + 1
+
+
+def _windows(x, size: tuple[int, int], stride: int):
+    """(N, C, H', W', KH, KW): window (i, j) of every image and channel, as a strided view."""
+    return sliding_window_view(x, size, axis=(2, 3))[:, :, ::stride, ::stride]
+
+
+def _add_windows(grad_windows, shape: Shape, stride: int) -> np.ndarray:
+    """Sum gradients given per window element (N, C, H', W', KH, KW) into an image of `shape`."""
+    grad = np.zeros(shape)
+    _, _, rows, cols, kh, kw = grad_windows.shape
+    for i in range(kh):
+        for j in range(kw):
+            grad[:, :, i : i + stride * (rows - 1) + 1 : stride,
+                 j : j + stride * (cols - 1) + 1 : stride] += grad_windows[..., i, j]
+    return grad
+
+
+def _check_positive(attrs: Mapping[str, Any], names: tuple[str, ...], node: str) -> None:
+    for name in names:
+        if attrs[name] is not None and attrs[name] < 1:
+            raise BadAttr(f"{name} must be at least 1, got {attrs[name]}", node)
+
+
+def _check_images(shape: Shape, what: str, node: str) -> None:
+    if len(shape) != 4:
+        raise ShapeMismatch(f"{what} must be 4-d (N, C, H, W), got {list(shape)}", node)
+
+
+# ---------------------------------------------------------------- conv2d
+
+def _conv2d_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    x, w = shapes
+    _check_images(x, "conv2d's input", node)
+    if len(w) != 4:
+        raise ShapeMismatch(f"conv2d's filters must be 4-d (F, C, KH, KW), got {list(w)}", node)
+    if x[1] != w[1]:
+        raise ShapeMismatch(f"conv2d: the input has {x[1]} channels, the filters {w[1]}", node)
+    _check_positive(attrs, ("stride",), node)
+    padding = attrs["padding"]
+    if padding < 0:
+        raise BadAttr(f"padding must be at least 0, got {padding}", node)
+    height, width = x[2] + 2 * padding, x[3] + 2 * padding
+    if w[2] > height or w[3] > width:
+        raise BadAttr(f"a {w[2]}x{w[3]} filter is larger than the padded {height}x{width} "
+                      "input", node)
+    stride = attrs["stride"]
+    return (x[0], w[0], _out_size(height, w[2], stride), _out_size(width, w[3], stride))
+
+
+def _padded(x, padding: int):
+    if not padding:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+
+
+def _conv2d(x, w, *, stride, padding):
+    windows = _windows(_padded(x, padding), w.shape[2:], stride)
+    # (N, H', W', F) -> (N, F, H', W')
+    return np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+
+
+def _conv2d_vjp(g, out, x, w, *, stride, padding, needs=(True, True)):
+    dx = dw = None
+    if needs[0]:
+        # every window element's gradient: (N, H', W', C, KH, KW) -> (N, C, H', W', KH, KW)
+        per_element = np.tensordot(g, w, axes=([1], [0])).transpose(0, 3, 1, 2, 4, 5)
+        padded_shape = (x.shape[0], x.shape[1], x.shape[2] + 2 * padding,
+                        x.shape[3] + 2 * padding)
+        dx = _add_windows(per_element, padded_shape, stride)
+        dx = dx[:, :, padding : padding + x.shape[2], padding : padding + x.shape[3]]
+    if needs[1]:
+        windows = _windows(_padded(x, padding), w.shape[2:], stride)
+        dw = np.tensordot(g, windows, axes=([0, 2, 3], [0, 2, 3]))
+    return (dx, dw)
+
+
+def _conv2d_label(attrs: Mapping[str, Any], number: Callable[[float], str]) -> str | None:
+    stride, padding = attrs.get("stride", 1), attrs.get("padding", 0)
+    extras = [f"s{stride}" if stride != 1 else "", f"p{padding}" if padding else ""]
+    return " ".join(["conv", *filter(None, extras)])
+
+
+# ---------------------------------------------------------------- max_pool2d
+
+def _pool_stride(attrs: Mapping[str, Any]) -> int:
+    return attrs["size"] if attrs["stride"] is None else attrs["stride"]
+
+
+def _max_pool2d_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    (x,) = shapes
+    _check_images(x, "max_pool2d's input", node)
+    _check_positive(attrs, ("size", "stride"), node)
+    size = attrs["size"]
+    if size > x[2] or size > x[3]:
+        raise BadAttr(f"a {size}x{size} window is larger than the {x[2]}x{x[3]} input", node)
+    stride = _pool_stride(attrs)
+    return (x[0], x[1], _out_size(x[2], size, stride), _out_size(x[3], size, stride))
+
+
+def _max_pool2d(x, *, size, stride):
+    return _windows(x, (size, size), _pool_stride({"size": size, "stride": stride})).max(
+        axis=(4, 5))
+
+
+def _max_pool2d_vjp(g, out, x, *, size, stride):
+    step = _pool_stride({"size": size, "stride": stride})
+    windows = _windows(x, (size, size), step)
+    hits = windows == out[..., np.newaxis, np.newaxis]
+    # ties split equally, as max's rule does
+    share = g / np.sum(hits, axis=(4, 5))
+    return (_add_windows(hits * share[..., np.newaxis, np.newaxis], x.shape, step),)
+
+
+def _pool_label(attrs: Mapping[str, Any], number: Callable[[float], str]) -> str | None:
+    size = attrs.get("size")
+    if size is None:
+        return None
+    stride = attrs.get("stride")
+    return f"maxpool {size}" + ("" if stride is None or stride == size else f" s{stride}")
+
+
+ROWS: tuple[Op, ...] = (
+    Op(name="conv2d", arity=(2, 2), symbol="conv",
+       doc="x (N, C, H, W) correlated with filters w (F, C, KH, KW) -> (N, F, H', W'), "
+           "as PyTorch's conv2d without bias",
+       attrs=(Attr("stride", "int", 1), Attr("padding", "int", 0)),
+       infer_shape=_conv2d_shape, forward=_conv2d, vjp=_conv2d_vjp, vjp_takes_needs=True,
+       label=_conv2d_label),
+    Op(name="max_pool2d", arity=(1, 1), symbol="maxpool",
+       doc="max over size x size windows of (N, C, H, W), stride defaulting to size, no "
+           "padding, floor mode; ties split the gradient",
+       attrs=(Attr("size", "int"), Attr("stride", "int_or_null", None)),
+       infer_shape=_max_pool2d_shape, forward=_max_pool2d, vjp=_max_pool2d_vjp,
+       label=_pool_label),
+)

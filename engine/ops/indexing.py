@@ -1,0 +1,157 @@
+"""Joining, cutting and repeating tensors (catalog 1.1): concat, stack, slice, take, broadcast_to.
+
+Their gradients route each element's gradient back to where the element came from: split for
+concat and stack, written into zeros for slice, added up (np.add.at) for take's repeated
+indices, summed over the broadcast axes for broadcast_to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.errors import BadAttr, ShapeMismatch
+from engine.ops.base import IDENTITY_ON_SCALARS, Attr, Op, Shape, unbroadcast
+
+
+def _check_axis(axis: int, ndim: int, node: str) -> int:
+    if not -ndim <= axis < ndim:
+        raise BadAttr(f"axis {axis} is out of range for a {ndim}-d result", node)
+    return axis % ndim
+
+
+def _listed(shapes: list[Shape]) -> str:
+    return ", ".join(str(list(s)) for s in shapes)
+
+
+# ---------------------------------------------------------------- concat, stack
+
+def _concat_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    first = shapes[0]
+    if not first:
+        raise ShapeMismatch("concat needs inputs of at least one dimension", node)
+    axis = _check_axis(attrs["axis"], len(first), node)
+    for shape in shapes:
+        if len(shape) != len(first) or any(
+            n != m for i, (n, m) in enumerate(zip(shape, first, strict=True)) if i != axis
+        ):
+            raise ShapeMismatch(f"concat along axis {axis}: shapes {_listed(shapes)} "
+                                "differ off that axis", node)
+    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1 :]
+
+
+def _concat_vjp(g, out, *xs, axis):
+    bounds = np.cumsum([np.shape(x)[axis] for x in xs])[:-1]
+    return tuple(np.split(g, bounds, axis=axis))
+
+
+def _stack_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    first = shapes[0]
+    if any(shape != first for shape in shapes):
+        raise ShapeMismatch(f"stack needs equal shapes, got {_listed(shapes)}", node)
+    axis = _check_axis(attrs["axis"], len(first) + 1, node)
+    return first[:axis] + (len(shapes),) + first[axis:]
+
+
+def _stack_vjp(g, out, *xs, axis):
+    return tuple(np.moveaxis(g, axis, 0))
+
+
+# ---------------------------------------------------------------- slice
+
+def _index(slices: tuple) -> tuple:
+    """The `slices` attr as a numpy basic index."""
+    return tuple(e if isinstance(e, int) else slice(*e) for e in slices)
+
+
+def _slice_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    (shape,) = shapes
+    slices = attrs["slices"]
+    if len(slices) > len(shape):
+        raise BadAttr(f"{len(slices)} slices for a {len(shape)}-d tensor", node)
+    out = []
+    for axis, (entry, n) in enumerate(zip(slices, shape, strict=False)):
+        if isinstance(entry, int):
+            if not -n <= entry < n:
+                raise BadAttr(f"index {entry} is out of range for axis {axis} of length {n}",
+                              node)
+            continue
+        if entry[2] == 0:
+            raise BadAttr(f"slice step 0 on axis {axis}", node)
+        out.append(len(range(n)[slice(*entry)]))
+    return tuple(out) + shape[len(slices) :]
+
+
+def _slice(x, *, slices):
+    return x[_index(slices)]
+
+
+def _slice_vjp(g, out, x, *, slices):
+    grad = np.zeros(np.shape(x))
+    grad[_index(slices)] = g  # basic indexing never repeats an element
+    return (grad,)
+
+
+# ---------------------------------------------------------------- take
+
+def _take_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    (shape,) = shapes
+    axis = _check_axis(attrs["axis"], len(shape), node) if shape else None
+    if axis is None:
+        raise BadAttr("take needs an input of at least one dimension", node)
+    indices = np.asarray(attrs["indices"], dtype=np.intp)
+    n = shape[axis]
+    if indices.size and not (-n <= indices.min() and indices.max() < n):
+        bad = indices[(indices < -n) | (indices >= n)].flat[0]
+        raise BadAttr(f"index {bad} is out of range for axis {axis} of length {n}", node)
+    return shape[:axis] + indices.shape + shape[axis + 1 :]
+
+
+def _take(x, *, indices, axis):
+    return np.take(x, np.asarray(indices, dtype=np.intp), axis=axis)
+
+
+def _take_vjp(g, out, x, *, indices, axis):
+    grad = np.zeros(np.shape(x))
+    where = (slice(None),) * (axis % np.ndim(x)) + (np.asarray(indices, dtype=np.intp),)
+    np.add.at(grad, where, g)  # a repeated index gathers every one of its gradients
+    return (grad,)
+
+
+# ---------------------------------------------------------------- broadcast_to
+
+def _broadcast_to_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    (shape,) = shapes
+    target = attrs["shape"]
+    if any(n < 0 for n in target):
+        raise BadAttr(f"shape {list(target)} has a negative size", node)
+    try:
+        fits = tuple(np.broadcast_shapes(shape, target)) == target
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeMismatch(f"cannot broadcast {list(shape)} to {list(target)}", node)
+    return target
+
+
+ROWS: tuple[Op, ...] = (
+    Op(name="concat", arity=(1, None), symbol="concat", doc="numpy concatenate along axis",
+       attrs=(Attr("axis", "int", 0),), infer_shape=_concat_shape,
+       forward=lambda *xs, axis: np.concatenate(xs, axis=axis), vjp=_concat_vjp),
+    Op(name="stack", arity=(1, None), symbol="stack", doc="numpy stack along a new axis",
+       attrs=(Attr("axis", "int", 0),), infer_shape=_stack_shape,
+       forward=lambda *xs, axis: np.stack(xs, axis=axis), vjp=_stack_vjp),
+    Op(name="slice", arity=(1, 1), symbol="[:]",
+       doc="numpy basic indexing: per leading axis [start, stop, step] (nulls allowed) or an "
+           "int, which drops the axis",
+       attrs=(Attr("slices", "slices"),), infer_shape=_slice_shape, forward=_slice,
+       vjp=_slice_vjp, scalar=IDENTITY_ON_SCALARS),
+    Op(name="take", arity=(1, 1), symbol="take",
+       doc="numpy take along axis (an embedding lookup); repeated indices add their gradients",
+       attrs=(Attr("indices", "indices"), Attr("axis", "int", 0)), infer_shape=_take_shape,
+       forward=_take, vjp=_take_vjp),
+    Op(name="broadcast_to", arity=(1, 1), symbol="broadcast", doc="numpy broadcast_to shape",
+       attrs=(Attr("shape", "shape"),), infer_shape=_broadcast_to_shape,
+       forward=lambda x, *, shape: np.broadcast_to(x, shape),
+       vjp=lambda g, out, x, *, shape: (unbroadcast(g, np.shape(x)),),
+       scalar=IDENTITY_ON_SCALARS),
+)
