@@ -60,23 +60,26 @@ def _amin(x, *, axis, keepdims):
 
 # ---------------------------------------------------------------- logsumexp
 
-def _logsumexp(x, *, axis, keepdims):
+def _shifted_exp(x, axis):
+    """exp(x - top) with top the largest finite value along the axes (an infinite one would
+    give inf - inf), so no exp overflows."""
     top = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
-    # shift by the largest finite value only: an infinite one would give inf - inf
     top = np.where(np.isfinite(top), top, 0.0)
-    total = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
-    return total if keepdims else np.reshape(total, _reduce_out_shape(np.shape(x), axis))
+    return np.exp(x - top), top
 
 
-def _reduce_out_shape(shape: Shape, axis) -> Shape:
-    axes = _reduced_axes(shape, axis)
-    return tuple(n for i, n in enumerate(shape) if i not in axes)
+def _logsumexp(x, *, axis, keepdims):
+    e, top = _shifted_exp(x, axis)
+    total = np.log(np.sum(e, axis=axis, keepdims=True)) + top
+    return total if keepdims else np.squeeze(total, axis=_reduced_axes(np.shape(x), axis))
 
 
 def _logsumexp_vjp(g, out, x, *, axis, keepdims):
-    # d/dx log(sum(exp(x))) = softmax(x) = exp(x - out)
-    return (_expand_reduced(g, x, axis, keepdims) * np.exp(x - _expand_reduced(out, x, axis,
-                                                                               keepdims)),)
+    # d/dx log(sum(exp(x))) = softmax(x), taken from the shifted exponentials rather than
+    # exp(x - out): out has lost the low digits of a large x
+    e, _ = _shifted_exp(x, axis)
+    softmax = e / np.sum(e, axis=axis, keepdims=True)
+    return (_expand_reduced(g, x, axis, keepdims) * softmax,)
 
 
 # ---------------------------------------------------------------- var

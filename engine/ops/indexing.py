@@ -95,9 +95,9 @@ def _slice_vjp(g, out, x, *, slices):
 
 def _take_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     (shape,) = shapes
-    axis = _check_axis(attrs["axis"], len(shape), node) if shape else None
-    if axis is None:
-        raise BadAttr("take needs an input of at least one dimension", node)
+    if not shape:
+        raise ShapeMismatch("take needs an input of at least one dimension", node)
+    axis = _check_axis(attrs["axis"], len(shape), node)
     indices = np.asarray(attrs["indices"], dtype=np.intp)
     n = shape[axis]
     if indices.size and not (-n <= indices.min() and indices.max() < n):
