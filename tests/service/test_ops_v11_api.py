@@ -1,0 +1,111 @@
+"""The ops of catalog 1.1 through the real app: a small CNN step answered over HTTP, range errors
+as 422 bodies naming the node, the new attr kinds in GET /v1/ops and the OpenAPI document, and
+the diagram's labels for the new gates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.diagram import gate_label_text
+
+RNG = np.random.default_rng(5)
+IMAGES = RNG.normal(size=(2, 1, 6, 6)).tolist()
+FILTERS = RNG.normal(size=(3, 1, 3, 3)).tolist()
+
+
+def cnn_request(**pool_attrs) -> dict:
+    return {"graph": {"nodes": [
+        {"id": "x", "op": "input", "value": IMAGES},
+        {"id": "w", "op": "input", "value": FILTERS},
+        {"id": "conv", "op": "conv2d", "inputs": ["x", "w"], "attrs": {"padding": 1}},
+        {"id": "act", "op": "gelu", "inputs": ["conv"]},
+        {"id": "pool", "op": "max_pool2d", "inputs": ["act"], "attrs": {"size": 2, **pool_attrs}},
+        {"id": "flat", "op": "reshape", "inputs": ["pool"], "attrs": {"shape": [2, 27]}},
+        {"id": "loss", "op": "cross_entropy", "inputs": ["flat"], "attrs": {"targets": [3, 26]}},
+    ], "output": "loss"}}
+
+
+def test_a_cnn_step_answers_and_passes_gradcheck(client):
+    response = client.post("/v1/gradients", json=cnn_request())
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert np.shape(body["nodes"]["w"]["grad"]) == (3, 1, 3, 3)
+    assert np.shape(body["nodes"]["pool"]["value"]) == (2, 3, 3, 3)
+    check = client.post("/v1/gradcheck", json=cnn_request()).get_json()
+    assert check["passed"], check
+
+
+def test_an_explicit_default_stride_is_the_same_computation(client):
+    implicit = client.post("/v1/evaluate", json=cnn_request()).get_json()
+    explicit = client.post("/v1/evaluate", json=cnn_request(stride=2)).get_json()
+    assert implicit["value"] == explicit["value"]
+
+
+@pytest.mark.parametrize(("node", "attrs", "words"), [
+    ({"op": "max_pool2d", "inputs": ["x"]}, {"size": 7}, "larger than"),
+    ({"op": "conv2d", "inputs": ["x", "w"]}, {"stride": 0}, "stride"),
+    ({"op": "take", "inputs": ["w"]}, {"indices": [0, 3]}, "out of range"),
+    ({"op": "slice", "inputs": ["w"]}, {"slices": [[None, None, 0]]}, "step 0"),
+    ({"op": "clip", "inputs": ["w"]}, {"lo": 1, "hi": -1}, "lo"),
+    ({"op": "var", "inputs": ["w"]}, {"axis": 4}, "axis"),
+    ({"op": "take", "inputs": ["w"]}, {"indices": [[0], [1, 2]]}, "rectangular"),
+])
+def test_range_errors_are_422_bad_attr_naming_the_node(client, node, attrs, words):
+    request = {"graph": {"nodes": [
+        {"id": "x", "op": "input", "value": IMAGES},
+        {"id": "w", "op": "input", "value": FILTERS},
+        {"id": "bad", **node, "attrs": attrs},
+        {"id": "out", "op": "sum", "inputs": ["bad"]},
+    ], "output": "out"}}
+    response = client.post("/v1/gradients", json=request)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert (error["code"], error["node"]) == ("bad_attr", "bad")
+    assert words in error["message"]
+
+
+def test_a_target_past_the_class_count_through_the_app(client):
+    request = cnn_request()
+    request["graph"]["nodes"][-1]["attrs"]["targets"] = [3, 27]
+    error = client.post("/v1/gradients", json=request).get_json()["error"]
+    assert (error["code"], error["node"]) == ("bad_attr", "loss")
+    assert "target 27" in error["message"]
+
+
+def test_ops_lists_the_new_ops_with_their_attr_types(client):
+    ops = {op["name"]: op for op in client.get("/v1/ops").get_json()["ops"]}
+    attrs = {name: {a["name"]: a for a in op["attrs"]} for name, op in ops.items()}
+    assert attrs["cross_entropy"]["reduction"]["type"] == 'one of "mean", "sum", "none"'
+    assert attrs["cross_entropy"]["reduction"]["default"] == "mean"
+    assert attrs["cross_entropy"]["targets"]["required"]
+    assert attrs["clip"]["lo"]["type"] == "a number or null"
+    assert attrs["max_pool2d"]["stride"]["default"] is None
+    assert "nested list" in attrs["take"]["indices"]["type"]
+    assert "[start, stop, step]" in attrs["slice"]["slices"]["type"]
+    assert ops["concat"]["arity"] == ">= 1" and ops["conv2d"]["min_inputs"] == 2
+
+
+def test_openapi_lists_the_new_ops(client):
+    spec = client.get("/openapi.json").get_json()
+    assert {"conv2d", "max_pool2d", "cross_entropy", "take"} <= set(
+        spec["components"]["schemas"]["Node"]["properties"]["op"]["enum"])
+
+
+@pytest.mark.parametrize(("op", "attrs", "text"), [
+    ("conv2d", {"stride": 2, "padding": 1}, "conv s2 p1"),
+    ("conv2d", {"stride": 1, "padding": 0}, "conv"),
+    ("max_pool2d", {"size": 2, "stride": None}, "maxpool 2"),
+    ("max_pool2d", {"size": 3, "stride": 1}, "maxpool 3 s1"),
+    ("clip", {"lo": -1.0, "hi": None}, "clip[-1, ]"),
+    ("leaky_relu", {"slope": 0.2}, "lrelu 0.2"),
+    ("logsumexp", {"axis": None, "keepdims": False}, "logΣexp"),
+])
+def test_diagram_labels_of_new_gates(op, attrs, text):
+    assert gate_label_text(op, op, attrs) == text
+
+
+def test_a_diagram_of_the_cnn_renders(client):
+    response = client.post("/v1/diagram", json={**cnn_request(), "format": "dot"})
+    assert response.status_code == 200
+    assert "conv p1" in response.get_data(as_text=True)
