@@ -92,6 +92,9 @@ class Op:
     is_variable: bool = False
     elementwise: bool = False
     scalar: ScalarKernels | None = None
+    # elements of the largest temporary array forward or vjp allocates, for ops whose
+    # temporaries can outgrow their inputs and output (compiling holds it to the tensor limit)
+    work_size: Callable[[list[Shape], dict], int] | None = None
 
     def __post_init__(self) -> None:
         gate_parts = (self.infer_shape, self.forward, self.vjp)
@@ -161,7 +164,7 @@ def coerce_attr(attr: Attr, value: object, node: str) -> object:
     """Check one attr value against its kind; return it normalised (lists become tuples)."""
     kind = attr.kind
     if kind == "number" and is_number(value):
-        if not math.isfinite(value):
+        if not math.isfinite(_as_float(value)):
             raise BadAttr(f"attr '{attr.name}' must be a finite number", node)
         return float(value)
     if kind == "int" and is_int(value):
@@ -193,6 +196,13 @@ def coerce_attr(attr: Attr, value: object, node: str) -> object:
         if all(entry is not None for entry in entries):
             return tuple(entries)
     raise BadAttr(f"attr '{attr.name}' must be {attr.type_text}, got {_shown(value)}", node)
+
+
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int past the float range
+        return math.inf
 
 
 def _shown(value: object) -> str:

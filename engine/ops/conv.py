@@ -72,6 +72,16 @@ def _conv2d_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     return (x[0], w[0], _out_size(height, w[2], stride), _out_size(width, w[3], stride))
 
 
+def _conv2d_work(shapes: list[Shape], attrs: dict) -> int:
+    """The larger of the padded input and the windows read out of it (N, C, H', W', KH, KW),
+    which tensordot copies."""
+    (n, c, h, w), (f, _, kh, kw) = shapes
+    padding, stride = attrs["padding"], attrs["stride"]
+    height, width = h + 2 * padding, w + 2 * padding
+    windows = _out_size(height, kh, stride) * _out_size(width, kw, stride) * kh * kw
+    return n * c * max(height * width, windows)
+
+
 def _padded(x, padding: int):
     if not padding:
         return x
@@ -122,6 +132,13 @@ def _max_pool2d_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     return (x[0], x[1], _out_size(x[2], size, stride), _out_size(x[3], size, stride))
 
 
+def _max_pool2d_work(shapes: list[Shape], attrs: dict) -> int:
+    """The gradient per window element (N, C, H', W', size, size)."""
+    (n, c, h, w) = shapes[0]
+    size, stride = attrs["size"], _pool_stride(attrs)
+    return n * c * _out_size(h, size, stride) * _out_size(w, size, stride) * size * size
+
+
 def _max_pool2d(x, *, size, stride):
     return _windows(x, (size, size), _pool_stride({"size": size, "stride": stride})).max(
         axis=(4, 5))
@@ -150,11 +167,11 @@ ROWS: tuple[Op, ...] = (
            "as PyTorch's conv2d without bias",
        attrs=(Attr("stride", "int", 1), Attr("padding", "int", 0)),
        infer_shape=_conv2d_shape, forward=_conv2d, vjp=_conv2d_vjp, vjp_takes_needs=True,
-       label=_conv2d_label),
+       label=_conv2d_label, work_size=_conv2d_work),
     Op(name="max_pool2d", arity=(1, 1), symbol="maxpool",
        doc="max over size x size windows of (N, C, H, W), stride defaulting to size, no "
            "padding, floor mode; ties split the gradient",
        attrs=(Attr("size", "int"), Attr("stride", "int_or_null", None)),
        infer_shape=_max_pool2d_shape, forward=_max_pool2d, vjp=_max_pool2d_vjp,
-       label=_pool_label),
+       label=_pool_label, work_size=_max_pool2d_work),
 )

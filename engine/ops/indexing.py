@@ -7,6 +7,8 @@ indices, summed over the broadcast axes for broadcast_to.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from engine.errors import BadAttr, ShapeMismatch
@@ -17,6 +19,17 @@ def _check_axis(axis: int, ndim: int, node: str) -> int:
     if not -ndim <= axis < ndim:
         raise BadAttr(f"axis {axis} is out of range for a {ndim}-d result", node)
     return axis % ndim
+
+
+# Results of more dimensions than this are refused (numpy's own limit is 64, and some of its
+# routines fail well before it).
+MAX_RANK = 32
+
+
+def _check_rank(rank: int, node: str) -> None:
+    if rank > MAX_RANK:
+        raise ShapeMismatch(f"the result would have {rank} dimensions; at most {MAX_RANK} "
+                            "are allowed", node)
 
 
 def _listed(shapes: list[Shape]) -> str:
@@ -49,6 +62,7 @@ def _stack_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     if any(shape != first for shape in shapes):
         raise ShapeMismatch(f"stack needs equal shapes, got {_listed(shapes)}", node)
     axis = _check_axis(attrs["axis"], len(first) + 1, node)
+    _check_rank(len(first) + 1, node)
     return first[:axis] + (len(shapes),) + first[axis:]
 
 
@@ -103,6 +117,7 @@ def _take_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     if indices.size and not (-n <= indices.min() and indices.max() < n):
         bad = indices[(indices < -n) | (indices >= n)].flat[0]
         raise BadAttr(f"index {bad} is out of range for axis {axis} of length {n}", node)
+    _check_rank(len(shape) - 1 + indices.ndim, node)
     return shape[:axis] + indices.shape + shape[axis + 1 :]
 
 
@@ -111,10 +126,14 @@ def _take(x, *, indices, axis):
 
 
 def _take_vjp(g, out, x, *, indices, axis):
-    grad = np.zeros(np.shape(x))
-    where = (slice(None),) * (axis % np.ndim(x)) + (np.asarray(indices, dtype=np.intp),)
-    np.add.at(grad, where, g)  # a repeated index gathers every one of its gradients
-    return (grad,)
+    shape = np.shape(x)
+    axis %= len(shape)
+    flat = np.asarray(indices, dtype=np.intp).reshape(-1)
+    # as 3-d (before the axis, along it, after it): np.add.at fails on many-dimensional indices
+    before, after = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    grad = np.zeros((before, shape[axis], after))
+    np.add.at(grad, (slice(None), flat), np.reshape(g, (before, flat.size, after)))
+    return (grad.reshape(shape),)  # a repeated index gathered every one of its gradients
 
 
 # ---------------------------------------------------------------- broadcast_to
@@ -124,10 +143,10 @@ def _broadcast_to_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     target = attrs["shape"]
     if any(n < 0 for n in target):
         raise BadAttr(f"shape {list(target)} has a negative size", node)
-    try:
-        fits = tuple(np.broadcast_shapes(shape, target)) == target
-    except ValueError:
-        fits = False
+    _check_rank(len(target), node)
+    # numpy's rule, written out so that sizes too large for numpy reach the size limits
+    fits = len(shape) <= len(target) and all(
+        n in (1, m) for n, m in zip(reversed(shape), reversed(target), strict=False))
     if not fits:
         raise ShapeMismatch(f"cannot broadcast {list(shape)} to {list(target)}", node)
     return target

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from engine import EngineError, bind_sources, compile_plan, gradcheck, run_graph
+from engine import EngineError, Limits, bind_sources, compile_plan, gradcheck, run_graph
 from engine.ops import OPS
 from tests.engine.graphs import graph, node
 
@@ -280,3 +280,55 @@ def test_float_kernels_of_new_ops_agree_with_numpy_on_edge_values(op, attrs):
         for name in fast.order:
             np.testing.assert_allclose(fast.values[name], slow.values[name], rtol=1e-12)
             np.testing.assert_allclose(fast.grads[name], slow.grads[name], rtol=1e-12)
+
+
+# ---------------------------------------------------------------- sizes
+
+
+LIMITS = Limits(max_elements=1_000_000)
+
+
+@pytest.mark.parametrize(("op", "inputs", "attrs"), [
+    # small output, but a padded input of 4e12 elements
+    ("conv2d", [np.ones((1, 1, 4, 4)), np.ones((1, 1, 1, 1))],
+     {"padding": 10**6, "stride": 10**6}),
+    # windows of 250,000 elements each, read at 251,001 places
+    ("conv2d", [np.ones((1, 1, 1000, 1000)), np.ones((1, 1, 500, 500))], {}),
+    ("max_pool2d", [np.ones((1, 1, 1000, 1000))], {"size": 500, "stride": 1}),
+    ("broadcast_to", [np.ones(3)], {"shape": [2**62, 3]}),
+])
+def test_temporaries_past_the_tensor_limit_are_refused_before_allocation(op, inputs, attrs):
+    nodes = [node(f"a{k}", "input", value=v) for k, v in enumerate(inputs)]
+    nodes.append(node("big", op, [f"a{k}" for k in range(len(inputs))], **attrs))
+    with pytest.raises(EngineError) as info:
+        run_graph(graph(*nodes, output="big"), limits=LIMITS)
+    assert (info.value.code, info.value.node) == ("too_large", "big")
+
+
+def test_indices_nested_past_the_rank_limit_are_refused():
+    deep = 0
+    for _ in range(40):
+        deep = [deep]
+    with pytest.raises(EngineError) as info:
+        _run("take", np.ones((3, 4)), indices=deep)
+    assert info.value.code == "shape_mismatch" and "dimensions" in info.value.message
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(EngineError) as info:
+        _run("take", np.ones((3, 4)), indices=deep)
+    assert info.value.code == "bad_attr"
+
+
+def test_many_dimensional_indices_gather_their_gradients():
+    deep = [[2, 2]]
+    for _ in range(20):
+        deep = [deep]
+    result = _run("take", np.ones((3, 4)), indices=deep)
+    assert result.value.shape == (1,) * 21 + (2, 4)
+    assert result.grads["a0"].tolist() == [[0.0] * 4, [0.0] * 4, [2.0] * 4]
+
+
+def test_numbers_past_the_float_range_are_bad_attrs():
+    with pytest.raises(EngineError) as info:
+        _run("leaky_relu", np.ones(2), slope=2**1100)
+    assert info.value.code == "bad_attr"
