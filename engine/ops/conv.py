@@ -1,10 +1,11 @@
 """Convolution and pooling over images (N, C, H, W) (catalog 1.1): conv2d and max_pool2d.
 
-Both read their input as windows (`sliding_window_view`, a strided view: no copy) and reduce
-them with one tensordot or one max, so no Python loop runs over pixels or channels. Backward,
-a gradient per window element goes back to the pixel it was read from by `_add_windows`, which
-loops over the offsets inside a window (KH x KW steps, each a strided add over every image,
-channel and window at once); overlapping windows add up there.
+No Python loop runs over pixels or channels. conv2d reads its (padded) input as windows
+(`sliding_window_view`), copies them once into columns (N, C*KH*KW, H'*W') and multiplies by
+the filters per image; backward, the gradient of each window element goes back to the pixel it
+was read from. max_pool2d, and that way back, loop over the offsets inside a window (KH x KW
+steps), each step one strided numpy operation over every image, channel and window at once;
+overlapping windows add up there.
 """
 
 from __future__ import annotations
@@ -29,15 +30,42 @@ def _windows(x, size: tuple[int, int], stride: int):
     return sliding_window_view(x, size, axis=(2, 3))[:, :, ::stride, ::stride]
 
 
+def _at_offset(i: int, j: int, rows: int, cols: int, stride: int) -> tuple:
+    """The index of element (i, j) of every window, for windows laid out rows x cols."""
+    return (slice(None), slice(None), slice(i, i + stride * (rows - 1) + 1, stride),
+            slice(j, j + stride * (cols - 1) + 1, stride))
+
+
+# Windows of at most this many elements are walked offset by offset (one strided numpy step
+# per offset, fast for the usual 2x2 and 3x3); larger ones in one go, without a Python loop
+# whose length the request would decide.
+MAX_OFFSET_STEPS = 64
+
+
 def _add_windows(grad_windows, shape: Shape, stride: int) -> np.ndarray:
     """Sum gradients given per window element (N, C, H', W', KH, KW) into an image of `shape`."""
-    grad = np.zeros(shape)
     _, _, rows, cols, kh, kw = grad_windows.shape
+    if kh * kw > MAX_OFFSET_STEPS:
+        return _add_windows_at_once(grad_windows, shape, stride)
+    grad = np.zeros(shape)
     for i in range(kh):
         for j in range(kw):
-            grad[:, :, i : i + stride * (rows - 1) + 1 : stride,
-                 j : j + stride * (cols - 1) + 1 : stride] += grad_windows[..., i, j]
+            grad[_at_offset(i, j, rows, cols, stride)] += grad_windows[..., i, j]
     return grad
+
+
+def _add_windows_at_once(grad_windows, shape: Shape, stride: int) -> np.ndarray:
+    """`_add_windows` as one bincount over the flat position every window element came from."""
+    n, c, rows, cols, kh, kw = grad_windows.shape
+    height, width = shape[2:]
+    row = (np.arange(rows) * stride)[:, None, None, None] + np.arange(kh)[None, None, :, None]
+    col = (np.arange(cols) * stride)[None, :, None, None] + np.arange(kw)[None, None, None, :]
+    plane = (row * width + col).reshape(-1)  # one image and channel: (H', W', KH, KW) flat
+    images = (np.arange(n * c) * height * width)[:, None]
+    where = (images + plane[None, :]).reshape(-1)
+    sums = np.bincount(where, weights=np.reshape(grad_windows, -1), minlength=n * c * height *
+                       width)
+    return sums.reshape(shape)
 
 
 def _check_positive(attrs: Mapping[str, Any], names: tuple[str, ...], node: str) -> None:
@@ -88,24 +116,33 @@ def _padded(x, padding: int):
     return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
 
 
+def _columns(x, kernel: tuple[int, int], stride: int, padding: int):
+    """The windows as columns (N, C*KH*KW, H'*W') (one copy: im2col), and (H', W')."""
+    windows = _windows(_padded(x, padding), kernel, stride)
+    n, c, rows, cols, kh, kw = windows.shape
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, rows * cols), (rows, cols)
+
+
 def _conv2d(x, w, *, stride, padding):
-    windows = _windows(_padded(x, padding), w.shape[2:], stride)
-    # (N, H', W', F) -> (N, F, H', W')
-    return np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+    columns, out_size = _columns(x, w.shape[2:], stride, padding)
+    # one (F, C*KH*KW) @ (C*KH*KW, H'*W') product per image: the result is already (N, F, ...)
+    return np.matmul(w.reshape(len(w), -1), columns).reshape(len(x), len(w), *out_size)
 
 
 def _conv2d_vjp(g, out, x, w, *, stride, padding, needs=(True, True)):
+    n, f = g.shape[:2]
+    g_flat = np.reshape(g, (n, f, -1))
     dx = dw = None
     if needs[0]:
-        # every window element's gradient: (N, H', W', C, KH, KW) -> (N, C, H', W', KH, KW)
-        per_element = np.tensordot(g, w, axes=([1], [0])).transpose(0, 3, 1, 2, 4, 5)
-        padded_shape = (x.shape[0], x.shape[1], x.shape[2] + 2 * padding,
-                        x.shape[3] + 2 * padding)
-        dx = _add_windows(per_element, padded_shape, stride)
+        # each window element's gradient, (N, C, KH, KW, H', W'), sent back to its pixel
+        per_element = np.matmul(w.reshape(f, -1).T, g_flat).reshape(
+            n, x.shape[1], *w.shape[2:], *g.shape[2:])
+        padded_shape = (n, x.shape[1], x.shape[2] + 2 * padding, x.shape[3] + 2 * padding)
+        dx = _add_windows(per_element.transpose(0, 1, 4, 5, 2, 3), padded_shape, stride)
         dx = dx[:, :, padding : padding + x.shape[2], padding : padding + x.shape[3]]
     if needs[1]:
-        windows = _windows(_padded(x, padding), w.shape[2:], stride)
-        dw = np.tensordot(g, windows, axes=([0, 2, 3], [0, 2, 3]))
+        columns, _ = _columns(x, w.shape[2:], stride, padding)
+        dw = np.sum(np.matmul(g_flat, columns.transpose(0, 2, 1)), axis=0).reshape(w.shape)
     return (dx, dw)
 
 
@@ -133,24 +170,42 @@ def _max_pool2d_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
 
 
 def _max_pool2d_work(shapes: list[Shape], attrs: dict) -> int:
-    """The gradient per window element (N, C, H', W', size, size)."""
+    """Every window element: what the pooling reads (and, for large windows, holds)."""
     (n, c, h, w) = shapes[0]
     size, stride = attrs["size"], _pool_stride(attrs)
     return n * c * _out_size(h, size, stride) * _out_size(w, size, stride) * size * size
 
 
+def _pool_places(size: int, step: int, rows: int, cols: int) -> list[tuple]:
+    return [_at_offset(i, j, rows, cols, step) for i in range(size) for j in range(size)]
+
+
 def _max_pool2d(x, *, size, stride):
-    return _windows(x, (size, size), _pool_stride({"size": size, "stride": stride})).max(
-        axis=(4, 5))
+    step = _pool_stride({"size": size, "stride": stride})
+    if size * size > MAX_OFFSET_STEPS:
+        return _windows(x, (size, size), step).max(axis=(4, 5))
+    rows, cols = _out_size(x.shape[2], size, step), _out_size(x.shape[3], size, step)
+    places = _pool_places(size, step, rows, cols)
+    # the max over the offsets (i, j) of the windows' (i, j) elements: each step one
+    # elementwise maximum over all images, channels and windows
+    out = x[places[0]].copy()
+    for place in places[1:]:
+        np.maximum(out, x[place], out=out)
+    return out
 
 
 def _max_pool2d_vjp(g, out, x, *, size, stride):
     step = _pool_stride({"size": size, "stride": stride})
-    windows = _windows(x, (size, size), step)
-    hits = windows == out[..., np.newaxis, np.newaxis]
-    # ties split equally, as max's rule does
-    share = g / np.sum(hits, axis=(4, 5))
-    return (_add_windows(hits * share[..., np.newaxis, np.newaxis], x.shape, step),)
+    if size * size > MAX_OFFSET_STEPS:
+        hits = _windows(x, (size, size), step) == out[..., np.newaxis, np.newaxis]
+        share = g / np.sum(hits, axis=(4, 5))  # ties split equally, as max's rule does
+        return (_add_windows(hits * share[..., np.newaxis, np.newaxis], x.shape, step),)
+    places = _pool_places(size, step, *out.shape[2:])
+    share = g / sum((x[place] == out) * 1.0 for place in places)
+    grad = np.zeros(x.shape)
+    for place in places:  # overlapping windows add up
+        grad[place] += (x[place] == out) * share
+    return (grad,)
 
 
 def _pool_label(attrs: Mapping[str, Any], number: Callable[[float], str]) -> str | None:

@@ -56,8 +56,11 @@ V11_CASES: dict[str, list] = {
     "conv2d": [([(2, 3, 8, 8), (4, 3, 3, 3)], {}, "any"),
                ([(2, 3, 8, 8), (4, 3, 3, 3)], {"stride": 2, "padding": 1}, "any"),
                ([(1, 2, 5, 6), (3, 2, 2, 3)], {"stride": 3}, "any"),
-               ([(1, 1, 4, 4), (1, 1, 4, 4)], {"padding": 2}, "any")],
+               ([(1, 1, 4, 4), (1, 1, 4, 4)], {"padding": 2}, "any"),
+               # filters of more than 64 elements: the window gradients added in one go
+               ([(1, 2, 10, 11), (2, 2, 9, 9)], {"padding": 1, "stride": 2}, "any")],
     "max_pool2d": [([(2, 3, 8, 8)], {"size": 2}, "any"),
                    ([(2, 3, 7, 9)], {"size": 3, "stride": 2}, "any"),
-                   ([(1, 2, 5, 5)], {"size": 2, "stride": 1}, "any")],
+                   ([(1, 2, 5, 5)], {"size": 2, "stride": 1}, "any"),
+                   ([(1, 2, 10, 11)], {"size": 9, "stride": 1}, "any")],
 }

@@ -102,6 +102,15 @@ def test_max_pool2d_splits_ties_and_overlapping_windows_add():
     assert overlapping.grads["a0"].sum() == 4.0
 
 
+def test_large_pooling_windows_split_ties_and_add_overlaps_too():
+    flat = _run("max_pool2d", np.ones((1, 2, 9, 10)), size=9)  # 81 elements: the one-go path
+    np.testing.assert_allclose(flat.grads["a0"][..., :9], 1 / 81, rtol=1e-15)
+    assert flat.grads["a0"][..., 9].tolist() == [[[0.0] * 9] * 2]
+    peak = np.zeros((1, 1, 10, 10))
+    peak[0, 0, 5, 5] = 1.0  # in all four 9x9 windows of stride 1
+    assert _run("max_pool2d", peak, size=9, stride=1).grads["a0"][0, 0, 5, 5] == 4.0
+
+
 def test_max_pool2d_drops_what_does_not_fill_a_window():
     x = np.arange(25.0).reshape(1, 1, 5, 5)
     result = _run("max_pool2d", x, size=2)

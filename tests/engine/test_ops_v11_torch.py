@@ -64,7 +64,10 @@ CASES = [
      lambda x, w: F.conv2d(x, w, stride=2, padding=1)),
     ("conv2d", {"stride": 3, "padding": 2}, [(1, 2, 6, 5), (3, 2, 4, 2)],
      lambda x, w: F.conv2d(x, w, stride=3, padding=2)),
+    ("conv2d", {"padding": 4, "stride": 2}, [(2, 2, 12, 10), (3, 2, 9, 9)],
+     lambda x, w: F.conv2d(x, w, stride=2, padding=4)),
     ("max_pool2d", {"size": 2}, [(2, 3, 8, 8)], lambda x: F.max_pool2d(x, 2)),
+    ("max_pool2d", {"size": 9, "stride": 2}, [(2, 2, 13, 12)], lambda x: F.max_pool2d(x, 9, 2)),
     ("max_pool2d", {"size": 3, "stride": 2}, [(2, 2, 9, 8)], lambda x: F.max_pool2d(x, 3, 2)),
     ("max_pool2d", {"size": 2, "stride": 1}, [(1, 2, 5, 6)], lambda x: F.max_pool2d(x, 2, 1)),
 ]
