@@ -22,6 +22,8 @@ from engine.ops import (
 from engine.ops.base import (
     ATTR_KINDS,
     Attr,
+    Batched,
+    BatchRule,
     Label,
     Op,
     ScalarKernels,
@@ -32,7 +34,9 @@ from engine.ops.base import (
     normalize_axes,
     same_shape,
     unbroadcast,
+    unbroadcast_points,
 )
+from engine.ops.batching import NotBatchable, batching, is_batchable
 
 OP_TABLE: tuple[Op, ...] = (
     *sources.ROWS,
@@ -81,15 +85,21 @@ __all__ = [
     "OP_TABLE",
     "SCALAR_OPS",
     "Attr",
+    "BatchRule",
+    "Batched",
+    "NotBatchable",
     "Label",
     "Op",
     "ScalarKernels",
     "Shape",
     "ShapeRule",
+    "batching",
     "checked_attrs",
     "coerce_attr",
     "describe_ops",
+    "is_batchable",
     "normalize_axes",
     "same_shape",
     "unbroadcast",
+    "unbroadcast_points",
 ]
