@@ -11,6 +11,7 @@ import numpy as np
 
 from engine.errors import BadAttr, ShapeMismatch
 from engine.ops.base import IDENTITY_ON_SCALARS, Attr, Op, ScalarKernels, Shape, normalize_axes
+from engine.ops.batching import shifted_axes
 from engine.ops.reductions import _expand_reduced, _reduce_shape
 
 _REDUCE_ATTRS = (Attr("axis", "axis", None), Attr("keepdims", "bool", False))
@@ -109,7 +110,10 @@ def _var_vjp_scalar(g, out, x, *, axis, keepdims, ddof):
 
 
 def _reduction(name: str, symbol: str, doc: str, **rules) -> Op:
-    return Op(name=name, arity=(1, 1), symbol=symbol, doc=doc, attrs=_REDUCE_ATTRS, **rules)
+    # over a batch, the axes move past the batch axis and the row's own rules serve
+    batch = shifted_axes(rules["forward"], rules["vjp"], "axis")
+    return Op(name=name, arity=(1, 1), symbol=symbol, doc=doc, attrs=_REDUCE_ATTRS, batch=batch,
+              **rules)
 
 
 ROWS: tuple[Op, ...] = (
@@ -125,6 +129,6 @@ ROWS: tuple[Op, ...] = (
     Op(name="var", arity=(1, 1), symbol="var",
        doc="variance over axis (all axes when null), divided by count - ddof",
        attrs=(*_REDUCE_ATTRS, Attr("ddof", "int", 0)), infer_shape=_var_shape,
-       forward=_var, vjp=_var_vjp,
+       forward=_var, vjp=_var_vjp, batch=shifted_axes(_var, _var_vjp, "axis"),
        scalar=ScalarKernels(forward=_var_scalar, vjp=_var_vjp_scalar)),
 )

@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from engine.errors import BadAttr, ShapeMismatch
-from engine.ops.base import IDENTITY_ON_SCALARS, Attr, Op, Shape, unbroadcast
+from engine.ops.base import IDENTITY_ON_SCALARS, Attr, Batched, Op, Shape, unbroadcast
+from engine.ops.batching import shift_axis, shifted_axes, with_batch_axis
 
 
 def _check_axis(axis: int, ndim: int, node: str) -> int:
@@ -70,6 +71,24 @@ def _stack_vjp(g, out, *xs, axis):
     return tuple(np.moveaxis(g, axis, 0))
 
 
+def _joining_batching(forward, vjp):
+    """concat's and stack's rule: shared operands broadcast along the batch axis (views), the
+    axis moved past it; the vjp then gives shared operands per-point parts, which the engine
+    adds up or keeps."""
+
+    def rule(batched: tuple[bool, ...], shapes: list[Shape], attrs: dict) -> Batched:
+        def batched_forward(*xs, axis):
+            return forward(*with_batch_axis(xs, batched), axis=axis)
+
+        def batched_vjp(g, out, *xs, axis):
+            return vjp(g, out, *with_batch_axis(xs, batched), axis=axis)
+
+        return Batched(forward=batched_forward, vjp=batched_vjp,
+                       attrs={"axis": shift_axis(attrs["axis"])})
+
+    return rule
+
+
 # ---------------------------------------------------------------- slice
 
 def _index(slices: tuple) -> tuple:
@@ -103,6 +122,12 @@ def _slice_vjp(g, out, x, *, slices):
     grad = np.zeros(np.shape(x))
     grad[_index(slices)] = g  # basic indexing never repeats an element
     return (grad,)
+
+
+def _slice_batching(batched: tuple[bool], shapes: list[Shape], attrs: dict) -> Batched:
+    # every point: a full slice over the batch axis in front
+    return Batched(forward=_slice, vjp=_slice_vjp,
+                   attrs={"slices": ((None, None, None), *attrs["slices"])})
 
 
 # ---------------------------------------------------------------- take
@@ -152,25 +177,45 @@ def _broadcast_to_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     return target
 
 
+def _broadcast_to_batching(batched: tuple[bool], shapes: list[Shape], attrs: dict) -> Batched:
+    (shape,), target = shapes, attrs["shape"]
+    lift = len(target) - len(shape)  # unit axes after the batch axis, as numpy adds in front
+
+    def forward(x, *, shape):
+        lifted = x.reshape(x.shape[:1] + (1,) * lift + x.shape[1:])
+        return np.broadcast_to(lifted, (x.shape[0], *shape))
+
+    # per point: the engine sums each point's gradient back to the point's shape
+    return Batched(forward=forward, vjp=lambda g, out, x, *, shape: (g,), attrs=attrs)
+
+
+def _concat(*xs, axis):
+    return np.concatenate(xs, axis=axis)
+
+
+def _stack(*xs, axis):
+    return np.stack(xs, axis=axis)
+
+
 ROWS: tuple[Op, ...] = (
     Op(name="concat", arity=(1, None), symbol="concat", doc="numpy concatenate along axis",
        attrs=(Attr("axis", "int", 0),), infer_shape=_concat_shape,
-       forward=lambda *xs, axis: np.concatenate(xs, axis=axis), vjp=_concat_vjp),
+       forward=_concat, vjp=_concat_vjp, batch=_joining_batching(_concat, _concat_vjp)),
     Op(name="stack", arity=(1, None), symbol="stack", doc="numpy stack along a new axis",
        attrs=(Attr("axis", "int", 0),), infer_shape=_stack_shape,
-       forward=lambda *xs, axis: np.stack(xs, axis=axis), vjp=_stack_vjp),
+       forward=_stack, vjp=_stack_vjp, batch=_joining_batching(_stack, _stack_vjp)),
     Op(name="slice", arity=(1, 1), symbol="[:]",
        doc="numpy basic indexing: per leading axis [start, stop, step] (nulls allowed) or an "
            "int, which drops the axis",
        attrs=(Attr("slices", "slices"),), infer_shape=_slice_shape, forward=_slice,
-       vjp=_slice_vjp, scalar=IDENTITY_ON_SCALARS),
+       vjp=_slice_vjp, batch=_slice_batching, scalar=IDENTITY_ON_SCALARS),
     Op(name="take", arity=(1, 1), symbol="take",
        doc="numpy take along axis (an embedding lookup); repeated indices add their gradients",
        attrs=(Attr("indices", "indices"), Attr("axis", "int", 0)), infer_shape=_take_shape,
-       forward=_take, vjp=_take_vjp),
+       forward=_take, vjp=_take_vjp, batch=shifted_axes(_take, _take_vjp, "axis")),
     Op(name="broadcast_to", arity=(1, 1), symbol="broadcast", doc="numpy broadcast_to shape",
        attrs=(Attr("shape", "shape"),), infer_shape=_broadcast_to_shape,
        forward=lambda x, *, shape: np.broadcast_to(x, shape),
        vjp=lambda g, out, x, *, shape: (unbroadcast(g, np.shape(x)),),
-       scalar=IDENTITY_ON_SCALARS),
+       batch=_broadcast_to_batching, scalar=IDENTITY_ON_SCALARS),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import BadAttr, ShapeMismatch
-from engine.ops.base import Attr, Op, Shape
+from engine.ops.base import Attr, Batched, Op, Shape
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -31,28 +31,36 @@ def _cross_entropy_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
 
 
 def _log_softmax_rows(x):
-    z = x - np.max(x, axis=1, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+    z = x - np.max(x, axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 
 
-def _picked(rows: int, targets: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    return np.arange(rows), np.asarray(targets, dtype=np.intp)
+def _one_hot(targets: tuple[int, ...], classes: int) -> np.ndarray:
+    return np.arange(classes) == np.asarray(targets)[:, np.newaxis]
 
+
+# The rules take logits (N, C) or, over a batch, (B, N, C): the class axis is the last.
 
 def _cross_entropy(x, *, targets, reduction):
-    losses = -_log_softmax_rows(x)[_picked(len(x), targets)]
+    picked = _one_hot(targets, x.shape[-1])
+    # where, not a product: a logit of -inf elsewhere in the row must not make nan
+    losses = -np.sum(np.where(picked, _log_softmax_rows(x), 0.0), axis=-1)
     if reduction == "none":
         return losses
-    total = np.sum(losses)
-    return total / len(x) if reduction == "mean" else total
+    total = np.sum(losses, axis=-1)
+    return total / len(targets) if reduction == "mean" else total
 
 
 def _cross_entropy_vjp(g, out, x, *, targets, reduction):
-    grad = np.exp(_log_softmax_rows(x))
-    grad[_picked(len(x), targets)] -= 1.0
+    grad = np.exp(_log_softmax_rows(x)) - _one_hot(targets, x.shape[-1])
     if reduction == "none":
-        return (grad * np.reshape(g, (-1, 1)),)
-    return (grad * (g / len(x) if reduction == "mean" else g),)
+        return (grad * np.expand_dims(g, -1),)
+    scale = np.expand_dims(g, (-1, -2))
+    return (grad * (scale / len(targets) if reduction == "mean" else scale),)
+
+
+def _cross_entropy_batching(batched: tuple[bool], shapes: list[Shape], attrs: dict) -> Batched:
+    return Batched(forward=_cross_entropy, vjp=_cross_entropy_vjp, attrs=attrs)
 
 
 ROWS: tuple[Op, ...] = (
@@ -61,5 +69,6 @@ ROWS: tuple[Op, ...] = (
            "mean, sum or none",
        attrs=(Attr("targets", "int_list"),
               Attr("reduction", "choice", "mean", choices=REDUCTIONS)),
-       infer_shape=_cross_entropy_shape, forward=_cross_entropy, vjp=_cross_entropy_vjp),
+       infer_shape=_cross_entropy_shape, forward=_cross_entropy, vjp=_cross_entropy_vjp,
+       batch=_cross_entropy_batching),
 )

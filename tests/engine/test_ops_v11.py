@@ -341,3 +341,16 @@ def test_numbers_past_the_float_range_are_bad_attrs():
     with pytest.raises(EngineError) as info:
         _run("leaky_relu", np.ones(2), slope=2**1100)
     assert info.value.code == "bad_attr"
+
+
+def test_temporaries_count_every_point_of_a_batch():
+    g = graph(node("x", "input"), node("w", "input", value=np.ones((2, 1, 3, 3))),
+              node("y", "conv2d", ["x", "w"], padding=1), output="y")
+    # one point: a (1, 1, 10, 10) image, 100 windows of 9: 900 elements of columns
+    plan = compile_plan(g, {"x": (1, 1, 10, 10), "w": (2, 1, 3, 3)}, Limits(max_elements=9000),
+                        batched={"x"})
+    assert plan.run({"x": np.ones((10, 1, 1, 10, 10)), "w": np.ones((2, 1, 3, 3))}).value.shape \
+        == (10, 1, 2, 10, 10)
+    with pytest.raises(EngineError) as info:
+        plan.run({"x": np.ones((11, 1, 1, 10, 10)), "w": np.ones((2, 1, 3, 3))})
+    assert (info.value.code, info.value.node) == ("too_large", "y")

@@ -109,3 +109,22 @@ def test_a_diagram_of_the_cnn_renders(client):
     response = client.post("/v1/diagram", json={**cnn_request(), "format": "dot"})
     assert response.status_code == 200
     assert "conv p1" in response.get_data(as_text=True)
+
+
+def test_a_batch_of_image_sets_answers_what_separate_requests_answer(client):
+    """The CNN with three sets of images batched and the filters shared, reduce sum."""
+    points = RNG.normal(size=(3, 2, 1, 6, 6))
+    request = cnn_request()
+    batched = client.post("/v1/gradients", json={**request, "batch": {"x": points.tolist()},
+                                                   "reduce": "sum"}).get_json()
+    assert np.shape(batched["nodes"]["x"]["grad"]) == (3, 2, 1, 6, 6)
+    assert np.shape(batched["nodes"]["w"]["grad"]) == (3, 1, 3, 3)
+    singles = [client.post("/v1/gradients", json={**request, "inputs": {"x": p.tolist()}})
+               .get_json() for p in points]
+    np.testing.assert_allclose(batched["value"], [s["value"] for s in singles], rtol=1e-12)
+    np.testing.assert_allclose(batched["nodes"]["w"]["grad"],
+                               sum(np.array(s["nodes"]["w"]["grad"]) for s in singles),
+                               rtol=1e-12)
+    for k, single in enumerate(singles):
+        np.testing.assert_allclose(batched["nodes"]["x"]["grad"][k], single["nodes"]["x"]["grad"],
+                                   rtol=1e-12)
