@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from engine import OPS
 from service.diagram import gate_label_text
 
 RNG = np.random.default_rng(5)
@@ -128,3 +131,57 @@ def test_a_batch_of_image_sets_answers_what_separate_requests_answer(client):
     for k, single in enumerate(singles):
         np.testing.assert_allclose(batched["nodes"]["x"]["grad"][k], single["nodes"]["x"]["grad"],
                                    rtol=1e-12)
+
+
+# ---------------------------------------------------------------- no 500s
+
+V11_OPS = ["sin", "cos", "log1p", "softplus", "gelu", "leaky_relu", "clip", "amax", "amin",
+           "logsumexp", "var", "concat", "stack", "slice", "take", "broadcast_to",
+           "cross_entropy", "conv2d", "max_pool2d"]
+V11_ATTRS = ["slope", "lo", "hi", "axis", "keepdims", "ddof", "slices", "indices", "shape",
+             "targets", "reduction", "stride", "padding", "size"]
+scalars = st.one_of(st.integers(-4, 6), st.integers(-(2**63), 2**63 - 1), st.none(),
+                    st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+                    st.sampled_from(["mean", "sum", "none", "x"]))
+small = st.integers(-2, 5)
+attr_values = st.one_of(
+    small, small, st.lists(small, max_size=3),
+    st.lists(st.one_of(st.none(), small, st.lists(st.one_of(st.none(), small), max_size=3)),
+             max_size=3),
+    st.recursive(scalars, lambda inner: st.lists(inner, max_size=4), max_leaves=8),
+)
+tensors = st.sampled_from([
+    1.5, [1.0, -2.0, 3.0], [[0.5, -1.0, 2.0], [1.5, 0.0, -3.0]],
+    np.arange(2 * 2 * 5 * 5, dtype=float).reshape(2, 2, 5, 5).tolist(),
+    np.ones((3, 2, 2, 2)).tolist(),
+])
+
+
+@st.composite
+def v11_graphs(draw) -> dict:
+    nodes = [{"id": f"x{i}", "op": "input", "value": draw(tensors)} for i in range(3)]
+    for k in range(draw(st.integers(1, 3))):
+        ids = [n["id"] for n in nodes]
+        op = OPS[draw(st.sampled_from(V11_OPS))]
+        low, high = op.arity
+        count = draw(st.integers(low, low if high is not None else 3))
+        # mostly the op's own attrs, now and then another's
+        names = [a.name for a in op.attrs] or V11_ATTRS
+        names = draw(st.sampled_from([names, V11_ATTRS])) if draw(st.integers(0, 5)) == 0 \
+            else names
+        nodes.append({"id": f"g{k}", "op": op.name,
+                      "inputs": draw(st.lists(st.sampled_from(ids), min_size=count,
+                                              max_size=count)),
+                      "attrs": draw(st.dictionaries(st.sampled_from(names), attr_values,
+                                                    max_size=len(names)))})
+    return {"graph": {"nodes": nodes, "output": nodes[-1]["id"]}}
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(request=v11_graphs())
+def test_no_graph_over_the_new_ops_gives_a_500(client, request):
+    response = client.post("/v1/gradients", json={**request, "cache": False})
+    assert response.status_code in (200, 413, 422), response.get_json()
+    if response.status_code != 200:
+        assert response.get_json()["error"]["code"] != "internal"
