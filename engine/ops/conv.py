@@ -106,8 +106,8 @@ def _conv2d_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
 
 
 def _conv2d_work(shapes: list[Shape], attrs: dict) -> int:
-    """The larger of the padded input and the windows read out of it (N, C, H', W', KH, KW),
-    which tensordot copies."""
+    """The larger of the padded input and its windows as columns (N, C*KH*KW, H'*W'), which
+    forward and both gradients hold."""
     (n, c, h, w), (f, _, kh, kw) = shapes
     padding, stride = attrs["padding"], attrs["stride"]
     height, width = h + 2 * padding, w + 2 * padding
