@@ -315,6 +315,17 @@ def normalize_axes(axis: object, ndim: int, node: str, attr: str = "axis") -> tu
 
 # ---------------------------------------------------------------- shared shape rules
 
+# Results of more dimensions than this are refused (numpy's own limit is 64, and some of its
+# routines, np.add.at among them, fail well before it).
+MAX_RANK = 32
+
+
+def check_rank(rank: int, node: str) -> None:
+    if rank > MAX_RANK:
+        raise ShapeMismatch(f"the result would have {rank} dimensions; at most {MAX_RANK} "
+                            "are allowed", node)
+
+
 def same_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     return shapes[0]
 

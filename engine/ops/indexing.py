@@ -12,7 +12,15 @@ import math
 import numpy as np
 
 from engine.errors import BadAttr, ShapeMismatch
-from engine.ops.base import IDENTITY_ON_SCALARS, Attr, Batched, Op, Shape, unbroadcast
+from engine.ops.base import (
+    IDENTITY_ON_SCALARS,
+    Attr,
+    Batched,
+    Op,
+    Shape,
+    check_rank,
+    unbroadcast,
+)
 from engine.ops.batching import shift_axis, shifted_axes, with_batch_axis
 
 
@@ -20,17 +28,6 @@ def _check_axis(axis: int, ndim: int, node: str) -> int:
     if not -ndim <= axis < ndim:
         raise BadAttr(f"axis {axis} is out of range for a {ndim}-d result", node)
     return axis % ndim
-
-
-# Results of more dimensions than this are refused (numpy's own limit is 64, and some of its
-# routines fail well before it).
-MAX_RANK = 32
-
-
-def _check_rank(rank: int, node: str) -> None:
-    if rank > MAX_RANK:
-        raise ShapeMismatch(f"the result would have {rank} dimensions; at most {MAX_RANK} "
-                            "are allowed", node)
 
 
 def _listed(shapes: list[Shape]) -> str:
@@ -63,7 +60,7 @@ def _stack_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     if any(shape != first for shape in shapes):
         raise ShapeMismatch(f"stack needs equal shapes, got {_listed(shapes)}", node)
     axis = _check_axis(attrs["axis"], len(first) + 1, node)
-    _check_rank(len(first) + 1, node)
+    check_rank(len(first) + 1, node)
     return first[:axis] + (len(shapes),) + first[axis:]
 
 
@@ -142,7 +139,7 @@ def _take_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     if indices.size and not (-n <= indices.min() and indices.max() < n):
         bad = indices[(indices < -n) | (indices >= n)].flat[0]
         raise BadAttr(f"index {bad} is out of range for axis {axis} of length {n}", node)
-    _check_rank(len(shape) - 1 + indices.ndim, node)
+    check_rank(len(shape) - 1 + indices.ndim, node)
     return shape[:axis] + indices.shape + shape[axis + 1 :]
 
 
@@ -168,7 +165,7 @@ def _broadcast_to_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     target = attrs["shape"]
     if any(n < 0 for n in target):
         raise BadAttr(f"shape {list(target)} has a negative size", node)
-    _check_rank(len(target), node)
+    check_rank(len(target), node)
     # numpy's rule, written out so that sizes too large for numpy reach the size limits
     fits = len(shape) <= len(target) and all(
         n in (1, m) for n, m in zip(reversed(shape), reversed(target), strict=False))

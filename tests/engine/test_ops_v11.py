@@ -354,3 +354,9 @@ def test_temporaries_count_every_point_of_a_batch():
     with pytest.raises(EngineError) as info:
         plan.run({"x": np.ones((11, 1, 1, 10, 10)), "w": np.ones((2, 1, 3, 3))})
     assert (info.value.code, info.value.node) == ("too_large", "y")
+
+
+def test_reshape_past_the_rank_limit_is_a_shape_mismatch_not_a_crash():
+    with pytest.raises(EngineError) as info:
+        _run("reshape", 1.0, shape=[1] * 70)
+    assert (info.value.code, info.value.node) == ("shape_mismatch", "f")
