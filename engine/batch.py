@@ -112,6 +112,18 @@ def check_batch_size(plan: Plan, size: int) -> None:
             raise TooLarge(
                 f"{size} points pass {limits.max_total_elements} elements in all at node "
                 f"'{name}'", name)
+        _check_batched_work(plan, i, size)
+
+
+def _check_batched_work(plan: Plan, i: int, size: int) -> None:
+    """An op's temporaries (Op.work_size, one point's) over B points, against the tensor limit."""
+    op, limit = plan.ops[i], plan.limits.max_elements
+    if op.work_size is None or limit is None or not plan.batched[i]:
+        return
+    work = op.work_size([plan.shapes[j] for j in plan.ins[i]], plan.attrs[i]) * size
+    if work > limit:
+        raise TooLarge(f"node '{plan.ids[i]}' would need a temporary of {work} elements over "
+                       f"{size} points; the limit is {limit}", plan.ids[i])
 
 
 def output_gradient(plan: Plan, seed: np.ndarray | None, size: int, reduce: str) -> np.ndarray:
