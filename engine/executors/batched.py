@@ -127,9 +127,13 @@ def _float_vjps(plan: Plan, steps) -> dict[int, object]:
 
 
 def _element_counts(plan: Plan) -> tuple[int, int, int]:
+    """(largest per-point value or temporary of a batched node, batched elements per point,
+    shared elements): what B points need, for check_batch_size's quick test."""
     sizes = [math.prod(shape) for shape in plan.shapes]
     batched = [n for n, b in zip(sizes, plan.batched, strict=True) if b]
-    return (max(batched, default=0), sum(batched),
+    work = [op.work_size([plan.shapes[j] for j in plan.ins[i]], plan.attrs[i])
+            for i, op in enumerate(plan.ops) if plan.batched[i] and op.work_size is not None]
+    return (max(batched + work, default=0), sum(batched),
             sum(n for n, b in zip(sizes, plan.batched, strict=True) if not b))
 
 
