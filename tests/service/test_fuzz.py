@@ -43,7 +43,8 @@ CHECKS = [*CONFORMANCE, negative_data_rejection]
 
 # Values for the attrs an op cannot do without, so that wired graphs reach the engine.
 REQUIRED_ATTR_VALUES = {"number": 1.5, "int": 0, "bool": False, "axis": None, "axes": None,
-                        "shape": [-1]}
+                        "shape": [-1], "number_or_null": None, "int_or_null": None,
+                        "int_list": [0], "indices": 0, "slices": [[None, None]]}
 
 app = create_app({"TESTING": True, "DIAGRAM_MAX_NODES": 40, "COMPUTE_DEADLINE_SECONDS": 5.0})
 # A body that is both malformed and over a limit may be refused as too large before the schema
@@ -106,8 +107,15 @@ def _wired_node(node: dict, i: int, earlier: list[str]) -> dict:
     asked = len(asked) if isinstance(asked, list) else 0
     count = max(low, asked) if high is None else min(max(low, asked), high)
     inputs = [earlier[(i + k) % len(earlier)] for k in range(count)]
-    attrs = {a.name: REQUIRED_ATTR_VALUES[a.kind] for a in op.attrs if a.required}
+    attrs = {a.name: _required_value(a) for a in op.attrs if a.required}
     return {"id": f"n{i}", "op": op.name, "inputs": inputs, "attrs": attrs}
+
+
+def _required_value(attr):
+    """A value of the attr's kind; a kind this table does not know gets none (a 422 then)."""
+    if attr.kind == "choice":
+        return attr.choices[0]
+    return REQUIRED_ATTR_VALUES.get(attr.kind)
 
 
 def _fitted(value):
