@@ -74,11 +74,13 @@ def _result_store(settings: dict[str, Any], metrics: ServiceMetrics) -> Store:
             max_bytes=settings["MEMORY_CACHE_MAX_BYTES"],
             max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
             ttl_seconds=settings["CACHE_TTL_SECONDS"],
+            graph_ttl_seconds=settings["GRAPH_TTL_SECONDS"],
         )
     shared = RedisStore(
         settings["REDIS_URL"],
         engine_version=ENGINE_VERSION,
         ttl_seconds=settings["CACHE_TTL_SECONDS"],
+        graph_ttl_seconds=settings["GRAPH_TTL_SECONDS"],
         max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
         timeout_seconds=settings["REDIS_TIMEOUT_SECONDS"],
         claim_ttl_seconds=settings["COMPUTE_DEADLINE_SECONDS"],
