@@ -17,9 +17,10 @@ from flask import Flask, Response, g, request
 
 from engine import ENGINE_VERSION, Limits
 from service import errors
-from service.api import api_blueprint, probes_blueprint
+from service.api import api_blueprint, graphs_blueprint, probes_blueprint
 from service.config import load_config
 from service.errors import ApiError
+from service.graphs import GraphRegistry
 from service.known_requests import KnownRequests
 from service.observe import jsonlog
 from service.observe.metrics import ServiceMetrics
@@ -54,15 +55,23 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         max_elements=settings["MAX_ELEMENTS"],
         max_total_elements=settings["MAX_TOTAL_ELEMENTS"],
     )
+    results = _result_store(settings, metrics)
+    plans = PlanCache(settings["PLAN_CACHE_SIZE"], settings["PLAN_CACHE_MAX_NODES"], limits)
     app.extensions["chainrule"] = Resources(
-        results=_result_store(settings, metrics),
-        plans=PlanCache(settings["PLAN_CACHE_SIZE"], settings["PLAN_CACHE_MAX_NODES"], limits),
+        results=results,
+        plans=plans,
         known_requests=KnownRequests(KNOWN_REQUESTS_SIZE),
         metrics=metrics,
+        # Loaded registered graphs are bounded as the plans are: they hold as many nodes.
+        graphs=GraphRegistry(
+            results, plans, ttl_seconds=settings["GRAPH_TTL_SECONDS"],
+            max_items=settings["PLAN_CACHE_SIZE"], max_nodes=settings["PLAN_CACHE_MAX_NODES"],
+        ),
     )
     app.before_request(_start_request)
     app.after_request(_finish_request)
     app.register_blueprint(api_blueprint)
+    app.register_blueprint(graphs_blueprint)
     app.register_blueprint(probes_blueprint)
     app.register_blueprint(pages.blueprint)
     return app

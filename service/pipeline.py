@@ -5,6 +5,7 @@ functions; what differs between them (limits, the plan cache, the deadline, how 
 timed) comes in as arguments, never from a request context.
 
     loaded = load("gradients", data, limits)          # schema load, bind sources, hash
+    loaded = load_registered("gradients", data, registered, limits)   # the same, graph by id
     plan = plan_of(loaded, context)                   # through the plan cache
     result = run(loaded, plan, context, forward_only=False)
 """
@@ -18,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from engine import Plan, RunResult, TooLarge, bind_sources, check_finite
+from engine import Graph, Plan, RunResult, TooLarge, bind_sources, check_finite
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
+from service.graphs import RegisteredGraph
 from service.plans import PlanCache
 
 # Times a named stage: `with timer("load"): ...` (the views pass the request's StageTimer).
@@ -101,6 +103,30 @@ def load(kind: str, data: object, limits: RequestLimits, timer: Timer = untimed)
     return Loaded(kind, request, sources, graph, digest)
 
 
+def load_registered(
+    kind: str,
+    data: object,
+    registered: RegisteredGraph,
+    limits: RequestLimits,
+    timer: Timer = untimed,
+) -> Loaded:
+    """A parsed body of endpoint `kind` against a registered graph (the body without `graph`),
+    loaded, bound and hashed: the same request and hash as the inline body.
+
+    The graph was loaded, checked and put in canonical form at registration; binding reads
+    only its source nodes.
+    """
+    with timer("load"):
+        request = load_request(
+            kind, data, max_elements=limits.max_elements, graph=registered.graph
+        )
+    with timer("bind"):
+        sources = bind_request(request, registered.sources)
+    with timer("hash"):
+        digest = request_hash(kind, request, sources, registered.canonical)
+    return Loaded(kind, request, sources, registered.canonical, digest)
+
+
 def reject_oversized_graph(data: object, max_nodes: int) -> None:
     """TooLarge when the body's graph lists more than `max_nodes` nodes."""
     # Counting the raw list first spares the schema load of a graph the engine would refuse.
@@ -110,13 +136,15 @@ def reject_oversized_graph(data: object, max_nodes: int) -> None:
         raise TooLarge(f"the graph has {len(nodes)} nodes; the limit is {max_nodes}")
 
 
-def bind_request(request: Request) -> dict[str, np.ndarray]:
+def bind_request(request: Request, source_nodes: Graph | None = None) -> dict[str, np.ndarray]:
     """The sources of `request`'s graph (MissingInput, UnknownNode, NonfiniteInput).
 
     The engine's `bind_sources` gives every input and const its effective value and refuses
     non-finite ones unless the request allows them; the seed gets the same check here.
+    `source_nodes` is the graph's input and const nodes alone, when the caller has them.
     """
-    sources = bind_sources(request.graph, request.inputs, allow_nonfinite=request.allow_nonfinite)
+    graph = source_nodes or request.graph
+    sources = bind_sources(graph, request.inputs, allow_nonfinite=request.allow_nonfinite)
     if request.seed is not None and not request.allow_nonfinite:
         check_finite(request.seed, request.graph.output, "the seed")
     return sources

@@ -1,4 +1,5 @@
-"""The /v1 endpoints: one route per row of service/kinds.py, plus /results and /ops.
+"""The /v1 endpoints: one route per row of service/kinds.py, plus /results and /ops (the routes
+of registered graphs are in graphs.py and share the computing views here).
 
 A computing view reads the body, runs it through service/pipeline.py and answers. A cached
 kind (a JSON answer) goes through the store first: a hit returns the stored bytes with only
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from flask import Blueprint, Response, current_app, g
 
@@ -39,7 +41,8 @@ SINGLE_FLIGHT_WAIT_SHARE = 0.25
 
 
 @blueprint.before_request
-def _start_deadline() -> None:
+def start_deadline() -> None:
+    """Each request's compute deadline and how long it may wait for an identical one."""
     started = time.monotonic()
     seconds = current_app.config["COMPUTE_DEADLINE_SECONDS"]
     g.deadline = started + seconds
@@ -48,7 +51,7 @@ def _start_deadline() -> None:
 
 def _kind_view(kind: Kind):
     def view() -> Response:
-        return _cached_computation(kind) if kind.cached else _fresh_computation(kind)
+        return computation(kind, read_json_body(), partial(_load, kind))
 
     view.__name__ = kind.name
     return view
@@ -80,19 +83,31 @@ def op_catalog() -> dict:
 
 # ---------------------------------------------------------------- computing views
 
-
-def _fresh_computation(kind: Kind) -> Response:
-    loaded = _load(kind, read_json_body())
-    body = _answer(kind, loaded)
-    return Response(body, mimetype=kind.media_type(loaded), headers={"ETag": f'"{loaded.hash}"'})
+# Loads a request body: bytes -> Loaded (inline, or against a registered graph).
+Loader = Callable[[bytes], Loaded]
 
 
-def _cached_computation(kind: Kind) -> Response:
-    body = read_json_body()
+def computation(kind: Kind, body: bytes, load: Loader, scope: str = "") -> Response:
+    """The answer of `kind` to `body`, loaded by `load`. `scope` tells apart bodies that load
+    differently though their bytes are equal (the registered graph they are sent to)."""
+    if kind.cached:
+        return _cached_computation(kind, body, load, scope)
+    return _fresh_computation(kind, body, load)
+
+
+def _fresh_computation(kind: Kind, body: bytes, load: Loader) -> Response:
+    loaded = load(body)
+    answer = _answer(kind, loaded)
+    return Response(
+        answer, mimetype=kind.media_type(loaded), headers={"ETag": f'"{loaded.hash}"'}
+    )
+
+
+def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Response:
     shared = resources()
     timer = g.timer
     with timer("fingerprint"):
-        fingerprint = shared.known_requests.fingerprint(kind.name, body)
+        fingerprint = shared.known_requests.fingerprint(kind.name + scope, body)
         known_hash = shared.known_requests.get(fingerprint)
     if known_hash is not None:
         with timer("cache_read"):
@@ -101,7 +116,7 @@ def _cached_computation(kind: Kind) -> Response:
             shared.metrics.count_cache_lookup("hit")
             return _json_response(mark_cached(stored), known_hash, "hit")
 
-    loaded = _load(kind, body)
+    loaded = load(body)
     if not loaded.request.cache:
         shared.metrics.count_cache_lookup("bypass")
         return _json_response(_answer(kind, loaded), loaded.hash, "bypass")
@@ -117,8 +132,12 @@ def _cached_computation(kind: Kind) -> Response:
 def _load(kind: Kind, body: bytes) -> Loaded:
     with g.timer("parse"):
         data = parse_json(body)
-    loaded = load(kind.name, data, _limits(), g.timer)
-    resources().metrics.graph_nodes.labels(kind.name).observe(len(loaded.request.graph.nodes))
+    return observed(load(kind.name, data, request_limits(), g.timer))
+
+
+def observed(loaded: Loaded) -> Loaded:
+    """`loaded`, its graph's size counted in the metrics."""
+    resources().metrics.graph_nodes.labels(loaded.kind).observe(len(loaded.request.graph.nodes))
     return loaded
 
 
@@ -129,7 +148,7 @@ def _answer(kind: Kind, loaded: Loaded) -> bytes:
         return kind.dump(answer, loaded)
 
 
-def _limits() -> RequestLimits:
+def request_limits() -> RequestLimits:
     return RequestLimits.from_config(current_app.config)
 
 
@@ -152,7 +171,7 @@ def _compute_context(kind: Kind) -> ComputeContext:
 
     return ComputeContext(
         plans=shared.plans,
-        limits=_limits(),
+        limits=request_limits(),
         deadline=g.deadline,
         timer=g.timer,
         engine_stage=engine_stage,
