@@ -255,6 +255,48 @@ def _spelled_list(array: np.ndarray) -> list:
     return spelled.tolist()
 
 
+NONFINITE_SCHEMA = {"type": "string", "enum": list(NONFINITE_SPELLINGS)}
+
+# The wire forms of a tensor as OpenAPI components (schemas/openapi.py).
+TENSOR_COMPONENTS = {
+    "NestedNumbers": {
+        "type": "array",
+        "description": "A rectangular nested list of numbers, nested to any depth (ragged "
+        "lists are refused). Items are numbers, non-finite spellings, or lists of the same kind "
+        "(not written as a recursive schema: some OpenAPI tools cannot follow one).",
+        "items": {"oneOf": [{"type": "number"}, NONFINITE_SCHEMA, {"type": "array", "items": {}}]},
+    },
+    "EncodedTensor": {
+        "type": "object",
+        "description": "Raw little-endian C-order bytes; their count must equal dtype size "
+        "x the product of shape.",
+        "properties": {
+            "dtype": {"type": "string", "enum": list(WIRE_DTYPES)},
+            "shape": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "maxItems": MAX_NDIM,
+            },
+            "b64": {"type": "string", "format": "byte"},
+        },
+        "required": ["dtype", "shape", "b64"],
+        "additionalProperties": False,
+    },
+    "Tensor": {
+        "description": "A tensor: a number (0-d), a rectangular nested list, or an encoded "
+        "object. Non-finite numbers are the strings "
+        + ", ".join(f'"{spelling}"' for spelling in NONFINITE_SPELLINGS)
+        + "; inputs holding them need allow_nonfinite.",
+        "oneOf": [
+            {"type": "number"},
+            NONFINITE_SCHEMA,
+            {"$ref": "#/components/schemas/NestedNumbers"},
+            {"$ref": "#/components/schemas/EncodedTensor"},
+        ],
+    },
+}
+
+
 # ---------------------------------------------------------------- the field
 
 
