@@ -3,10 +3,18 @@
 Every request gets an id (the client's X-Request-ID when it sends a usable one, echoed in the
 response for gunicorn's JSON access line), a stage timer reported in Server-Timing, a body-size
 check before anything reads the body, and on the way out its metrics.
+
+The cyclic garbage collector is held off while a request is served. A request allocates in
+bulk (a 100,000-node graph is some 400,000 containers) and frees nearly all of it by reference
+counting when it ends; a collection started by those allocations would scan every object the
+worker holds, cached plans included, so its cost would grow with the caches rather than with
+the request (parse times doubled on repeats). Collections run between requests instead, where
+the objects of a finished request are already gone.
 """
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 import uuid
@@ -70,6 +78,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    app.teardown_request(_resume_collector)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(graphs_blueprint)
     app.register_blueprint(probes_blueprint)
@@ -111,6 +120,8 @@ def _result_store(settings: dict[str, Any], metrics: ServiceMetrics) -> Store:
 def _start_request() -> None:
     req = request._get_current_object()
     state = g._get_current_object()
+    state.collector_was_enabled = gc.isenabled()
+    gc.disable()
     state.started = time.perf_counter()
     incoming = req.headers.get("X-Request-ID")
     if incoming and CLIENT_REQUEST_ID.fullmatch(incoming):
@@ -122,6 +133,11 @@ def _start_request() -> None:
     if length is not None and limit is not None and length > limit:
         message = f"the request body is {length} bytes; the limit is {limit}"
         raise ApiError(413, "too_large", message)
+
+
+def _resume_collector(error: BaseException | None) -> None:
+    if g.get("collector_was_enabled"):
+        gc.enable()
 
 
 def _finish_request(response: Response) -> Response:

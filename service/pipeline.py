@@ -139,15 +139,30 @@ def reject_oversized_graph(data: object, max_nodes: int) -> None:
 def bind_request(request: Request, source_nodes: Graph | None = None) -> dict[str, np.ndarray]:
     """The sources of `request`'s graph (MissingInput, UnknownNode, NonfiniteInput).
 
-    The engine's `bind_sources` gives every input and const its effective value and refuses
-    non-finite ones unless the request allows them; the seed gets the same check here.
+    The engine's `bind_sources` gives every input and const its effective value; non-finite
+    ones are refused here unless the request allows them, and so is a non-finite seed.
     `source_nodes` is the graph's input and const nodes alone, when the caller has them.
     """
     graph = source_nodes or request.graph
-    sources = bind_sources(graph, request.inputs, allow_nonfinite=request.allow_nonfinite)
-    if request.seed is not None and not request.allow_nonfinite:
-        check_finite(request.seed, request.graph.output, "the seed")
+    sources = bind_sources(graph, request.inputs, allow_nonfinite=True)
+    if not request.allow_nonfinite:
+        check_finite_sources(sources)
+        if request.seed is not None:
+            check_finite(request.seed, request.graph.output, "the seed")
     return sources
+
+
+def check_finite_sources(sources: Mapping[str, np.ndarray]) -> None:
+    """NonfiniteInput naming the first source holding NaN or infinity, as the engine's own
+    per-value check would; the scalars (most sources of big graphs) checked in one pass."""
+    scalars = [value for value in sources.values() if value.ndim == 0]
+    finite = np.isfinite(np.array(scalars, dtype=np.float64)).all() and all(
+        np.isfinite(value).all() for value in sources.values() if value.ndim
+    )
+    if finite:
+        return
+    for name, value in sources.items():
+        check_finite(value, name, f"the value of '{name}'")
 
 
 def plan_of(loaded: Loaded, context: ComputeContext) -> Plan:
