@@ -81,10 +81,13 @@ class CanonicalGraph:
 def canonical_graph(graph: Graph) -> CanonicalGraph:
     """The canonical form of `graph`, serialised once, and its SHA-256 (the graph id)."""
     with gc_paused():
-        nodes = sorted(graph.nodes, key=attrgetter("id"))
+        nodes = sorted(graph.nodes, key=_NODE_ID)
+        defaults = _DEFAULT_ATTRS
         form = {
             "nodes": [
-                [node.id, node.op, node.inputs, _canonical_attrs(node.op, node.attrs, node.id)]
+                (node.id, node.op, node.inputs,
+                 _canonical_attrs(node.op, node.attrs, node.id) if node.attrs
+                 else defaults[node.op])
                 for node in nodes
             ],
             "output": graph.output,
@@ -98,9 +101,32 @@ def graph_id(graph: Graph) -> str:
     return canonical_graph(graph).id
 
 
+# Canonical attrs by (op, the attrs as orjson writes them): big graphs repeat a few spellings
+# (every "scale" by 0.5) many times. Bounded by clearing: a graph of all-distinct attrs just
+# misses.
+_ATTRS_SEEN: dict[tuple[str, bytes], dict] = {}
+_ATTRS_SEEN_MAX = 4096
+
+
 def _canonical_attrs(op_name: str, attrs: dict, node: str) -> dict:
     if not attrs:  # most nodes: their op's defaults, checked once per op
         return _default_attrs(op_name)
+    try:
+        spelling = orjson.dumps(attrs)
+    except orjson.JSONEncodeError:
+        return _checked_or_given(op_name, attrs, node)
+    if b"null" in spelling:  # orjson writes NaN as null too: those two must not share a key
+        return _checked_or_given(op_name, attrs, node)
+    key = (op_name, spelling)
+    canonical = _ATTRS_SEEN.get(key)
+    if canonical is None:
+        if len(_ATTRS_SEEN) >= _ATTRS_SEEN_MAX:
+            _ATTRS_SEEN.clear()
+        canonical = _ATTRS_SEEN[key] = _checked_or_given(op_name, attrs, node)
+    return canonical
+
+
+def _checked_or_given(op_name: str, attrs: dict, node: str) -> dict:
     op = OPS.get(op_name)
     if op is None:
         return _as_given(attrs)
@@ -108,6 +134,17 @@ def _canonical_attrs(op_name: str, attrs: dict, node: str) -> dict:
         return _checked_attrs(op, attrs, node)
     except EngineError:
         return _as_given(attrs)
+
+
+class _DefaultAttrs(dict):
+    """op name -> `_default_attrs(op name)`, filled on first use."""
+
+    def __missing__(self, op_name: str) -> dict:
+        attrs = self[op_name] = _default_attrs(op_name)
+        return attrs
+
+
+_NODE_ID = attrgetter("id")
 
 
 @cache
@@ -147,6 +184,9 @@ def _as_given(value: object) -> object:
     if isinstance(value, dict):
         return {key: _as_given(item) for key, item in value.items()}
     return value
+
+
+_DEFAULT_ATTRS = _DefaultAttrs()
 
 
 # ---------------------------------------------------------------- request hash
