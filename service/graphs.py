@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from engine import Graph, MissingInput
+from engine import OPS, Graph, MissingInput
 from schemas.canonical import CanonicalGraph, canonical_graph
 from schemas.graphrecord import graph_record, read_graph_record, record_id
 from service.plans import PlanCache
@@ -31,19 +31,19 @@ class RegisteredGraph:
     id: str
     graph: Graph
     canonical: CanonicalGraph  # the structure: request hashes and plan keys build on it
-    sources: Graph  # its input and const nodes alone: all that binding a request's values reads
+    sources: Graph  # its source nodes alone (input, const): all that binding values reads
     record: bytes
 
     @classmethod
     def of(cls, graph: Graph, canonical: CanonicalGraph, record: bytes) -> RegisteredGraph:
-        source_nodes = tuple(node for node in graph.nodes if node.op in ("input", "const"))
+        source_nodes = tuple(node for node in graph.nodes if _is_source(node.op))
         return cls(record_id(record), graph, canonical, Graph(source_nodes, graph.output), record)
 
     def summary(self) -> dict:
         """The registration answer: id, node count, each input's default shape, the output."""
         inputs = sorted(
             (node.id, None if node.value is None else list(node.value.shape))
-            for node in self.sources.nodes if node.op == "input"
+            for node in self.sources.nodes if OPS[node.op].is_variable
         )
         return {
             "id": self.id,
@@ -118,10 +118,16 @@ class GraphRegistry:
                 raise
 
 
+def _is_source(op_name: str) -> bool:
+    op = OPS.get(op_name)
+    return op is not None and op.is_source
+
+
 def _is_open_input(graph: Graph, node_id: str | None) -> bool:
     """Whether `node_id` is an input without a default (its value comes with each request)."""
     return any(
-        node.id == node_id and node.op == "input" and node.value is None for node in graph.nodes
+        node.id == node_id and OPS[node.op].is_variable and node.value is None
+        for node in graph.nodes
     )
 
 

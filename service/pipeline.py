@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import Graph, Plan, RunResult, TooLarge, bind_sources, check_finite
+from engine import Graph, Plan, RunResult, TooLarge, bind_sources, check_finite, check_seed
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
 from service.graphs import RegisteredGraph
 from service.plans import PlanCache
@@ -140,15 +140,14 @@ def bind_request(request: Request, source_nodes: Graph | None = None) -> dict[st
     """The sources of `request`'s graph (MissingInput, UnknownNode, NonfiniteInput).
 
     The engine's `bind_sources` gives every input and const its effective value; non-finite
-    ones are refused here unless the request allows them, and so is a non-finite seed.
-    `source_nodes` is the graph's input and const nodes alone, when the caller has them.
+    ones are refused here unless the request allows them, and `check_seed` does the same for
+    the seed. `source_nodes` is the graph's source nodes alone, when the caller has them.
     """
     graph = source_nodes or request.graph
     sources = bind_sources(graph, request.inputs, allow_nonfinite=True)
     if not request.allow_nonfinite:
         check_finite_sources(sources)
-        if request.seed is not None:
-            check_finite(request.seed, request.graph.output, "the seed")
+    check_seed(request.seed, request.graph.output, allow_nonfinite=request.allow_nonfinite)
     return sources
 
 

@@ -12,6 +12,7 @@ The SDK speaks the HTTP wire contract only; it shares no code with the service. 
 rooted at `ChainruleError` (tree in `chainrule_client.exceptions`).
 """
 
+from chainrule_client import nn as nn  # the submodule, as cr.nn
 from chainrule_client.client import VERSION as __version__
 from chainrule_client.client import AsyncClient, Client
 from chainrule_client.exceptions import (
@@ -30,19 +31,29 @@ from chainrule_client.exceptions import (
     Unavailable,
     ValidationError,
 )
-from chainrule_client.expr import (
-    Node,
+from chainrule_client.expr import Node, const, input
+from chainrule_client.functions import (
     add_const,
-    const,
-    from_graph,
-    input,
+    concat,
+    conv2d,
+    cross_entropy,
     inv,
+    max_pool2d,
     maximum,
     minimum,
     scale,
-    to_graph,
+    stack,
 )
-from chainrule_client.results import Check, GradcheckResult, Result
+from chainrule_client.graphs import from_graph, to_graph
+from chainrule_client.results import (
+    Check,
+    GradcheckResult,
+    JacobianResult,
+    OptimizeResult,
+    Params,
+    Result,
+    Step,
+)
 
 __all__ = [
     "APIError",
@@ -54,12 +65,16 @@ __all__ = [
     "DeadlineExceeded",
     "GradcheckResult",
     "GraphError",
+    "JacobianResult",
     "NetworkError",
     "Node",
     "NotFound",
+    "OptimizeResult",
+    "Params",
     "ProtocolError",
     "Result",
     "ServerError",
+    "Step",
     "Timeout",
     "TooLarge",
     "TransportError",
@@ -67,12 +82,17 @@ __all__ = [
     "ValidationError",
     "__version__",
     "add_const",
+    "concat",
     "const",
+    "conv2d",
+    "cross_entropy",
     "from_graph",
     "input",
     "inv",
+    "max_pool2d",
     "maximum",
     "minimum",
     "scale",
+    "stack",
     "to_graph",
 ]

@@ -1,58 +1,84 @@
-"""`Client` and `AsyncClient`: the protocol core driven over httpx, blocking or with asyncio.
+"""`Client` and `AsyncClient`: the endpoints of `Endpoints` performed over httpx, blocking or
+with asyncio.
 
-Both build their calls with `chainrule_client.protocol` and differ only in how they send a
-request and wait between retries.
+Both drive the same sans-IO flows (`protocol.conduct`); they differ only in how they send a
+request, read a streamed body, and wait between retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 
 from chainrule_client import protocol
-from chainrule_client.expr import GraphLike
-from chainrule_client.protocol import Call, Inputs, NodeRef, Reply, RetryPolicy, Sleep
-from chainrule_client.results import GradcheckResult, Result
+from chainrule_client.endpoints import Endpoints
+from chainrule_client.protocol import Flow, Reply, Request, RetryPolicy, Send
+from chainrule_client.registry import GraphRegistry
 
 __all__ = ["AsyncClient", "Client"]
 
 T = TypeVar("T")
-Nodes = NodeRef | Iterable[NodeRef]
 
 VERSION = "0.1.0"
+DEFAULT_URL = "http://localhost:8000"
+
+
+def service_url(base_url: str | None) -> str:
+    """The URL given, else $CHAINRULE_URL, else the local default (where `chainrule serve` is)."""
+    return base_url or os.environ.get("CHAINRULE_URL") or DEFAULT_URL
 
 
 def _headers(extra: Mapping[str, str] | None) -> dict[str, str]:
     return {"User-Agent": f"chainrule-client/{VERSION}", **(extra or {})}
 
 
-class Client:
-    """A blocking client for one chainrule service; use it as a context manager.
+class _Face(Endpoints):
+    """What both clients are made of: settings, an httpx client, and the endpoints."""
 
-    `timeout` (seconds) bounds each attempt; `retries` more attempts follow a connection error,
-    a 429 or a 503, after exponential backoff with jitter starting near `backoff` seconds.
-    `transport` is handed to httpx (e.g. `httpx.WSGITransport(app=app)` to test in-process).
-    """
+    _http_class: type[httpx.Client] | type[httpx.AsyncClient]
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
         timeout: float | None = 10.0,
         retries: int = 3,
         headers: Mapping[str, str] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         backoff: float = 0.2,
+        register_graphs: bool = True,
+        register_threshold: int = 64,
     ) -> None:
         self._policy = RetryPolicy(retries=retries, backoff=backoff)
-        self._http = httpx.Client(
-            base_url=base_url, timeout=timeout, headers=_headers(headers), transport=transport
+        self._registry = GraphRegistry(register_graphs, register_threshold)
+        self._http = self._http_class(
+            base_url=service_url(base_url),
+            timeout=timeout,
+            headers=_headers(headers),
+            transport=transport,  # type: ignore[arg-type]
         )
+
+
+class Client(_Face):
+    """A blocking client for one chainrule service; use it as a context manager.
+
+    `base_url` defaults to the environment's CHAINRULE_URL, else http://localhost:8000.
+    `timeout` (seconds) bounds each attempt; `retries` more attempts follow a connection error,
+    a 429 or a 503 (not a 503 diagram_unavailable), after exponential backoff with jitter
+    starting near `backoff` seconds. `transport` is handed to httpx (e.g.
+    `httpx.WSGITransport(app=app)` to test in-process). With `register_graphs`, a graph of
+    `register_threshold` nodes or more is registered once (POST /v1/graphs) and later calls
+    over it send only their values (see `registry`).
+    """
+
+    _http: httpx.Client
+    _http_class = httpx.Client
 
     def __enter__(self) -> Client:
         return self
@@ -68,126 +94,45 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _perform(self, call: Call[T]) -> T:
-        flow = protocol.exchange(call, self._policy)
-        action = next(flow)
+    def _perform(self, flow: Flow[T]) -> T:
+        driver = protocol.conduct(flow, self._policy)
+        action = next(driver)
         while True:
-            feed: Reply | httpx.TransportError | None = None
-            if isinstance(action, Sleep):
-                time.sleep(action.seconds)
+            if isinstance(action, Send):
+                feed: Reply | httpx.TransportError | None = self._send(action.call)
             else:
-                try:
-                    response = self._http.request(
-                        call.method, call.path, content=call.body, headers=call.headers
-                    )
-                    feed = Reply(response.status_code, response.headers, response.content)
-                except httpx.TransportError as exc:
-                    feed = exc
+                time.sleep(action.seconds)
+                feed = None
             try:
-                action = flow.send(feed)
+                action = driver.send(feed)
             except StopIteration as done:
                 return done.value
 
-    def gradients(
-        self,
-        output: GraphLike,
-        inputs: Inputs | None = None,
-        seed: Any = None,
-        wrt: Nodes | None = None,
-        cache: bool = True,
-        *,
-        encoding: str = "json",
-        allow_nonfinite: bool = False,
-    ) -> Result:
-        """Forward and backward pass of the expression (or graph dict) ending in `output`.
-
-        `inputs` maps input nodes or ids to values; `seed` is dL/d(output) (default ones);
-        `wrt` limits the nodes reported; `encoding="b64"` asks for base64 tensors back.
-        """
-        return self._perform(
-            protocol.gradients_call(
-                output, inputs, seed, wrt, cache, encoding=encoding,
-                allow_nonfinite=allow_nonfinite,
-            )
-        )
-
-    def evaluate(
-        self,
-        output: GraphLike,
-        inputs: Inputs | None = None,
-        wrt: Nodes | None = None,
-        cache: bool = True,
-        *,
-        encoding: str = "json",
-        allow_nonfinite: bool = False,
-    ) -> Result:
-        """Forward pass only; the Result has values and no gradients."""
-        return self._perform(
-            protocol.evaluate_call(
-                output, inputs, wrt, cache, encoding=encoding, allow_nonfinite=allow_nonfinite
-            )
-        )
-
-    def gradcheck(
-        self,
-        output: GraphLike,
-        inputs: Inputs | None = None,
-        seed: Any = None,
-        check: Nodes | None = None,
-        eps: float | None = None,
-        cache: bool = True,
-        *,
-        allow_nonfinite: bool = False,
-    ) -> GradcheckResult:
-        """Compare the backward pass with centred finite differences, per input in `check`."""
-        return self._perform(
-            protocol.gradcheck_call(
-                output, inputs, seed, check, eps, cache, allow_nonfinite=allow_nonfinite
-            )
-        )
-
-    def diagram(
-        self,
-        output: GraphLike,
-        inputs: Inputs | None = None,
-        seed: Any = None,
-        wrt: Nodes | None = None,
-        format: str = "svg",
-        cache: bool = True,
-    ) -> bytes:
-        """The circuit drawn with values and gradients: svg, dot or png bytes."""
-        return self._perform(protocol.diagram_call(output, inputs, seed, wrt, format, cache))
-
-    def result(self, hash: str) -> Result | GradcheckResult:
-        """A cached answer by its hash (NotFound when the cache no longer holds it)."""
-        return self._perform(protocol.result_call(hash))
-
-    def ops(self) -> list[dict[str, Any]]:
-        """The service's op catalog."""
-        return self._perform(protocol.ops_call())
-
-    def health(self) -> dict[str, Any]:
-        """The /healthz body; raises when the service does not answer 200."""
-        return self._perform(protocol.health_call())
+    def _send(self, call: Request[object]) -> Reply | httpx.TransportError:
+        chunks: list[bytes] = []
+        try:
+            if call.events is None:
+                response = self._http.request(
+                    call.method, call.path, content=call.body, headers=call.headers
+                )
+                return Reply(response.status_code, response.headers, response.content)
+            with self._http.stream(
+                call.method, call.path, content=call.body, headers=call.headers
+            ) as response:
+                for chunk in response.iter_bytes():
+                    if response.is_success:
+                        call.events.feed(chunk)
+                    chunks.append(chunk)
+                return Reply(response.status_code, response.headers, b"".join(chunks))
+        except httpx.TransportError as exc:
+            return protocol.broken_stream(exc) if chunks else exc
 
 
-class AsyncClient:
+class AsyncClient(_Face):
     """The asyncio twin of `Client`: the same constructor and methods, awaited."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float | None = 10.0,
-        retries: int = 3,
-        headers: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        backoff: float = 0.2,
-    ) -> None:
-        self._policy = RetryPolicy(retries=retries, backoff=backoff)
-        self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, headers=_headers(headers), transport=transport
-        )
+    _http: httpx.AsyncClient
+    _http_class = httpx.AsyncClient
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -203,102 +148,35 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _perform(self, call: Call[T]) -> T:
-        flow = protocol.exchange(call, self._policy)
-        action = next(flow)
+    async def _perform(self, flow: Flow[T]) -> T:
+        driver = protocol.conduct(flow, self._policy)
+        action = next(driver)
         while True:
-            feed: Reply | httpx.TransportError | None = None
-            if isinstance(action, Sleep):
-                await asyncio.sleep(action.seconds)
+            if isinstance(action, Send):
+                feed: Reply | httpx.TransportError | None = await self._send(action.call)
             else:
-                try:
-                    response = await self._http.request(
-                        call.method, call.path, content=call.body, headers=call.headers
-                    )
-                    feed = Reply(response.status_code, response.headers, response.content)
-                except httpx.TransportError as exc:
-                    feed = exc
+                await asyncio.sleep(action.seconds)
+                feed = None
             try:
-                action = flow.send(feed)
+                action = driver.send(feed)
             except StopIteration as done:
                 return done.value
 
-    async def gradients(
-        self,
-        output: GraphLike,
-        inputs: Inputs | None = None,
-        seed: Any = None,
-        wrt: Nodes | None = None,
-        cache: bool = True,
-        *,
-        encoding: str = "json",
-        allow_nonfinite: bool = False,
-    ) -> Result:
-        """See `Client.gradients`."""
-        return await self._perform(
-            protocol.gradients_call(
-                output, inputs, seed, wrt, cache, encoding=encoding,
-                allow_nonfinite=allow_nonfinite,
-            )
-        )
-
-    async def evaluate(
-        self,
-        output: GraphLike,
-        inputs: Inputs | None = None,
-        wrt: Nodes | None = None,
-        cache: bool = True,
-        *,
-        encoding: str = "json",
-        allow_nonfinite: bool = False,
-    ) -> Result:
-        """See `Client.evaluate`."""
-        return await self._perform(
-            protocol.evaluate_call(
-                output, inputs, wrt, cache, encoding=encoding, allow_nonfinite=allow_nonfinite
-            )
-        )
-
-    async def gradcheck(
-        self,
-        output: GraphLike,
-        inputs: Inputs | None = None,
-        seed: Any = None,
-        check: Nodes | None = None,
-        eps: float | None = None,
-        cache: bool = True,
-        *,
-        allow_nonfinite: bool = False,
-    ) -> GradcheckResult:
-        """See `Client.gradcheck`."""
-        return await self._perform(
-            protocol.gradcheck_call(
-                output, inputs, seed, check, eps, cache, allow_nonfinite=allow_nonfinite
-            )
-        )
-
-    async def diagram(
-        self,
-        output: GraphLike,
-        inputs: Inputs | None = None,
-        seed: Any = None,
-        wrt: Nodes | None = None,
-        format: str = "svg",
-        cache: bool = True,
-    ) -> bytes:
-        """See `Client.diagram`."""
-        return await self._perform(
-            protocol.diagram_call(output, inputs, seed, wrt, format, cache)
-        )
-
-    async def result(self, hash: str) -> Result | GradcheckResult:
-        """See `Client.result`."""
-        return await self._perform(protocol.result_call(hash))
-
-    async def ops(self) -> list[dict[str, Any]]:
-        """See `Client.ops`."""
-        return await self._perform(protocol.ops_call())
-
-    async def health(self) -> dict[str, Any]:
-        """See `Client.health`."""
-        return await self._perform(protocol.health_call())
+    async def _send(self, call: Request[object]) -> Reply | httpx.TransportError:
+        chunks: list[bytes] = []
+        try:
+            if call.events is None:
+                response = await self._http.request(
+                    call.method, call.path, content=call.body, headers=call.headers
+                )
+                return Reply(response.status_code, response.headers, response.content)
+            async with self._http.stream(
+                call.method, call.path, content=call.body, headers=call.headers
+            ) as response:
+                async for chunk in response.aiter_bytes():
+                    if response.is_success:
+                        call.events.feed(chunk)
+                    chunks.append(chunk)
+                return Reply(response.status_code, response.headers, b"".join(chunks))
+        except httpx.TransportError as exc:
+            return protocol.broken_stream(exc) if chunks else exc

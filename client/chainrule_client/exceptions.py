@@ -4,17 +4,21 @@
     ├── TransportError             no HTTP response arrived
     │   ├── Timeout                connect, read, write or pool timeout
     │   └── NetworkError           connection refused or reset, DNS failure, broken HTTP
-    ├── APIError                   the service answered with an error status: .status .code
-    │   │                          .message .node .details .request_id
+    ├── APIError                   the service answered with an error status (or an `error`
+    │   │                          event in a stream): .status .code .message .node .details
+    │   │                          .request_id
     │   ├── BadRequest             400 bad_json, 415 unsupported_media_type
-    │   ├── NotFound               404 not_found (unknown result hash or route)
+    │   ├── NotFound               404 not_found (unknown result hash or route; an expired
+    │   │                          graph id is re-registered before this is raised)
     │   ├── TooLarge               413 too_large (body, graph or tensor over a limit)
     │   ├── ValidationError        422 validation_error (.details holds the field errors)
     │   ├── GraphError             422 unknown_op, cycle, shape_mismatch, ... (.node names it)
-    │   ├── Unavailable            429 or 503, still so after every retry
+    │   ├── Unavailable            429 or 503, still so after every retry (503
+    │   │                          diagram_unavailable is not retried)
     │   ├── DeadlineExceeded       504 deadline_exceeded
     │   └── ServerError            500 internal and any other 5xx
-    └── ProtocolError              a response that breaks the wire contract
+    └── ProtocolError              a response that breaks the wire contract (e.g. an event
+                                   stream that ends without its result)
 
 Misuse caught before anything is sent (an unnamed node in `wrt`, a tensor exponent, a ragged
 array) raises the ordinary TypeError or ValueError.
@@ -117,7 +121,7 @@ class GraphError(APIError):
 
 
 class Unavailable(APIError):
-    """429 or 503, and still so when the retries ran out."""
+    """429 or 503, and still so when the retries ran out; 503 diagram_unavailable at once."""
 
 
 class DeadlineExceeded(APIError):

@@ -1,37 +1,32 @@
-"""Expressions in the style of micrograd's Value, serialised to the contract's graph JSON.
+"""Expressions in the style of micrograd's Value: nodes of the contract's graph, built by
+Python operators and methods.
 
-`input("x", 2.0)` and `const(3.0)` make source nodes; Python operators and the methods below
-build gates from the op catalog; numbers and numpy arrays on either side of an operator become
-`const` nodes. Nodes are immutable and know nothing of ids until `to_graph` walks the
-expression: named nodes keep their names, the rest are called after their op and their position
-in the topological order, so the same expression always gives the same JSON (and the same hash).
+`input("x", 2.0)` and `const(3.0)` make source nodes; operators and the methods below build
+gates from the op catalog; numbers and numpy arrays on either side of an operator become `const`
+nodes. Nodes are immutable and know nothing of ids until `graphs.to_graph` walks the expression.
+Functions of several nodes (`maximum`, `concat`, `conv2d` ...) live in `functions`.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeAlias
 
 import numpy as np
 
-from chainrule_client.tensors import B64_THRESHOLD, as_array, decode_tensor, encode_tensor
+from chainrule_client.attrs import (
+    clip_attrs,
+    finite,
+    integer,
+    integers,
+    nested_integers,
+    reduce_attrs,
+    slice_entries,
+    tensor_value,
+)
 
-__all__ = [
-    "GraphLike",
-    "Node",
-    "add_const",
-    "const",
-    "from_graph",
-    "input",
-    "inv",
-    "maximum",
-    "minimum",
-    "scale",
-    "to_graph",
-]
+__all__ = ["GraphLike", "Node", "as_node", "const", "input"]
 
 
 class Node:
@@ -121,7 +116,7 @@ class Node:
                 "op catalog's pow takes its exponent as an attr; for a tensor or node exponent y "
                 "write (y * x.log()).exp()"
             )
-        return Node("pow", (self,), {"exponent": _finite(exponent, "exponent")})
+        return Node("pow", (self,), {"exponent": finite(exponent, "exponent")})
 
     def __rpow__(self, base: object) -> Node:
         raise TypeError(
@@ -164,19 +159,67 @@ class Node:
     def relu(self) -> Node:
         return Node("relu", (self,))
 
+    def sin(self) -> Node:
+        return Node("sin", (self,))
+
+    def cos(self) -> Node:
+        return Node("cos", (self,))
+
+    def log1p(self) -> Node:
+        """log(1 + x), accurate near 0."""
+        return Node("log1p", (self,))
+
+    def softplus(self) -> Node:
+        """log(1 + e ** x), computed by the service without overflow."""
+        return Node("softplus", (self,))
+
+    def gelu(self) -> Node:
+        """GELU, tanh approximation (PyTorch's approximate="tanh")."""
+        return Node("gelu", (self,))
+
+    def leaky_relu(self, slope: float = 0.01) -> Node:
+        """x where x > 0, else slope * x."""
+        slope = finite(slope, "slope")
+        return Node("leaky_relu", (self,), {} if slope == 0.01 else {"slope": slope})
+
+    def clip(self, lo: float | None = None, hi: float | None = None) -> Node:
+        """numpy clip; the gradient passes where lo <= x <= hi. A None bound is open."""
+        return Node("clip", (self,), clip_attrs(lo, hi))
+
     # ---------------------------------------------------------------- reductions and shapes
 
     def sum(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
-        return Node("sum", (self,), _reduce_attrs(axis, keepdims))
+        return Node("sum", (self,), reduce_attrs(axis, keepdims))
 
     def mean(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
-        return Node("mean", (self,), _reduce_attrs(axis, keepdims))
+        return Node("mean", (self,), reduce_attrs(axis, keepdims))
+
+    def amax(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
+        """Max over axes (ties split the gradient equally)."""
+        return Node("amax", (self,), reduce_attrs(axis, keepdims))
+
+    def amin(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
+        """Min over axes (ties split the gradient equally)."""
+        return Node("amin", (self,), reduce_attrs(axis, keepdims))
+
+    def logsumexp(self, axis: int | Iterable[int] | None = None, keepdims: bool = False) -> Node:
+        """log(sum(exp(x))) over axes, stable."""
+        return Node("logsumexp", (self,), reduce_attrs(axis, keepdims))
+
+    def var(
+        self, axis: int | Iterable[int] | None = None, keepdims: bool = False, ddof: int = 0
+    ) -> Node:
+        """Variance over axes, dividing by n - ddof."""
+        attrs = reduce_attrs(axis, keepdims)
+        if integer(ddof, "ddof") != 0:
+            attrs["ddof"] = int(ddof)
+        return Node("var", (self,), attrs)
 
     def transpose(self, *axes: int | Iterable[int] | None) -> Node:
         """Like numpy: `x.transpose()`, `x.transpose((1, 0))` or `x.transpose(1, 0)`."""
         if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], numbers.Integral)):
             axes = () if axes[0] is None else tuple(axes[0])  # type: ignore[arg-type]
-        return Node("transpose", (self,), {"axes": _ints(axes, "axes")} if axes else {})
+        return Node("transpose", (self,), {"axes": integers(axes, "axes")} if axes else {})
 
     @property
     def T(self) -> Node:
@@ -186,13 +229,35 @@ class Node:
         """Like numpy: `x.reshape((2, 3))` or `x.reshape(2, 3)`."""
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
             shape = tuple(shape[0])  # type: ignore[arg-type]
-        return Node("reshape", (self,), {"shape": _ints(shape, "shape")})
+        return Node("reshape", (self,), {"shape": integers(shape, "shape")})
 
     def softmax(self, axis: int = -1) -> Node:
-        return Node("softmax", (self,), {} if axis == -1 else {"axis": _int(axis, "axis")})
+        return Node("softmax", (self,), {} if axis == -1 else {"axis": integer(axis, "axis")})
 
     def log_softmax(self, axis: int = -1) -> Node:
-        return Node("log_softmax", (self,), {} if axis == -1 else {"axis": _int(axis, "axis")})
+        return Node("log_softmax", (self,), {} if axis == -1 else {"axis": integer(axis, "axis")})
+
+    def __getitem__(self, key: object) -> Node:
+        """Basic indexing as numpy's: ints and slices, one per leading axis (`slice`)."""
+        return Node("slice", (self,), {"slices": slice_entries(key)})
+
+    def __iter__(self) -> Iterator[Node]:
+        # Without this, Python would iterate by x[0], x[1], ... forever: the length of an axis
+        # is known only to the service.
+        raise TypeError("a node is not iterable; index it (x[i]) or reshape it instead")
+
+    def take(self, indices: object, axis: int = 0) -> Node:
+        """numpy take along `axis` (an embedding lookup); repeated indices add up gradients."""
+        attrs: dict[str, Any] = {"indices": nested_integers(indices, "indices")}
+        if integer(axis, "axis") != 0:
+            attrs["axis"] = int(axis)
+        return Node("take", (self,), attrs)
+
+    def broadcast_to(self, *shape: int | Iterable[int]) -> Node:
+        """Like numpy: `x.broadcast_to((2, 3))` or `x.broadcast_to(2, 3)`."""
+        if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
+            shape = tuple(shape[0])  # type: ignore[arg-type]
+        return Node("broadcast_to", (self,), {"shape": integers(shape, "shape")})
 
 
 GraphLike: TypeAlias = Node | Mapping[str, Any]
@@ -205,199 +270,21 @@ def input(id: str, value: object = None) -> Node:
     """A variable named `id`, with an optional default value (a request's `inputs` override it)."""
     if not isinstance(id, str) or not id:
         raise ValueError(f"an input needs a non-empty string id, got {id!r}")
-    return Node("input", value=None if value is None else _tensor(value), id=id)
+    return Node("input", value=None if value is None else tensor_value(value), id=id)
 
 
 def const(value: object, id: str | None = None) -> Node:
     """A fixed value."""
     if value is None:
         raise ValueError("a const needs a value")
-    return Node("const", value=_tensor(value), id=id)
+    return Node("const", value=tensor_value(value), id=id)
 
 
-def maximum(*xs: object) -> Node:
-    """Elementwise max of two or more operands (ties split the gradient equally)."""
-    return Node("max", _operands(xs, "maximum"))
+# -------------------------------------------------------------------- operands
 
 
-def minimum(*xs: object) -> Node:
-    """Elementwise min of two or more operands (ties split the gradient equally)."""
-    return Node("min", _operands(xs, "minimum"))
-
-
-def inv(x: object) -> Node:
-    """1 / x."""
-    return Node("inv", (_as_node(x),))
-
-
-def add_const(x: object, c: float) -> Node:
-    """c + x with c carried as an attr rather than a const node."""
-    return Node("add_const", (_as_node(x),), {"c": _finite(c, "c")})
-
-
-def scale(x: object, a: float) -> Node:
-    """a * x with a carried as an attr rather than a const node."""
-    return Node("scale", (_as_node(x),), {"a": _finite(a, "a")})
-
-
-# -------------------------------------------------------------------- serialisation
-
-
-@dataclass(frozen=True)
-class Serialised:
-    """A graph dict with the ids `to_graph` gave each node of the expression."""
-
-    graph: dict[str, Any]
-    ids: Mapping[Node, str]
-
-
-def to_graph(output: GraphLike, *, b64_threshold: int = B64_THRESHOLD) -> dict[str, Any]:
-    """The contract's graph dict for the expression ending in `output` (or a graph dict)."""
-    return serialise(output, b64_threshold=b64_threshold).graph
-
-
-def serialise(output: GraphLike, *, b64_threshold: int = B64_THRESHOLD) -> Serialised:
-    """Walk the expression (explicit stack: chains can be far deeper than Python's recursion)."""
-    if isinstance(output, Mapping):
-        return Serialised(_graph_dict(output, b64_threshold), {})
-    if not isinstance(output, Node):
-        raise TypeError(f"expected a Node or a graph dict, got {type(output).__name__}")
-    order = topological_order(output)
-    ids = _assign_ids(order)
-    nodes = []
-    seen: set[str] = set()
-    for node in order:
-        node_id = ids[node]
-        if node_id in seen:  # a second object for an already-listed input of the same name
-            continue
-        seen.add(node_id)
-        entry: dict[str, Any] = {"id": node_id, "op": node.op}
-        if node.inputs:
-            entry["inputs"] = [ids[x] for x in node.inputs]
-        if node.attrs:
-            entry["attrs"] = dict(node.attrs)
-        if node.value is not None:
-            entry["value"] = encode_tensor(node.value, b64_threshold=b64_threshold)
-        nodes.append(entry)
-    return Serialised({"nodes": nodes, "output": ids[output]}, ids)
-
-
-def topological_order(output: Node) -> list[Node]:
-    """Every node `output` depends on, inputs before users, in argument order."""
-    order: list[Node] = []
-    seen = {output}
-    stack: list[tuple[Node, int]] = [(output, 0)]
-    while stack:
-        node, index = stack.pop()
-        if index < len(node.inputs):
-            stack.append((node, index + 1))
-            child = node.inputs[index]
-            if child not in seen:
-                seen.add(child)
-                stack.append((child, 0))
-        else:
-            order.append(node)
-    return order
-
-
-def _assign_ids(order: list[Node]) -> dict[Node, str]:
-    named: dict[str, Node] = {}
-    for node in order:
-        if node.id is None:
-            continue
-        other = named.setdefault(node.id, node)
-        if other is not node and not _same_source(other, node):
-            raise ValueError(
-                f"two different nodes are named {node.id!r}; give one of them another id"
-            )
-    used = set(named)
-    ids: dict[Node, str] = {}
-    for position, node in enumerate(order):
-        if node.id is not None:
-            ids[node] = node.id
-            continue
-        candidate = f"{node.op}_{position}"
-        while candidate in used:
-            candidate += "_"
-        used.add(candidate)
-        ids[node] = candidate
-    return ids
-
-
-def _same_source(a: Node, b: Node) -> bool:
-    """Two `input` objects declaring the same variable alike may share its id."""
-    if a.op != "input" or b.op != "input":
-        return False
-    if a.value is None or b.value is None:
-        return a.value is None and b.value is None
-    return bool(np.shape(a.value) == np.shape(b.value) and np.array_equal(a.value, b.value))
-
-
-def _graph_dict(graph: Mapping[str, Any], b64_threshold: int) -> dict[str, Any]:
-    """A user's graph dict, passed on as given except numpy values made JSON-ready."""
-    nodes = graph.get("nodes")
-    if not isinstance(nodes, list | tuple):
-        raise ValueError("a graph dict needs a 'nodes' list")
-    out_nodes = []
-    for entry in nodes:
-        if isinstance(entry, Mapping) and isinstance(entry.get("value"), np.ndarray | np.generic):
-            entry = {**entry, "value": encode_tensor(entry["value"], b64_threshold=b64_threshold)}
-        out_nodes.append(entry)
-    return {**graph, "nodes": out_nodes}
-
-
-def from_graph(graph: Mapping[str, Any]) -> Node:
-    """The expression a graph dict describes, ending at its output; ValueError if malformed."""
-    nodes = graph.get("nodes")
-    output = graph.get("output")
-    if not isinstance(nodes, list | tuple) or not isinstance(output, str):
-        raise ValueError("a graph dict needs a 'nodes' list and an 'output' id")
-    entries: dict[str, Mapping[str, Any]] = {}
-    for entry in nodes:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
-            raise ValueError(f"every graph node needs a string 'id', got {entry!r}")
-        if entry["id"] in entries:
-            raise ValueError(f"duplicate node id {entry['id']!r}")
-        entries[entry["id"]] = entry
-    if output not in entries:
-        raise ValueError(f"the graph's output {output!r} is not one of its nodes")
-
-    built: dict[str, Node] = {}
-    on_path: set[str] = {output}
-    stack: list[tuple[str, int]] = [(output, 0)]
-    while stack:
-        node_id, index = stack.pop()
-        entry = entries[node_id]
-        inputs = entry.get("inputs") or []
-        if not isinstance(inputs, list | tuple) or not all(isinstance(x, str) for x in inputs):
-            raise ValueError(f"node {node_id!r}: 'inputs' must be a list of ids")
-        if index < len(inputs):
-            stack.append((node_id, index + 1))
-            child = inputs[index]
-            if child not in entries:
-                raise ValueError(f"node {node_id!r} names unknown input {child!r}")
-            if child in on_path:
-                raise ValueError(f"node {child!r} is part of a cycle")
-            if child not in built:
-                on_path.add(child)
-                stack.append((child, 0))
-            continue
-        value = entry.get("value")
-        built[node_id] = Node(
-            str(entry.get("op")),
-            [built[x] for x in inputs],
-            entry.get("attrs"),
-            None if value is None else _tensor(decode_tensor(value)),
-            node_id,
-        )
-        on_path.discard(node_id)
-    return built[output]
-
-
-# -------------------------------------------------------------------- helpers
-
-
-def _as_node(value: object) -> Node:
+def as_node(value: object) -> Node:
+    """A node, or a number / array / graph dict made into one; TypeError for anything else."""
     node = _operand(value)
     if node is None:
         raise TypeError(f"cannot use a {type(value).__name__} as a node")
@@ -409,6 +296,9 @@ def _operand(value: object) -> Node | None:
     if isinstance(value, Node):
         return value
     if isinstance(value, Mapping):
+        # Imported here: graphs builds on Node, so it cannot be imported at the top.
+        from chainrule_client.graphs import from_graph
+
         return from_graph(value)
     if isinstance(value, bool | np.bool_):
         return None
@@ -422,48 +312,3 @@ def _binary(op: str, left: object, right: object) -> Any:
     if a is None or b is None:
         return NotImplemented
     return Node(op, (a, b))
-
-
-def _operands(xs: tuple[object, ...], name: str) -> tuple[Node, ...]:
-    if len(xs) < 2:
-        raise TypeError(f"{name}() takes two or more operands, got {len(xs)}")
-    return tuple(_as_node(x) for x in xs)
-
-
-def _tensor(value: object) -> float | np.ndarray:
-    if isinstance(value, float):
-        return float(value)
-    array = as_array(value)
-    return float(array) if array.ndim == 0 else array
-
-
-def _finite(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {number}")
-    return number
-
-
-def _int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _ints(values: Iterable[object], name: str) -> list[int]:
-    return [_int(v, name) for v in values]
-
-
-def _reduce_attrs(axis: int | Iterable[int] | None, keepdims: bool) -> dict[str, Any]:
-    attrs: dict[str, Any] = {}
-    if axis is not None:
-        attrs["axis"] = (
-            _int(axis, "axis") if isinstance(axis, numbers.Integral) else _ints(axis, "axis")
-        )
-    if not isinstance(keepdims, bool):
-        raise TypeError(f"keepdims must be a bool, got {keepdims!r}")
-    if keepdims:
-        attrs["keepdims"] = True
-    return attrs

@@ -1,69 +1,61 @@
-"""The sans-IO core that Client and AsyncClient share: requests, retries and parsing, no sockets.
+"""The sans-IO core that Client and AsyncClient share: calls, retries and errors, no sockets.
 
-A `Call` is one endpoint's request (method, path, body, headers) plus the function that reads its
-success reply. `exchange(call, policy)` is a generator that drives a call to completion: it
-yields `SEND` when the request should go out (and is sent back a `Reply` or the transport's
-exception) and `Sleep(seconds)` between retries, and finally returns the parsed result or raises
-the SDK's exception. The two clients only perform those two actions, blocking or awaiting.
+A `Call` is one HTTP request (method, path, body, headers) plus the function that reads its
+success reply. `exchange(call, policy)` is a generator that drives one call to completion: it
+yields `Send(call)` when the request should go out (and is sent back a `Reply` or the
+transport's exception) and `Sleep(seconds)` between retries, and finally returns the parsed
+result or raises the SDK's exception.
+
+An endpoint that needs several calls (register a graph, then compute on it) is a `Flow`: a
+generator that yields Calls and is sent each one's parsed result (or has its exception thrown
+in). `conduct(flow, policy)` runs a flow's calls through `exchange`, so the two clients only
+perform the same two actions, Send and Sleep, blocking or awaiting.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
-import numpy as np
 
 from chainrule_client.exceptions import (
     APIError,
+    ChainruleError,
     NetworkError,
-    ProtocolError,
     Timeout,
     TransportError,
     api_error_class,
 )
-from chainrule_client.expr import GraphLike, Node, serialise
-from chainrule_client.results import Check, GradcheckResult, Result
-from chainrule_client.tensors import decode_tensor, encode_tensor
 
 __all__ = [
-    "SEND",
+    "Action",
     "Call",
-    "Inputs",
-    "NodeRef",
+    "EventSink",
+    "Flow",
     "Reply",
+    "Request",
     "RetryPolicy",
+    "Send",
     "Sleep",
     "api_error",
-    "diagram_call",
-    "evaluate_call",
+    "broken_stream",
+    "conduct",
     "exchange",
-    "gradcheck_call",
-    "gradients_call",
-    "health_call",
-    "ops_call",
-    "parse_any_result",
-    "parse_gradcheck",
-    "parse_health",
-    "parse_ops",
-    "parse_result",
-    "result_call",
+    "single",
     "transport_error",
 ]
 
 T = TypeVar("T")
-
-NodeRef = Node | str
-Inputs = Mapping[NodeRef, Any]
-DIAGRAM_TYPES = {"svg": "image/svg+xml", "dot": "text/vnd.graphviz", "png": "image/png"}
+T_co = TypeVar("T_co", covariant=True)
 
 # 429 and 503 say "come back later"; every other status is the answer.
 RETRY_STATUSES = frozenset({429, 503})
+# 503s that say "not here, not soon": retrying cannot help (graphviz is missing on the server).
+FINAL_CODES = frozenset({"diagram_unavailable"})
 # Failures where the request cannot have reached the app. RemoteProtocolError is a kept-alive
 # connection the server closed just as it was reused; every endpoint is a pure function of its
 # body, so sending it again is safe.
@@ -79,13 +71,46 @@ class Reply:
     content: bytes
 
 
+class EventSink:
+    """Receives a streamed response's body chunk by chunk, as it arrives (see `sse`)."""
+
+    def feed(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+
+class Request(Protocol[T_co]):
+    """What a client needs to send a request and read its success reply."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def body(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def events(self) -> EventSink | None: ...
+    def parse(self, reply: Reply) -> T_co: ...
+
+
 @dataclass(frozen=True)
 class Call(Generic[T]):
+    """One request and the reader of its success reply; `events` asks for a streamed body."""
+
     method: str
     path: str
     body: bytes | None
     headers: Mapping[str, str]
     parse: Callable[[Reply], T]
+    events: EventSink | None = None
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send this call's request and feed back the Reply (or the transport's exception)."""
+
+    call: Request[Any]
 
 
 @dataclass(frozen=True)
@@ -93,12 +118,8 @@ class Sleep:
     seconds: float
 
 
-class _Send:
-    def __repr__(self) -> str:
-        return "SEND"
-
-
-SEND = _Send()
+Action = Send | Sleep
+Flow = Generator[Request[Any], Any, T]
 
 
 @dataclass(frozen=True)
@@ -126,12 +147,12 @@ class RetryPolicy:
 
 
 def exchange(
-    call: Call[T], policy: RetryPolicy
-) -> Generator[_Send | Sleep, Reply | httpx.TransportError | None, T]:
-    """Drive one call: yield SEND / Sleep actions, return the parsed result or raise."""
+    call: Request[T], policy: RetryPolicy
+) -> Generator[Action, Reply | httpx.TransportError | None, T]:
+    """Drive one call: yield Send / Sleep actions, return the parsed result or raise."""
     attempt = 0
     while True:
-        outcome = yield SEND
+        outcome = yield Send(call)
         retry_left = attempt < policy.retries
         if isinstance(outcome, httpx.TransportError):
             if retry_left and isinstance(outcome, RETRY_EXCEPTIONS):
@@ -141,13 +162,42 @@ def exchange(
             raise transport_error(outcome) from outcome
         if not isinstance(outcome, Reply):
             raise TypeError(f"exchange() takes a Reply or a transport error, not {outcome!r}")
-        if outcome.status in RETRY_STATUSES and retry_left:
+        if _retryable(outcome) and retry_left:
             yield Sleep(policy.delay(attempt, _retry_after(outcome.headers)))
             attempt += 1
             continue
         if not 200 <= outcome.status < 300:
             raise api_error(outcome)
         return call.parse(outcome)
+
+
+def conduct(
+    flow: Flow[T], policy: RetryPolicy
+) -> Generator[Action, Reply | httpx.TransportError | None, T]:
+    """Drive a flow: each Call it yields goes through `exchange`; its result or error goes back."""
+    result: Any = None
+    error: ChainruleError | None = None
+    while True:
+        try:
+            call = flow.send(result) if error is None else flow.throw(error)
+        except StopIteration as done:
+            return done.value
+        result, error = None, None
+        try:
+            result = yield from exchange(call, policy)
+        except ChainruleError as exc:
+            error = exc
+
+
+def single(call: Request[T]) -> Flow[T]:
+    """The flow of an endpoint that is one call."""
+    return (yield call)
+
+
+def broken_stream(exc: httpx.TransportError) -> httpx.TransportError:
+    """A streamed body that broke after part of it arrived: never retried, because its events
+    were already handed to the caller and would be handed over again."""
+    return httpx.ReadError(f"the response stream broke after it began: {exc}")
 
 
 def transport_error(exc: httpx.TransportError) -> TransportError:
@@ -161,18 +211,34 @@ def transport_error(exc: httpx.TransportError) -> TransportError:
 def api_error(reply: Reply) -> APIError:
     """The SDK's exception for an error status, from the contract's error body when there is one."""
     request_id = reply.headers.get("x-request-id")
-    try:
-        error = json.loads(reply.content)["error"]
-        code, message = error["code"], error["message"]
-        if not isinstance(code, str) or not isinstance(message, str):
-            raise TypeError
-        node, details = error.get("node"), error.get("details")
-    except (ValueError, KeyError, TypeError):
+    error = _error_body(reply.content)
+    if error is None:
         code, node, details = "http_error", None, None
         text = reply.content[:200].decode("utf-8", "replace").strip()
         message = f"HTTP {reply.status}" + (f": {text}" if text else "")
+    else:
+        code, message, node, details = error
     cls = api_error_class(reply.status, code)
     return cls(reply.status, code, message, node=node, details=details, request_id=request_id)
+
+
+def _error_body(content: bytes) -> tuple[str, str, Any, Any] | None:
+    """(code, message, node, details) of the contract's error body, or None if it is not one."""
+    try:
+        error = json.loads(content)["error"]
+        code, message = error["code"], error["message"]
+        if not isinstance(code, str) or not isinstance(message, str):
+            raise TypeError
+        return code, message, error.get("node"), error.get("details")
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _retryable(reply: Reply) -> bool:
+    if reply.status not in RETRY_STATUSES:
+        return False
+    error = _error_body(reply.content)
+    return error is None or error[0] not in FINAL_CODES
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -184,259 +250,3 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     except ValueError:  # an HTTP date: rare enough to fall back on the backoff
         return None
     return max(seconds, 0.0)
-
-
-# -------------------------------------------------------------------- request bodies
-
-
-def _dumps(body: object) -> bytes:
-    return json.dumps(body, separators=(",", ":"), allow_nan=False, default=_jsonable).encode()
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, np.ndarray | np.generic):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _node_id(node: NodeRef, ids: Mapping[Node, str]) -> str:
-    if isinstance(node, str):
-        return node
-    if isinstance(node, Node):
-        if node in ids:
-            return ids[node]
-        if node.id is not None:
-            return node.id
-        raise ValueError("an unnamed node that is not part of the expression cannot be named")
-    raise TypeError(f"expected a Node or a node id, got {type(node).__name__}")
-
-
-def _graph_request(
-    output: GraphLike,
-    *,
-    inputs: Inputs | None,
-    seed: Any,
-    wrt: NodeRef | Iterable[NodeRef] | None,
-    cache: bool,
-    allow_nonfinite: bool,
-    check: NodeRef | Iterable[NodeRef] | None = None,
-    **extra: Any,
-) -> tuple[bytes, Mapping[Node, str]]:
-    serialised = serialise(output)
-    ids = serialised.ids
-    body: dict[str, Any] = {"graph": serialised.graph}
-    if inputs:
-        body["inputs"] = {_node_id(k, ids): encode_tensor(v) for k, v in inputs.items()}
-    if seed is not None:
-        body["seed"] = encode_tensor(seed)
-    if wrt is not None:
-        body["wrt"] = _node_ids(wrt, ids)
-    if check is not None:
-        body["check"] = _node_ids(check, ids)
-    if not cache:
-        body["cache"] = False
-    if allow_nonfinite:
-        body["allow_nonfinite"] = True
-    body.update({k: v for k, v in extra.items() if v is not None})
-    return _dumps(body), ids
-
-
-def _node_ids(refs: NodeRef | Iterable[NodeRef], ids: Mapping[Node, str]) -> list[str]:
-    listed = [refs] if isinstance(refs, Node | str) else list(refs)
-    return [_node_id(x, ids) for x in listed]
-
-
-def _json_headers() -> dict[str, str]:
-    return {"Content-Type": "application/json", "Accept": "application/json"}
-
-
-def _check_encoding(encoding: str) -> str | None:
-    if encoding not in ("json", "b64"):
-        raise ValueError(f"encoding must be 'json' or 'b64', got {encoding!r}")
-    return "b64" if encoding == "b64" else None
-
-
-def gradients_call(
-    output: GraphLike,
-    inputs: Inputs | None = None,
-    seed: Any = None,
-    wrt: NodeRef | Iterable[NodeRef] | None = None,
-    cache: bool = True,
-    *,
-    encoding: str = "json",
-    allow_nonfinite: bool = False,
-) -> Call[Result]:
-    body, ids = _graph_request(
-        output, inputs=inputs, seed=seed, wrt=wrt, cache=cache,
-        allow_nonfinite=allow_nonfinite, encoding=_check_encoding(encoding),
-    )
-    return Call("POST", "/v1/gradients", body, _json_headers(),
-                lambda reply: parse_result(reply, ids, "gradients"))
-
-
-def evaluate_call(
-    output: GraphLike,
-    inputs: Inputs | None = None,
-    wrt: NodeRef | Iterable[NodeRef] | None = None,
-    cache: bool = True,
-    *,
-    encoding: str = "json",
-    allow_nonfinite: bool = False,
-) -> Call[Result]:
-    body, ids = _graph_request(
-        output, inputs=inputs, seed=None, wrt=wrt, cache=cache,
-        allow_nonfinite=allow_nonfinite, encoding=_check_encoding(encoding),
-    )
-    return Call("POST", "/v1/evaluate", body, _json_headers(),
-                lambda reply: parse_result(reply, ids, "evaluate"))
-
-
-def gradcheck_call(
-    output: GraphLike,
-    inputs: Inputs | None = None,
-    seed: Any = None,
-    check: NodeRef | Iterable[NodeRef] | None = None,
-    eps: float | None = None,
-    cache: bool = True,
-    *,
-    allow_nonfinite: bool = False,
-) -> Call[GradcheckResult]:
-    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, int | float) or eps <= 0):
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
-    body, ids = _graph_request(
-        output, inputs=inputs, seed=seed, wrt=None, cache=cache,
-        allow_nonfinite=allow_nonfinite, check=check, eps=eps,
-    )
-    return Call("POST", "/v1/gradcheck", body, _json_headers(),
-                lambda reply: parse_gradcheck(reply, ids))
-
-
-def diagram_call(
-    output: GraphLike,
-    inputs: Inputs | None = None,
-    seed: Any = None,
-    wrt: NodeRef | Iterable[NodeRef] | None = None,
-    format: str = "svg",
-    cache: bool = True,
-) -> Call[bytes]:
-    if format not in DIAGRAM_TYPES:
-        raise ValueError(f"format must be one of {', '.join(DIAGRAM_TYPES)}, got {format!r}")
-    body, _ = _graph_request(
-        output, inputs=inputs, seed=seed, wrt=wrt, cache=cache,
-        allow_nonfinite=False, format=format,
-    )
-    headers = {"Content-Type": "application/json", "Accept": DIAGRAM_TYPES[format]}
-    return Call("POST", "/v1/diagram", body, headers, lambda reply: reply.content)
-
-
-def result_call(hash: str) -> Call[Result | GradcheckResult]:
-    if not isinstance(hash, str) or not hash:
-        raise ValueError(f"a result hash must be a non-empty string, got {hash!r}")
-    path = "/v1/results/" + quote(hash, safe="")
-    return Call("GET", path, None, {"Accept": "application/json"}, parse_any_result)
-
-
-def ops_call() -> Call[list[dict[str, Any]]]:
-    return Call("GET", "/v1/ops", None, {"Accept": "application/json"}, parse_ops)
-
-
-def health_call() -> Call[dict[str, Any]]:
-    return Call("GET", "/healthz", None, {"Accept": "application/json"}, parse_health)
-
-
-# -------------------------------------------------------------------- reading replies
-
-
-def _json_body(reply: Reply) -> Any:
-    try:
-        return json.loads(reply.content)
-    except ValueError as exc:
-        raise ProtocolError(f"the response body is not JSON: {exc}") from None
-
-
-def _tensor(value: object, where: str) -> Any:
-    try:
-        return decode_tensor(value)
-    except ValueError as exc:
-        raise ProtocolError(f"{where}: {exc}") from None
-
-
-def parse_result(reply: Reply, ids: Mapping[Node, str], kind: str) -> Result:
-    """A /v1/gradients or /v1/evaluate body as a Result."""
-    body = _json_body(reply)
-    try:
-        nodes = body["nodes"]
-        values, grads = {}, {}
-        for node_id, entry in nodes.items():
-            values[node_id] = _tensor(entry["value"], f"nodes.{node_id}.value")
-            if "grad" in entry:
-                grads[node_id] = _tensor(entry["grad"], f"nodes.{node_id}.grad")
-        return Result(
-            output=body["output"],
-            value=_tensor(body["value"], "value"),
-            values=values,
-            grads=grads,
-            hash=body["hash"],
-            cached=bool(body["cached"]),
-            kind="evaluate" if kind == "evaluate" else "gradients",
-            request_id=reply.headers.get("x-request-id"),
-            ids=ids,
-        )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ProtocolError(f"a {kind} response is missing or mistypes {exc}") from None
-
-
-def parse_gradcheck(reply: Reply, ids: Mapping[Node, str]) -> GradcheckResult:
-    """A /v1/gradcheck body as a GradcheckResult."""
-    body = _json_body(reply)
-    try:
-        checks = {}
-        for node_id, entry in body["checks"].items():
-            analytic, numeric = entry.get("analytic"), entry.get("numeric")
-            checks[node_id] = Check(
-                max_rel_error=float(_tensor(entry["max_rel_error"], f"checks.{node_id}")),
-                verdict=entry["verdict"],
-                analytic=None if analytic is None else _tensor(analytic, f"checks.{node_id}"),
-                numeric=None if numeric is None else _tensor(numeric, f"checks.{node_id}"),
-            )
-        return GradcheckResult(
-            checks=checks,
-            passed=bool(body["passed"]),
-            hash=body["hash"],
-            cached=bool(body.get("cached", False)),
-            request_id=reply.headers.get("x-request-id"),
-            ids=ids,
-        )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ProtocolError(f"a gradcheck response is missing or mistypes {exc}") from None
-
-
-def parse_any_result(reply: Reply) -> Result | GradcheckResult:
-    """A cached body from /v1/results/{hash}: whichever endpoint produced it."""
-    body = _json_body(reply)
-    if isinstance(body, dict) and "checks" in body:
-        return parse_gradcheck(reply, {})
-    is_evaluate = isinstance(body, dict) and all(
-        isinstance(entry, dict) and "grad" not in entry for entry in body.get("nodes", {}).values()
-    )
-    return parse_result(reply, {}, "evaluate" if is_evaluate and body.get("nodes") else "gradients")
-
-
-def parse_ops(reply: Reply) -> list[dict[str, Any]]:
-    """The op catalog as a list of dicts (name, arity, attrs, description, ...)."""
-    body = _json_body(reply)
-    ops = body.get("ops") if isinstance(body, dict) else body
-    if not isinstance(ops, list) or not all(isinstance(op, dict) and "name" in op for op in ops):
-        raise ProtocolError("the op catalog response is not a list of ops")
-    return ops
-
-
-def parse_health(reply: Reply) -> dict[str, Any]:
-    """The /healthz body; a body that is not a JSON object is reported as its text."""
-    try:
-        body = json.loads(reply.content)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        return body
-    return {"status": reply.content.decode("utf-8", "replace").strip() or "ok"}

@@ -1,8 +1,10 @@
-"""What the service's answers become: `Result` for gradients/evaluate, `GradcheckResult`."""
+"""What the service's answers become: `Result` (gradients, evaluate), `GradcheckResult`,
+`JacobianResult` and `OptimizeResult`. Each looks nodes up by the node of the expression that
+was sent or by id."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -10,7 +12,16 @@ import numpy as np
 
 from chainrule_client.expr import Node
 
-__all__ = ["Check", "GradcheckResult", "Result", "Tensor"]
+__all__ = [
+    "Check",
+    "GradcheckResult",
+    "JacobianResult",
+    "OptimizeResult",
+    "Params",
+    "Result",
+    "Step",
+    "Tensor",
+]
 
 Tensor = float | np.ndarray
 
@@ -99,3 +110,80 @@ class GradcheckResult:
             return self.checks[key]
         except KeyError:
             raise KeyError(f"input {key!r} was not checked") from None
+
+
+@dataclass(frozen=True, eq=False)
+class JacobianResult:
+    """One /v1/jacobian answer: per node in `wrt`, the full Jacobian of the output.
+
+    `jacobian(x)` has the shape output.shape + x.shape (with a batch, a leading B axis first).
+    """
+
+    output: str
+    value: Tensor
+    jacobians: dict[str, Tensor]
+    hash: str
+    cached: bool
+    request_id: str | None = None
+    ids: Mapping[Node, str] = field(default_factory=dict, repr=False)
+
+    def jacobian(self, node: Node | str) -> Tensor:
+        """d(output)/d(node), every output element against every node element."""
+        key = _key(node, self.ids)
+        try:
+            return self.jacobians[key]
+        except KeyError:
+            raise KeyError(f"no Jacobian reported for node {key!r} (see wrt)") from None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One recorded step of an optimisation: the output after `step` updates, and the L2 norm
+    of d(output)/d(params) there."""
+
+    step: int
+    value: Tensor
+    grad_norm: float
+
+
+class Params(Mapping[str, Tensor]):
+    """The final values of the optimised params, by id or by node; pass it as `inputs=` to
+    evaluate the expression at them."""
+
+    def __init__(self, values: Mapping[str, Tensor], ids: Mapping[Node, str]) -> None:
+        self._values = dict(values)
+        self._ids = ids
+
+    def __getitem__(self, node: Node | str) -> Tensor:  # type: ignore[override]
+        key = _key(node, self._ids)
+        try:
+            return self._values[key]
+        except KeyError:
+            raise KeyError(f"{key!r} is not one of the optimised params") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Params({self._values!r})"
+
+
+@dataclass(frozen=True, eq=False)
+class OptimizeResult:
+    """One /v1/optimize answer.
+
+    `stopped` says why the run ended: "steps", "grad_norm", "value", "deadline" or
+    "nonfinite"; `steps` is the number of updates done; `trajectory` the recorded steps.
+    """
+
+    params: Params
+    value: Tensor
+    steps: int
+    stopped: str
+    trajectory: list[Step]
+    hash: str
+    cached: bool
+    request_id: str | None = None

@@ -34,3 +34,28 @@ def test_the_sdk_imports_nothing_of_the_service():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_both_clients_share_one_definition_of_every_endpoint():
+    import asyncio
+    import inspect
+
+    from chainrule_client.endpoints import Endpoints, endpoint
+
+    names = [name for name, value in vars(Endpoints).items() if isinstance(value, endpoint)]
+    assert {"gradients", "evaluate", "gradcheck", "diagram", "result", "ops", "health"} <= set(
+        names
+    )
+    for face in (cr.Client, cr.AsyncClient):
+        assert not set(vars(face)) & set(names)  # no face redefines an endpoint
+    sync, asynchronous = cr.Client("http://t"), cr.AsyncClient("http://t")
+    for name in names:
+        assert inspect.signature(getattr(sync, name)) == inspect.signature(
+            getattr(asynchronous, name)
+        )
+        assert inspect.iscoroutinefunction(getattr(asynchronous, name))
+        assert not inspect.iscoroutinefunction(getattr(sync, name))
+        assert getattr(sync, name).__doc__
+    assert str(inspect.signature(sync.gradients).return_annotation) == "Result"
+    sync.close()
+    asyncio.run(asynchronous.aclose())

@@ -382,3 +382,41 @@ def test_async_client_has_every_method():
     assert gradcheck.passed and gradcheck[x].verdict == "good"
     assert diagram == b"digraph {}"
     assert ops == [{"name": "add"}] and health == {"status": "ok"}
+
+
+# -------------------------------------------------------------------- issue 15 details
+
+
+def test_a_503_diagram_unavailable_is_raised_at_once(no_sleep):
+    script = Script(error(503, "diagram_unavailable", "dot is not installed"), ok)
+    with make_client(script) as client, pytest.raises(cr.Unavailable) as caught:
+        client.diagram(expression()[1])
+    assert len(script.requests) == 1 and no_sleep == []
+    assert caught.value.code == "diagram_unavailable"
+
+
+def test_other_503s_are_still_retried(no_sleep):
+    script = Script(error(503, "not_ready"), httpx.Response(503, text="busy"), ok)
+    with make_client(script) as client:
+        assert client.gradients(expression()[1]).value == 6.0
+    assert len(script.requests) == 3
+
+
+@pytest.mark.parametrize("face", [cr.Client, cr.AsyncClient])
+def test_a_client_without_a_url_reads_chainrule_url(monkeypatch, face):
+    monkeypatch.setenv("CHAINRULE_URL", "http://chainrule.example:9000/api")
+    client = face()
+    assert str(client._http.base_url) == "http://chainrule.example:9000/api/"
+    run(client.aclose()) if face is cr.AsyncClient else client.close()
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_without_chainrule_url_the_client_uses_the_local_default(monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv("CHAINRULE_URL", raising=False)
+    else:
+        monkeypatch.setenv("CHAINRULE_URL", value)
+    with cr.Client() as client:
+        assert str(client._http.base_url) == "http://localhost:8000"
+    with cr.Client("http://given:1") as client:
+        assert str(client._http.base_url) == "http://given:1"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import chainrule_client as cr
-from chainrule_client import protocol
+from chainrule_client import calls, replies
 from chainrule_client.protocol import Reply
 from chainrule_client.tensors import decode_tensor, encode_tensor
 
@@ -102,7 +102,7 @@ def test_malformed_tensors_are_value_errors(bad):
 # -------------------------------------------------------------------- request bodies
 
 
-def body_of(call: protocol.Call) -> dict:
+def body_of(call: calls.GraphRequest) -> dict:
     return json.loads(call.body)
 
 
@@ -110,7 +110,7 @@ def test_a_gradients_request_names_nodes_by_their_ids():
     x, y = cr.input("x"), cr.input("y", 1.0)
     q = x * y
     f = q + 1
-    call = protocol.gradients_call(f, inputs={x: 3, "y": 2.0}, seed=2.0, wrt=[x, q, "y"])
+    call = calls.gradients_call(f, inputs={x: 3, "y": 2.0}, seed=2.0, wrt=[x, q, "y"])
     assert (call.method, call.path) == ("POST", "/v1/gradients")
     assert call.headers["Content-Type"] == "application/json"
     body = body_of(call)
@@ -124,7 +124,7 @@ def test_a_gradients_request_names_nodes_by_their_ids():
 def test_request_options_are_sent_only_when_they_differ_from_the_defaults():
     x = cr.input("x", 1.0)
     body = body_of(
-        protocol.gradients_call(x.exp(), wrt=x, cache=False, encoding="b64", allow_nonfinite=True)
+        calls.gradients_call(x.exp(), wrt=x, cache=False, encoding="b64", allow_nonfinite=True)
     )
     assert body["wrt"] == ["x"]
     assert body["cache"] is False
@@ -135,7 +135,7 @@ def test_request_options_are_sent_only_when_they_differ_from_the_defaults():
 def test_large_inputs_seeds_and_values_are_b64_in_the_request():
     big = np.linspace(0, 1, 2000)
     x = cr.input("x", big)
-    body = body_of(protocol.gradients_call(x * 2, inputs={x: big}, seed=np.ones(2000)))
+    body = body_of(calls.gradients_call(x * 2, inputs={x: big}, seed=np.ones(2000)))
     assert body["graph"]["nodes"][0]["value"]["shape"] == [2000]
     np.testing.assert_array_equal(decode_tensor(body["inputs"]["x"]), big)
     assert body["seed"]["b64"]
@@ -143,35 +143,35 @@ def test_large_inputs_seeds_and_values_are_b64_in_the_request():
 
 def test_evaluate_gradcheck_and_diagram_requests():
     x = cr.input("x", 1.0)
-    evaluate = protocol.evaluate_call(x.exp(), wrt=["x"])
+    evaluate = calls.evaluate_call(x.exp(), wrt=["x"])
     assert evaluate.path == "/v1/evaluate" and "seed" not in body_of(evaluate)
-    gradcheck = protocol.gradcheck_call(x.exp(), check=[x], eps=1e-6)
+    gradcheck = calls.gradcheck_call(x.exp(), check=[x], eps=1e-6)
     assert gradcheck.path == "/v1/gradcheck"
     assert body_of(gradcheck)["check"] == ["x"] and body_of(gradcheck)["eps"] == 1e-6
-    assert "eps" not in body_of(protocol.gradcheck_call(x.exp()))
-    diagram = protocol.diagram_call(x.exp(), format="png")
+    assert "eps" not in body_of(calls.gradcheck_call(x.exp()))
+    diagram = calls.diagram_call(x.exp(), format="png")
     assert diagram.path == "/v1/diagram" and body_of(diagram)["format"] == "png"
     assert diagram.headers["Accept"] == "image/png"
 
 
 def test_get_requests():
-    assert protocol.result_call("ab" * 32).path == "/v1/results/" + "ab" * 32
-    assert protocol.result_call("a/b").path == "/v1/results/a%2Fb"
-    assert protocol.ops_call().path == "/v1/ops"
-    assert protocol.health_call().path == "/healthz"
+    assert calls.result_call("ab" * 32).path == "/v1/results/" + "ab" * 32
+    assert calls.result_call("a/b").path == "/v1/results/a%2Fb"
+    assert calls.ops_call().path == "/v1/ops"
+    assert calls.health_call().path == "/healthz"
 
 
 @pytest.mark.parametrize(
     "build",
     [
-        lambda x: protocol.gradients_call(x, wrt=[cr.input("x") + 1]),
-        lambda x: protocol.gradients_call(x, encoding="xml"),
-        lambda x: protocol.gradcheck_call(x, eps=0),
-        lambda x: protocol.gradcheck_call(x, eps=True),
-        lambda x: protocol.diagram_call(x, format="jpeg"),
-        lambda x: protocol.result_call(""),
-        lambda x: protocol.gradients_call(x, wrt=[3]),
-        lambda x: protocol.gradients_call(x, inputs={"x": "3"}),
+        lambda x: calls.gradients_call(x, wrt=[cr.input("x") + 1]),
+        lambda x: calls.gradients_call(x, encoding="xml"),
+        lambda x: calls.gradcheck_call(x, eps=0),
+        lambda x: calls.gradcheck_call(x, eps=True),
+        lambda x: calls.diagram_call(x, format="jpeg"),
+        lambda x: calls.result_call(""),
+        lambda x: calls.gradients_call(x, wrt=[3]),
+        lambda x: calls.gradients_call(x, inputs={"x": "3"}),
     ],
 )
 def test_bad_arguments_fail_before_sending(build):
@@ -202,7 +202,7 @@ GRADIENTS_BODY = {
 
 def test_a_gradients_reply_becomes_a_result():
     x = cr.input("x")
-    result = protocol.parse_result(
+    result = replies.parse_result(
         reply(GRADIENTS_BODY, headers={"x-request-id": "r1"}), {x: "x"}, "gradients"
     )
     assert result.value == -12.0 and isinstance(result.value, float)
@@ -224,13 +224,13 @@ def test_a_gradients_reply_becomes_a_result():
 def test_an_evaluate_reply_has_values_and_no_gradients():
     body = {"hash": "0" * 64, "output": "y", "value": [1.0, 2.0],
             "nodes": {"y": {"value": [1.0, 2.0]}}, "cached": False}
-    result = protocol.parse_result(reply(body), {}, "evaluate")
+    result = replies.parse_result(reply(body), {}, "evaluate")
     assert isinstance(result.value, np.ndarray) and result.value.tolist() == [1.0, 2.0]
     assert result.grads == {}
     with pytest.raises(KeyError, match="no gradients"):
         result.grad("y")
-    assert isinstance(protocol.parse_any_result(reply(body)), cr.Result)
-    assert protocol.parse_any_result(reply(body)).kind == "evaluate"
+    assert isinstance(replies.parse_any_result(reply(body)), cr.Result)
+    assert replies.parse_any_result(reply(body)).kind == "evaluate"
 
 
 def test_a_gradcheck_reply_becomes_a_typed_result():
@@ -238,13 +238,13 @@ def test_a_gradcheck_reply_becomes_a_typed_result():
         "x": {"max_rel_error": 3e-10, "verdict": "good", "analytic": -4.0, "numeric": -4.0},
         "w": {"max_rel_error": 0.5, "verdict": "wrong"},
     }}
-    result = protocol.parse_gradcheck(reply(body), {})
+    result = replies.parse_gradcheck(reply(body), {})
     assert result.passed is False and result.cached is False
     assert result["x"] == cr.Check(3e-10, "good", -4.0, -4.0)
     assert result["w"].analytic is None and result["w"].verdict == "wrong"
     with pytest.raises(KeyError):
         result["z"]
-    assert isinstance(protocol.parse_any_result(reply(body)), cr.GradcheckResult)
+    assert isinstance(replies.parse_any_result(reply(body)), cr.GradcheckResult)
 
 
 @pytest.mark.parametrize(
@@ -259,13 +259,13 @@ def test_a_gradcheck_reply_becomes_a_typed_result():
 )
 def test_replies_that_break_the_contract_are_protocol_errors(body):
     with pytest.raises(cr.ProtocolError):
-        protocol.parse_result(reply(body), {}, "gradients")
+        replies.parse_result(reply(body), {}, "gradients")
 
 
 def test_ops_and_health_replies():
     ops = [{"name": "add"}, {"name": "mul"}]
-    assert protocol.parse_ops(reply({"ops": ops})) == ops
+    assert replies.parse_ops(reply({"ops": ops})) == ops
     with pytest.raises(cr.ProtocolError):
-        protocol.parse_ops(reply({"ops": "add"}))
-    assert protocol.parse_health(reply({"status": "ok"})) == {"status": "ok"}
-    assert protocol.parse_health(reply(b"OK")) == {"status": "OK"}
+        replies.parse_ops(reply({"ops": "add"}))
+    assert replies.parse_health(reply({"status": "ok"})) == {"status": "ok"}
+    assert replies.parse_health(reply(b"OK")) == {"status": "OK"}
