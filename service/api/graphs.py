@@ -102,7 +102,5 @@ def _registered(graph_id: str) -> RegisteredGraph:
     return registered
 
 
-def _load_registered(kind: Kind, registered: RegisteredGraph, body: bytes) -> Loaded:
-    with g.timer("parse"):
-        data = parse_json(body)
+def _load_registered(kind: Kind, registered: RegisteredGraph, data: object) -> Loaded:
     return observed(load_registered(kind.name, data, registered, request_limits(), g.timer))

@@ -4,8 +4,9 @@ of registered graphs are in graphs.py and share the computing views here).
 A computing view reads the body, runs it through service/pipeline.py and answers. A cached
 kind (a JSON answer) goes through the store first: a hit returns the stored bytes with only
 "cached" flipped; `cache: false` requests neither read nor write it (X-Cache: bypass). A body
-seen before byte for byte already has a known result hash (service/known_requests.py), so its
-hit skips everything up to the store lookup. Each stage is timed into Server-Timing.
+seen before, byte for byte or as the same parsed JSON (spelled with other whitespace, keys in
+another order), already has a known result hash (service/known_requests.py), so its hit skips
+the schema load, binding and hashing. Each stage is timed into Server-Timing.
 
 Each request has one compute deadline, set when it starts: waiting for an identical request
 that is computing, compiling, running and gradchecking all spend from it.
@@ -83,8 +84,8 @@ def op_catalog() -> dict:
 
 # ---------------------------------------------------------------- computing views
 
-# Loads a request body: bytes -> Loaded (inline, or against a registered graph).
-Loader = Callable[[bytes], Loaded]
+# Loads a parsed request body (inline, or against a registered graph).
+Loader = Callable[[object], Loaded]
 
 
 def computation(kind: Kind, body: bytes, load: Loader, scope: str = "") -> Response:
@@ -96,7 +97,7 @@ def computation(kind: Kind, body: bytes, load: Loader, scope: str = "") -> Respo
 
 
 def _fresh_computation(kind: Kind, body: bytes, load: Loader) -> Response:
-    loaded = load(body)
+    loaded = load(_parsed(body))
     answer = _answer(kind, loaded)
     return Response(
         answer, mimetype=kind.media_type(loaded), headers={"ETag": f'"{loaded.hash}"'}
@@ -104,23 +105,30 @@ def _fresh_computation(kind: Kind, body: bytes, load: Loader) -> Response:
 
 
 def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Response:
+    """A known body (by its bytes, else by its parsed JSON) answers from the store without
+    loading; any other is loaded, hashed and looked up, computing on a miss."""
     shared = resources()
+    known = shared.known_requests
     timer = g.timer
     with timer("fingerprint"):
-        fingerprint = shared.known_requests.fingerprint(kind.name + scope, body)
-        known_hash = shared.known_requests.get(fingerprint)
-    if known_hash is not None:
-        with timer("cache_read"):
-            stored = shared.results.get(known_hash)
-        if stored is not None:
-            shared.metrics.count_cache_lookup("hit")
-            return _json_response(mark_cached(stored), known_hash, "hit")
+        fingerprint = known.fingerprint(kind.name + scope, body)
+    hit = _known_hit(fingerprint)
+    if hit is not None:
+        return hit
+    with timer("parse"):  # the parsed value's fingerprint is part of reading it
+        data = parse_json(body)
+        json_fingerprint = known.json_fingerprint(kind.name + scope, data)
+    hit = _known_hit(json_fingerprint)
+    if hit is not None:
+        known.put(fingerprint, hit.headers["ETag"].strip('"'))
+        return hit
 
-    loaded = load(body)
+    loaded = load(data)
     if not loaded.request.cache:
         shared.metrics.count_cache_lookup("bypass")
         return _json_response(_answer(kind, loaded), loaded.hash, "bypass")
-    shared.known_requests.put(fingerprint, loaded.hash)
+    for key in (fingerprint, json_fingerprint):
+        known.put(key, loaded.hash)
     result, outcome = fetch_or_compute(
         shared.results, loaded.hash, lambda: _answer(kind, loaded),
         wait_until=g.wait_until, timer=timer,
@@ -129,9 +137,26 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
     return _json_response(mark_cached(result) if outcome == "hit" else result, loaded.hash, outcome)
 
 
-def _load(kind: Kind, body: bytes) -> Loaded:
+def _known_hit(fingerprint: bytes | None) -> Response | None:
+    """The stored answer of a body seen before, or None."""
+    shared = resources()
+    known_hash = shared.known_requests.get(fingerprint) if fingerprint is not None else None
+    if known_hash is None:
+        return None
+    with g.timer("cache_read"):
+        stored = shared.results.get(known_hash)
+    if stored is None:
+        return None
+    shared.metrics.count_cache_lookup("hit")
+    return _json_response(mark_cached(stored), known_hash, "hit")
+
+
+def _parsed(body: bytes) -> object:
     with g.timer("parse"):
-        data = parse_json(body)
+        return parse_json(body)
+
+
+def _load(kind: Kind, data: object) -> Loaded:
     return observed(load(kind.name, data, request_limits(), g.timer))
 
 

@@ -307,3 +307,18 @@ def test_concurrent_registrations_of_one_graph_agree(live_url):
         result = http.post(f"/v1/graphs/{graph_id}/gradients", json={"inputs": {"x": 0.1}})
         inline = http.post("/v1/gradients", json={**body, "inputs": {"x": 0.1}})
         assert result.status_code == 200 and result.headers["ETag"] == inline.headers["ETag"]
+
+
+def test_one_body_sent_to_two_registered_graphs_answers_for_each(graph_app):
+    client = graph_app.test_client()
+    doubled = {"nodes": [{"id": "x", "op": "input"}, {"id": "f", "op": "scale",
+                                                      "inputs": ["x"], "attrs": {"a": 2}}],
+               "output": "f"}
+    tripled = copy.deepcopy(doubled)
+    tripled["nodes"][1]["attrs"]["a"] = 3
+    values = [
+        client.post(f"/v1/graphs/{registered_id(client, graph)}/evaluate",
+                    json={"inputs": {"x": 1}}).get_json()["value"]
+        for graph in (doubled, tripled)
+    ]
+    assert values == [2.0, 3.0]
