@@ -13,8 +13,8 @@ spelling never reach the canonical form.
 
 `graph_id` is the SHA-256 of the canonical graph's text: the id of a registered graph.
 
-What goes into `request_hash` (SHA-256, lowercase hex, over a header serialised by orjson with
-sorted keys, followed by the value bytes):
+What goes into `request_hash` (SHA-256, lowercase hex, over the canonical graph's text, then a
+header serialised by orjson with sorted keys, then the value bytes):
 
 - the canonical graph, as above;
 - the effective source values: the `sources` of `engine.bind_sources` (an input's value from
@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
 import orjson
@@ -72,10 +73,18 @@ _SORTED = orjson.OPT_SORT_KEYS
 
 @dataclass(frozen=True, slots=True)
 class CanonicalGraph:
-    """A graph's canonical form as JSON text (sorted keys), and its id."""
+    """A graph's canonical form as JSON text (sorted keys), its id, and a SHA-256 that has
+    read the text: every request hash over this graph continues a copy of it, so the text is
+    digested once however many requests use it (a registered graph's)."""
 
     text: bytes
     id: str
+    digest: Any  # a hashlib sha256 object fed with `text`; copied, never updated
+
+    @classmethod
+    def of(cls, text: bytes) -> CanonicalGraph:
+        digest = hashlib.sha256(text)
+        return cls(text, digest.hexdigest(), digest)
 
 
 def canonical_graph(graph: Graph) -> CanonicalGraph:
@@ -93,7 +102,7 @@ def canonical_graph(graph: Graph) -> CanonicalGraph:
             "output": graph.output,
         }
         text = orjson.dumps(form, option=_SORTED)
-    return CanonicalGraph(text, hashlib.sha256(text).hexdigest())
+    return CanonicalGraph.of(text)
 
 
 def graph_id(graph: Graph) -> str:
@@ -216,17 +225,16 @@ def _request_hash(
     arrays = [np.asarray(sources[name], dtype=np.float64) for name in names]
     fields, seed = _kind_fields(kind, request)
     shapes = [[name, list(array.shape)] for name, array in zip(names, arrays, strict=True)]
-    # orjson writes a dict with sorted keys as these parts in this order; the graph's text is
-    # spliced in rather than serialised again.
+    # The canonical graph's text comes first (a JSON object: it ends unambiguously), read
+    # once per graph; then the rest of the header, as orjson writes a dict with sorted keys.
     header = b"".join([
         b'{"engine":', orjson.dumps(engine.ENGINE_VERSION),
         b',"fields":', orjson.dumps(fields, option=_SORTED),
-        b',"graph":', graph.text,
         b',"kind":', orjson.dumps(kind),
         b',"sources":', orjson.dumps(shapes),
         b"}",
     ])
-    digest = hashlib.sha256()
+    digest = graph.digest.copy()
     _update_framed(digest, header)
     # The header holds every shape, so these bytes have one reading.
     digest.update(_canonical_bytes(arrays))

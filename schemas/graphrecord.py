@@ -55,7 +55,7 @@ def read_graph_record(record: bytes) -> tuple[Graph, CanonicalGraph]:
             Node(name, op, tuple(inputs), attrs, values.get(name))
             for name, op, inputs, attrs in form["nodes"]
         )
-    canonical = CanonicalGraph(text, hashlib.sha256(text).hexdigest())
+    canonical = CanonicalGraph.of(text)
     return Graph(nodes, form["output"]), canonical
 
 
