@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 
 import numpy as np
 import orjson
@@ -51,8 +52,13 @@ def read_graph_record(record: bytes) -> tuple[Graph, CanonicalGraph]:
     with gc_paused():
         form = orjson.loads(text)
         values = {name: _decoded(value) for name, value in orjson.loads(values_text).items()}
+        # A graph read back stays in memory a long time: let every mention of an id, and
+        # every op name, share one string object.
+        names = {entry[0]: entry[0] for entry in form["nodes"]}
+        mention = names.get
         nodes = tuple(
-            Node(name, op, tuple(inputs), attrs, values.get(name))
+            Node(name, sys.intern(op), tuple([mention(i, i) for i in inputs]), attrs,
+                 values.get(name))
             for name, op, inputs, attrs in form["nodes"]
         )
     canonical = CanonicalGraph.of(text)
