@@ -322,3 +322,14 @@ def test_one_body_sent_to_two_registered_graphs_answers_for_each(graph_app):
         for graph in (doubled, tripled)
     ]
     assert values == [2.0, 3.0]
+
+
+def test_a_worker_serves_the_graphs_it_holds_while_redis_is_away(make_app, redis_server):
+    client = make_app({"REDIS_URL": redis_server.url, "GRAPH_TTL_SECONDS": 1}).test_client()
+    graph_id = registered_id(client)
+    redis_server.stop()
+    time.sleep(0.6)  # past half the TTL: the worker asks the store, which does not answer
+    answer = client.post(f"/v1/graphs/{graph_id}/gradients", json={"inputs": {"x": 1}})
+    assert answer.status_code == 200 and answer.headers["X-Cache"] == "miss"
+    unknown = client.get(f"/v1/graphs/{'1' * 64}")
+    assert unknown.status_code == 404 and "unreachable" in unknown.get_json()["error"]["message"]
