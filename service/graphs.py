@@ -31,13 +31,12 @@ class RegisteredGraph:
     id: str
     graph: Graph
     canonical: CanonicalGraph  # the structure: request hashes and plan keys build on it
-    sources: Graph  # its source nodes alone (input, const): all that binding values reads
+    sources: Graph  # its source nodes alone (`source_nodes`): all that binding values reads
     record: bytes
 
     @classmethod
     def of(cls, graph: Graph, canonical: CanonicalGraph, record: bytes) -> RegisteredGraph:
-        source_nodes = tuple(node for node in graph.nodes if _is_source(node.op))
-        return cls(record_id(record), graph, canonical, Graph(source_nodes, graph.output), record)
+        return cls(record_id(record), graph, canonical, source_nodes(graph), record)
 
     def summary(self) -> dict:
         """The registration answer: id, node count, each input's default shape, the output."""
@@ -118,9 +117,17 @@ class GraphRegistry:
                 raise
 
 
-def _is_source(op_name: str) -> bool:
-    op = OPS.get(op_name)
-    return op is not None and op.is_source
+_SOURCE_OPS = frozenset(name for name, op in OPS.items() if op.is_source)
+
+
+def source_nodes(graph: Graph) -> Graph:
+    """The graph's source nodes, and any other node holding a value (for binding to refuse):
+    all that `engine.bind_sources` reads, without a pass over a big graph's gates."""
+    sources = _SOURCE_OPS
+    return Graph(
+        tuple([node for node in graph.nodes if node.op in sources or node.value is not None]),
+        graph.output,
+    )
 
 
 def _is_open_input(graph: Graph, node_id: str | None) -> bool:

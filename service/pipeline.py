@@ -21,7 +21,7 @@ import numpy as np
 
 from engine import Graph, Plan, RunResult, TooLarge, bind_sources, check_finite, check_seed
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
-from service.graphs import RegisteredGraph
+from service.graphs import RegisteredGraph, source_nodes
 from service.plans import PlanCache
 
 # Times a named stage: `with timer("load"): ...` (the views pass the request's StageTimer).
@@ -96,7 +96,7 @@ def load(kind: str, data: object, limits: RequestLimits, timer: Timer = untimed)
     with timer("load"):
         request = load_request(kind, data, max_elements=limits.max_elements)
     with timer("bind"):
-        sources = bind_request(request)
+        sources = bind_request(request, source_nodes(request.graph))
     with timer("hash"):
         graph = canonical_graph(request.graph)
         digest = request_hash(kind, request, sources, graph)
