@@ -19,7 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from engine import Graph, Plan, RunResult, TooLarge, bind_sources, check_finite, check_seed
+from engine import (
+    Graph,
+    Plan,
+    RunResult,
+    TooLarge,
+    UnknownNode,
+    bind_sources,
+    check_finite,
+    check_seed,
+    input_ids,
+)
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
 from service.graphs import RegisteredGraph, source_nodes
 from service.plans import PlanCache
@@ -141,10 +151,15 @@ def bind_request(request: Request, source_nodes: Graph | None = None) -> dict[st
 
     The engine's `bind_sources` gives every input and const its effective value; non-finite
     ones are refused here unless the request allows them, and `check_seed` does the same for
-    the seed. `source_nodes` is the graph's source nodes alone, when the caller has them.
+    the seed. A batched input's value is its batch array (leading axis B). `source_nodes` is
+    the graph's source nodes alone, when the caller has them.
     """
     graph = source_nodes or request.graph
-    sources = bind_sources(graph, request.inputs, allow_nonfinite=True)
+    given = request.inputs
+    if request.batch:
+        _check_batch_keys(request, graph)
+        given = {**request.inputs, **request.batch}
+    sources = bind_sources(graph, given, allow_nonfinite=True)
     if not request.allow_nonfinite:
         check_finite_sources(sources)
     check_seed(request.seed, request.graph.output, allow_nonfinite=request.allow_nonfinite)
@@ -164,11 +179,18 @@ def check_finite_sources(sources: Mapping[str, np.ndarray]) -> None:
         check_finite(value, name, f"the value of '{name}'")
 
 
+def _check_batch_keys(request: Request, graph: Graph) -> None:
+    variables = set(input_ids(graph.nodes))
+    for name in request.batch:
+        if name not in variables:
+            raise UnknownNode(f"batch names '{name}', which is not an input node", name)
+
+
 def plan_of(loaded: Loaded, context: ComputeContext) -> Plan:
     """The compiled plan of the loaded graph at its source shapes, through the plan cache."""
     with context.engine_stage("compile"):
         plan, cached = context.plans.plan_for(
-            loaded.request.graph, loaded.sources, loaded.graph.id
+            loaded.request.graph, loaded.sources, loaded.graph.id, loaded.request.batch.keys()
         )
     context.on_plan_lookup(cached)
     return plan
@@ -184,4 +206,5 @@ def run(loaded: Loaded, plan: Plan, context: ComputeContext, *, forward_only: bo
             wrt=request.wrt,
             forward_only=forward_only,
             deadline=context.deadline,
+            reduce=request.reduce,
         )

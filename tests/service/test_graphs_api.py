@@ -21,6 +21,7 @@ KIND_FIELDS = {
     "evaluate": {"inputs": {"y": 1.5}},
     "gradcheck": {"check": ["x"], "eps": 1e-6},
     "diagram": {"format": "dot", "inputs": {"z": 2}},
+    "jacobian": {"wrt": ["x", "q"], "batch": {"x": [1, 2, 3]}},
 }
 
 
