@@ -34,6 +34,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.batch
 	$(BIN)/python -m bench.cnn
+	$(BIN)/python -m bench.graphs
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

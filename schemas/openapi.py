@@ -24,7 +24,13 @@ from schemas.jsonschema_forms import (
     node_value_rules,
     tensor_properties,
 )
-from schemas.requests import REQUEST_SCHEMAS, GraphSchema, NodeSchema
+from schemas.requests import (
+    REGISTERED_SCHEMAS,
+    REQUEST_SCHEMAS,
+    GraphSchema,
+    NodeSchema,
+    RegisterGraphSchema,
+)
 from schemas.responses import (
     HASH_PATTERN,
     CheckSchema,
@@ -33,6 +39,8 @@ from schemas.responses import (
     EvaluateResponseSchema,
     GradcheckResponseSchema,
     GradientsResponseSchema,
+    GraphResourceSchema,
+    GraphSummarySchema,
     JacobianResponseSchema,
     NodeGradientSchema,
     NodeValueSchema,
@@ -135,13 +143,23 @@ def request_component(kind: str) -> str:
 
 GET_RESULT = "getResult"
 
+
+def registered_request_component(kind: str) -> str:
+    """The component name of a kind's request against a registered graph (without `graph`)."""
+    return f"Registered{request_component(kind)}"
+
+
 # Binary image formats; the others are text.
 _BINARY_IMAGES = frozenset({"image/png"})
 
-_SCHEMAS: dict[str, type[Schema]] = {
+_SCHEMAS: dict[str, type[Schema] | Schema] = {
     "Node": NodeSchema,
     "Graph": GraphSchema,
     **{request_component(kind): type(schema) for kind, schema in REQUEST_SCHEMAS.items()},
+    **{registered_request_component(kind): schema for kind, schema in REGISTERED_SCHEMAS.items()},
+    "RegisterGraphRequest": RegisterGraphSchema,
+    "GraphSummary": GraphSummarySchema,
+    "GraphResource": GraphResourceSchema,
     "NodeGradient": NodeGradientSchema,
     "NodeValue": NodeValueSchema,
     "GradientsResponse": GradientsResponseSchema,
@@ -237,6 +255,7 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
     for endpoint in endpoints:
         spec.path(path=endpoint.path, operations={"post": _endpoint_operation(endpoint)})
     _add_fixed_paths(spec, [e for e in endpoints if e.response_schema])
+    _add_graph_paths(spec, endpoints)
     document = spec.to_dict()
     document["components"]["schemas"]["Node"]["allOf"] = node_value_rules()
     return document
@@ -271,7 +290,7 @@ def _add_shared_components(spec: APISpec) -> None:
         )
 
 
-def _endpoint_operation(endpoint: ComputeEndpoint) -> dict:
+def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -> dict:
     answer = examples.RESPONSE_EXAMPLES.get(endpoint.kind)
     if endpoint.response_schema is not None:
         ok = _result_ok(endpoint.response_schema, endpoint.response_description, answer)
@@ -283,9 +302,17 @@ def _endpoint_operation(endpoint: ComputeEndpoint) -> dict:
                         for media_type in endpoint.image_types},
         }
     return _compute_operation(
-        endpoint.summary, request_component(endpoint.kind), ok, *endpoint.errors,
-        example=examples.REQUEST_EXAMPLES.get(endpoint.kind),
+        endpoint.summary, request or request_component(endpoint.kind), ok, *endpoint.errors,
+        example=_request_example(endpoint.kind, registered=request is not None),
     )
+
+
+def _request_example(kind: str, *, registered: bool) -> dict | None:
+    """The kind's example request; against a registered graph, the same without `graph`."""
+    example = examples.REQUEST_EXAMPLES.get(kind)
+    if example is None or not registered:
+        return example
+    return {key: value for key, value in example.items() if key != "graph"}
 
 
 def _image_content(media_type: str, text_example: object) -> dict:
@@ -380,3 +407,61 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
         }}},
     )
 
+
+
+# ---------------------------------------------------------------- graphs as resources
+
+_GRAPH_ID = {"name": "id", "in": "path", "required": True,
+             "description": "the id POST /v1/graphs answered",
+             "schema": {"type": "string", "pattern": HASH_PATTERN}}
+_EXAMPLE_GRAPH = {
+    "nodes": [
+        {"id": "x", "op": "input", "value": -2},
+        {"id": "y", "op": "input", "value": 5},
+        {"id": "z", "op": "input", "value": -4},
+        {"id": "q", "op": "add", "inputs": ["x", "y"]},
+        {"id": "f", "op": "mul", "inputs": ["q", "z"]},
+    ],
+    "output": "f",
+}
+
+
+def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> None:
+    """POST /v1/graphs, GET /v1/graphs/{id} and one POST per computing endpoint under it."""
+    registration = _compute_operation(
+        "Register a graph: later requests send only their values",
+        "RegisterGraphRequest",
+        _json_body("GraphSummary", "Registered already: the same id as before."),
+    )
+    registration["responses"]["201"] = {
+        **_json_body("GraphSummary", "Registered: its id, size, inputs and output."),
+        "headers": {"X-Request-ID": "X-Request-ID", "Location": {
+            "schema": {"type": "string"}, "description": "/v1/graphs/{id}"}},
+    }
+    del registration["responses"]["504"]
+    registration["requestBody"]["content"]["application/json"]["example"] = {
+        "graph": _EXAMPLE_GRAPH
+    }
+    spec.path(path="/v1/graphs", operations={"post": registration})
+    spec.path(
+        path="/v1/graphs/{id}",
+        parameters=[_GRAPH_ID],
+        operations={"get": {
+            "summary": "A registered graph, in canonical form",
+            "parameters": ["RequestId"],
+            "responses": {"200": _json_body("GraphResource", "The graph and its summary."),
+                          **_errors("NotFound")},
+        }},
+    )
+    for endpoint in endpoints:
+        operation = _endpoint_operation(endpoint, registered_request_component(endpoint.kind))
+        operation["summary"] = f"{endpoint.summary}, on a registered graph"
+        operation["responses"].update(_errors("NotFound"))
+        operation["requestBody"]["content"]["application/json"]["example"] = {
+            "inputs": {"x": 3.0}
+        }
+        spec.path(
+            path=f"/v1/graphs/{{id}}/{endpoint.kind}",
+            parameters=[_GRAPH_ID],
+            operations={"post": operation},
+        )

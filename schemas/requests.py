@@ -8,6 +8,10 @@ non-finite values are left to the engine, which names the node too. Each kind ta
 fields that mean something for it: the rest are unknown fields. Optional fields take their
 default when absent (the Request dataclass's default where the schema gives none); null is
 never a value.
+
+A registered graph (CONTRACT section 7) is loaded once by `load_graph` (`{"graph": ...}`, the
+body of POST /v1/graphs); the requests against it are each kind's schema without `graph`
+(`REGISTERED_SCHEMAS`, derived from REQUEST_SCHEMAS), loaded by `load_request(..., graph=)`.
 """
 
 from __future__ import annotations
@@ -304,13 +308,33 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
 }
 
 
-def load_request(kind: str, data: object, *, max_elements: int | None = None) -> Request:
+# The requests against a registered graph: each kind's fields but `graph`.
+REGISTERED_SCHEMAS: dict[str, Schema] = {
+    kind: type(schema)(exclude=("graph",)) for kind, schema in REQUEST_SCHEMAS.items()
+}
+
+
+class RegisterGraphSchema(StrictSchema):
+    """The body of POST /v1/graphs."""
+
+    graph = fields.Nested(GraphSchema, required=True)
+
+
+REGISTER_GRAPH_SCHEMA = RegisterGraphSchema()
+
+
+def load_request(
+    kind: str, data: object, *, max_elements: int | None = None, graph: Graph | None = None
+) -> Request:
     """Validate a parsed body of endpoint `kind` and decode it into a Request.
 
-    Raises marshmallow.ValidationError for field errors, TooLarge for a tensor over
-    `max_elements`, and UnknownOp (naming the node) for an op missing from the catalog.
+    With `graph` (a registered graph, already loaded and checked), the body is the kind's
+    request without `graph`. Raises marshmallow.ValidationError for field errors, TooLarge for
+    a tensor over `max_elements`, and UnknownOp (naming the node) for an op missing from the
+    catalog.
     """
-    schema = REQUEST_SCHEMAS.get(kind)
+    schemas = REQUEST_SCHEMAS if graph is None else REGISTERED_SCHEMAS
+    schema = schemas.get(kind)
     if schema is None:
         raise ValueError(f"unknown request kind {kind!r}; expected one of {REQUEST_KINDS}")
     # Loading a big graph allocates many acyclic objects; the collector's scans would cost
@@ -321,8 +345,24 @@ def load_request(kind: str, data: object, *, max_elements: int | None = None) ->
     except ValidationError as error:
         error.kwargs["node"] = faulty_node(error.messages, data)
         raise
-    _check_ops(loaded["graph"])
+    if graph is None:
+        _check_ops(loaded["graph"])
+    else:
+        loaded["graph"] = graph
     return Request(**loaded)
+
+
+def load_graph(data: object, *, max_elements: int | None = None) -> Graph:
+    """The graph of a POST /v1/graphs body (`{"graph": {...}}`), checked as `load_request`
+    checks an inline one."""
+    try:
+        with element_limit(max_elements), gc_paused():
+            graph = REGISTER_GRAPH_SCHEMA.load(data)["graph"]
+    except ValidationError as error:
+        error.kwargs["node"] = faulty_node(error.messages, data)
+        raise
+    _check_ops(graph)
+    return graph
 
 
 def faulty_node(messages: object, data: object) -> str | None:
@@ -364,11 +404,13 @@ __all__ = [
     "DIAGRAM_FORMATS",
     "ENCODINGS",
     "REQUEST_KINDS",
+    "REGISTERED_SCHEMAS",
     "REQUEST_SCHEMAS",
     "BatchValues",
     "GraphSchema",
     "NodeSchema",
     "Request",
+    "load_graph",
     "load_request",
     "node_from_fields",
 ]
