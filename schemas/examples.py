@@ -1,8 +1,9 @@
 """Request and response examples for the OpenAPI document, one pair per endpoint.
 
 Every computing example asks about the contract's circuit f = (x + y) z at x = -2, y = 5,
-z = -4; the responses are what the service answers to them (tests/service/test_openapi_examples
-posts each request and compares), so the document never shows a number the server would not.
+z = -4 (inline, or registered under GRAPH_ID); the responses are what the service answers
+(tests/service/test_openapi_truth.py posts each request and compares), so the document never
+shows a number the server would not.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ EXAMPLE_GRAPH = {
 
 REQUEST_EXAMPLES: dict[str, dict] = {
     "gradients": {"graph": EXAMPLE_GRAPH, "inputs": {"x": -2, "y": 5}},
-    "evaluate": {"graph": EXAMPLE_GRAPH},
+    "evaluate": {"graph": EXAMPLE_GRAPH, "inputs": {"z": -4}},
     "gradcheck": {"graph": EXAMPLE_GRAPH, "check": ["x", "z"]},
     "diagram": {"graph": EXAMPLE_GRAPH, "format": "dot"},
     "jacobian": {"graph": EXAMPLE_GRAPH, "wrt": ["x", "z"]},
@@ -28,7 +29,7 @@ REQUEST_EXAMPLES: dict[str, dict] = {
 
 RESPONSE_EXAMPLES: dict[str, object] = {
     "gradients": {
-        "hash": "b86ba8d5997f9cb8e3f826bc31547e101b488eaa8ec380dbd16a06d74c6d3fd2",
+        "hash": "1ac152c759ecb8e278cfb71b2e0419ebfedcefe7f09cffed066dd02ee7b4af86",
         "output": "f",
         "value": -12.0,
         "nodes": {
@@ -41,7 +42,7 @@ RESPONSE_EXAMPLES: dict[str, object] = {
         "cached": False,
     },
     "evaluate": {
-        "hash": "9c978b9e1eaf4e527e0ba56cb3e6dfe5ce8ba6cbc1316f40942b07aef3a44729",
+        "hash": "abaccbc2494fd7b9427715c58307945d9da881d4dd0d6f3d8f22a7aa03df8c37",
         "output": "f",
         "value": -12.0,
         "nodes": {"x": {"value": -2.0}, "y": {"value": 5.0}, "z": {"value": -4.0},
@@ -49,7 +50,7 @@ RESPONSE_EXAMPLES: dict[str, object] = {
         "cached": False,
     },
     "gradcheck": {
-        "hash": "62dcca8b1bf398d11962fd968a2e580314253ef592cb1ec52a286f14ba7ba727",
+        "hash": "0663e6b856c75a659d920b595fc21e604b6104a4982fd45883f47e6ca6f76af0",
         "checks": {
             "x": {"max_rel_error": 6.551204023665206e-12, "verdict": "good",
                   "analytic": -4.0, "numeric": -4.000000000026205},
@@ -60,7 +61,7 @@ RESPONSE_EXAMPLES: dict[str, object] = {
         "cached": False,
     },
     "jacobian": {
-        "hash": "dece57840a709b393349f96112d076b73678053ed7e2ea5ffea38dab99900f2d",
+        "hash": "bce49be69789669e531add05877a04f27dc45264403fb950ac4aacfa1e3d868e",
         "output": "f",
         "value": -12.0,
         "jacobian": {"x": -4.0, "z": 3.0},
@@ -81,3 +82,14 @@ METRICS_EXAMPLE = 'chainrule_http_requests_total{method="POST",route="/v1/gradie
 PAGE_EXAMPLE = '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">...'
 DOCUMENT_EXAMPLE = {"openapi": "3.0.3", "info": {"title": "chainrule", "version": "0.1.0"},
                     "paths": {"/v1/gradients": {"post": {"summary": "Forward and backward pass"}}}}
+
+GRAPH_ID = "16901decdc4821c06b1277a8b894d42dc0ad7e9a9a200430c75c868951209a3c"
+GRAPH_SUMMARY_EXAMPLE = {"id": GRAPH_ID, "nodes": 5, "inputs": {"x": [], "y": [], "z": []},
+                         "output": "f"}
+GRAPH_RESOURCE_EXAMPLE = {**GRAPH_SUMMARY_EXAMPLE, "graph": {"nodes": [
+    {"id": "f", "op": "mul", "inputs": ["q", "z"], "attrs": {}},
+    {"id": "q", "op": "add", "inputs": ["x", "y"], "attrs": {}},
+    {"id": "x", "op": "input", "inputs": [], "attrs": {}, "value": -2.0},
+    {"id": "y", "op": "input", "inputs": [], "attrs": {}, "value": 5.0},
+    {"id": "z", "op": "input", "inputs": [], "attrs": {}, "value": -4.0},
+], "output": "f"}}

@@ -414,33 +414,23 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
 _GRAPH_ID = {"name": "id", "in": "path", "required": True,
              "description": "the id POST /v1/graphs answered",
              "schema": {"type": "string", "pattern": HASH_PATTERN}}
-_EXAMPLE_GRAPH = {
-    "nodes": [
-        {"id": "x", "op": "input", "value": -2},
-        {"id": "y", "op": "input", "value": 5},
-        {"id": "z", "op": "input", "value": -4},
-        {"id": "q", "op": "add", "inputs": ["x", "y"]},
-        {"id": "f", "op": "mul", "inputs": ["q", "z"]},
-    ],
-    "output": "f",
-}
-
-
 def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> None:
     """POST /v1/graphs, GET /v1/graphs/{id} and one POST per computing endpoint under it."""
     registration = _compute_operation(
         "Register a graph: later requests send only their values",
         "RegisterGraphRequest",
-        _json_body("GraphSummary", "Registered already: the same id as before."),
+        _json_body("GraphSummary", "Registered already: the same id as before.",
+                   examples.GRAPH_SUMMARY_EXAMPLE),
     )
     registration["responses"]["201"] = {
-        **_json_body("GraphSummary", "Registered: its id, size, inputs and output."),
+        **_json_body("GraphSummary", "Registered: its id, size, inputs and output.",
+                     examples.GRAPH_SUMMARY_EXAMPLE),
         "headers": {"X-Request-ID": "X-Request-ID", "Location": {
             "schema": {"type": "string"}, "description": "/v1/graphs/{id}"}},
     }
     del registration["responses"]["504"]
     registration["requestBody"]["content"]["application/json"]["example"] = {
-        "graph": _EXAMPLE_GRAPH
+        "graph": examples.EXAMPLE_GRAPH
     }
     spec.path(path="/v1/graphs", operations={"post": registration})
     spec.path(
@@ -449,7 +439,8 @@ def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> Non
         operations={"get": {
             "summary": "A registered graph, in canonical form",
             "parameters": ["RequestId"],
-            "responses": {"200": _json_body("GraphResource", "The graph and its summary."),
+            "responses": {"200": _json_body("GraphResource", "The graph and its summary.",
+                                            examples.GRAPH_RESOURCE_EXAMPLE),
                           **_errors("NotFound")},
         }},
     )
@@ -457,9 +448,6 @@ def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> Non
         operation = _endpoint_operation(endpoint, registered_request_component(endpoint.kind))
         operation["summary"] = f"{endpoint.summary}, on a registered graph"
         operation["responses"].update(_errors("NotFound"))
-        operation["requestBody"]["content"]["application/json"]["example"] = {
-            "inputs": {"x": 3.0}
-        }
         spec.path(
             path=f"/v1/graphs/{{id}}/{endpoint.kind}",
             parameters=[_GRAPH_ID],
