@@ -1,6 +1,8 @@
 """The Redis store: response bodies shared by every worker and replica, with a TTL.
 
-Keys follow service/store/keys.py (a result and its claim share a Redis Cluster slot). One
+One server or a Redis Cluster, as REDIS_URL says (service/store/redis_connect.py). Keys follow
+service/store/keys.py: a result and its claim share a hash slot, so the one script that stores
+a result and drops its claim runs on one shard, on a single server and a cluster alike. One
 connection pool per process, socket and connect timeouts of `timeout_seconds`, no client-side
 retries. A failing Redis costs at most one short timeout, after which the store is skipped for
 a back-off interval that doubles on each consecutive failure (from `backoff_min` up to
@@ -14,21 +16,22 @@ import threading
 import time
 from collections.abc import Callable
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from service.store.keys import KeyLayout
+from service.store.redis_connect import CLIENT_ERRORS, Client, LazyClient, ping_every_shard
 
 
 def _ignore_error(operation: str) -> None:
     return None
 
 
-# Delete the claim only if it still holds our token: an expired claim may be someone else's now.
-_RELEASE_CLAIM = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
+# KEYS: the result, its claim (one hash slot). ARGV: our token, "1" to store, the body, its TTL.
+# The claim is deleted only if it still holds our token: an expired claim may be someone else's.
+_PUT_AND_RELEASE = """
+if ARGV[2] == '1' then
+    redis.call('set', KEYS[1], ARGV[3], 'EX', ARGV[4])
+end
+if redis.call('get', KEYS[2]) == ARGV[1] then
+    return redis.call('del', KEYS[2])
 end
 return 0
 """
@@ -66,14 +69,10 @@ class RedisStore:
         self.on_error = on_error
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=max_connections,
+        self._connection = LazyClient(
+            url, timeout_seconds=timeout_seconds, max_connections=max_connections
         )
-        self._release_claim = self.client.register_script(_RELEASE_CLAIM)
+        self._scripts_of: Client | None = None
         self._state_lock = threading.Lock()
         self._skip_until = 0.0
         self._backoff = 0.0
@@ -85,8 +84,19 @@ class RedisStore:
     def claim_key(self, key: str) -> str:
         return self.keys.claim(key)
 
+    @property
+    def client(self) -> Client:
+        """The connected client (built on first use; raises CLIENT_ERRORS if it cannot be)."""
+        return self._connection.get()
+
+    def _put_and_release_script(self, client: Client):
+        if self._scripts_of is not client:
+            self._put_and_release = client.register_script(_PUT_AND_RELEASE)
+            self._scripts_of = client
+        return self._put_and_release
+
     def close(self) -> None:
-        self.client.close()
+        self._connection.close()
 
     # -- the circuit breaker -------------------------------------------------------------
 
@@ -114,7 +124,7 @@ class RedisStore:
             return None
         try:
             body = self.client.get(self.result_key(key))
-        except redis.RedisError as error:
+        except CLIENT_ERRORS as error:
             self._failed("get", error)
             return None
         self._succeeded()
@@ -125,7 +135,7 @@ class RedisStore:
             return
         try:
             self.client.set(self.result_key(key), body, ex=self.ttl_seconds)
-        except redis.RedisError as error:
+        except CLIENT_ERRORS as error:
             self._failed("put", error)
             return
         self._succeeded()
@@ -136,7 +146,7 @@ class RedisStore:
         token = secrets.token_hex(8)
         try:
             claimed = self.client.set(self.claim_key(key), token, nx=True, px=self.claim_ttl_ms)
-        except redis.RedisError as error:
+        except CLIENT_ERRORS as error:
             self._failed("claim", error)
             return ""
         self._succeeded()
@@ -149,13 +159,15 @@ class RedisStore:
             return
         if not self._available():
             return
+        store = body is not None and len(body) <= self.max_entry_bytes
         try:
-            with self.client.pipeline(transaction=False) as pipe:
-                if body is not None and len(body) <= self.max_entry_bytes:
-                    pipe.set(self.result_key(key), body, ex=self.ttl_seconds)
-                self._release_claim(keys=[self.claim_key(key)], args=[token], client=pipe)
-                pipe.execute()
-        except redis.RedisError as error:
+            client = self.client
+            self._put_and_release_script(client)(
+                keys=[self.result_key(key), self.claim_key(key)],
+                args=[token, "1" if store else "0", body if store else b"", self.ttl_seconds],
+                client=client,
+            )
+        except CLIENT_ERRORS as error:
             self._failed("put", error)
             return
         self._succeeded()
@@ -168,7 +180,7 @@ class RedisStore:
                 pipe.get(self.result_key(key))
                 pipe.exists(self.claim_key(key))
                 body, claimed = pipe.execute()
-        except redis.RedisError as error:
+        except CLIENT_ERRORS as error:
             self._failed("wait", error)
             return None, False
         self._succeeded()
@@ -180,8 +192,8 @@ class RedisStore:
         if not probe:
             return None if self._available() else f"redis unreachable ({self.last_error})"
         try:
-            self.client.ping()
-        except redis.RedisError as error:
+            ping_every_shard(self.client)
+        except CLIENT_ERRORS as error:
             self._failed("ping", error)
             return f"redis unreachable ({self.last_error})"
         self._succeeded()
