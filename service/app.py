@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from engine import ENGINE_VERSION, Limits
-from service import errors
+from service import access, errors
 from service.api import api_blueprint, probes_blueprint
 from service.config import ConfigError, load_config
 from service.errors import ApiError
@@ -63,6 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    access.init_app(app, settings)  # after _start_request: a 401 carries the request id
     app.register_blueprint(api_blueprint)
     app.register_blueprint(probes_blueprint)
     app.register_blueprint(pages.blueprint)

@@ -5,8 +5,9 @@ removes it afterwards; it can be stopped and started again on the same port mid-
 `app` is built from `app_config`, which a test overrides (or parametrizes) to change settings;
 `make_app` builds more apps, each with an embedded store of its own unless the config names a
 CACHE_DIR. Every test also gets CACHE_DIR in its environment, a fresh directory, so servers it
-starts never share results with another test's (or with the user's ~/.cache/chainrule). `fake_gunicorn` stands in for `python -m gunicorn` in a child
-process, to see how `chainrule serve` starts it.
+starts never share results with another test's (or with the user's ~/.cache/chainrule).
+`fake_gunicorn` stands in for `python -m gunicorn` in a child process, to see how `chainrule
+serve` starts it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import redis
 
 from service import create_app
 from tests.cluster import redis_cluster  # noqa: F401  (the fixture, for every test)
-
 
 # Module-scoped servers start before any test's own CACHE_DIR: they get this session's.
 os.environ["CACHE_DIR"] = tempfile.mkdtemp(prefix="chainrule-test-cache-")
