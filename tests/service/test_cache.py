@@ -1,4 +1,5 @@
-"""The result cache backends and single flight, against a real redis-server."""
+"""The result cache backends and single flight, against a real redis-server, a real Redis
+Cluster and the embedded store in a temporary directory."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import pytest
 
 from service.store import (
+    DiskStore,
     MemoryStore,
     NearCachedStore,
     RedisStore,
@@ -184,14 +186,25 @@ def test_the_near_cache_fills_from_redis_and_writes_through(cache, redis_server)
 # ---------------------------------------------------------------- single flight
 
 
-@pytest.fixture(params=["memory", "redis", "near+redis"])
-def any_cache(request):
+def disk_cache(directory, **overrides) -> DiskStore:
+    settings = dict(engine_version="test", max_bytes=1_000_000, max_entry_bytes=1024,
+                    ttl_seconds=60, claim_ttl_seconds=5)
+    settings.update(overrides)
+    return DiskStore(directory, **settings)
+
+
+@pytest.fixture(params=["memory", "redis", "near+redis", "disk", "near+disk", "cluster"])
+def any_cache(request, tmp_path):
     if request.param == "memory":
         yield near_memory()
         return
-    server = request.getfixturevalue("redis_server")
-    cache = redis_cache(server)
-    yield cache if request.param == "redis" else NearCachedStore(near_memory(), cache)
+    if request.param.endswith("disk"):
+        cache = disk_cache(tmp_path / "store")
+    elif request.param == "cluster":
+        cache = redis_cache(request.getfixturevalue("redis_cluster"))
+    else:
+        cache = redis_cache(request.getfixturevalue("redis_server"))
+    yield NearCachedStore(near_memory(), cache) if request.param.startswith("near") else cache
     cache.close()
 
 
