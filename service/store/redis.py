@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 from collections.abc import Callable
 
+import redis
+
+from service.store.breaker import Breaker
 from service.store.keys import KeyLayout
 from service.store.redis_connect import CLIENT_ERRORS, Client, LazyClient, ping_every_shard
 
@@ -43,7 +45,9 @@ class RedisStore:
     One connection pool per process, socket and connect timeouts of `timeout_seconds`, no
     client-side retries. After a failure the cache is skipped for a back-off interval that
     doubles on each consecutive failure (from `backoff_min` up to `backoff_max` seconds); the
-    first success resets it.
+    first success resets it. On a cluster each shard has its own back-off, so a shard that is
+    down costs only the keys it holds; failures that name no shard (the cluster cannot be
+    reached at all) skip every shard.
     """
 
     backend = "redis"
@@ -73,9 +77,9 @@ class RedisStore:
             url, timeout_seconds=timeout_seconds, max_connections=max_connections
         )
         self._scripts_of: Client | None = None
-        self._state_lock = threading.Lock()
-        self._skip_until = 0.0
-        self._backoff = 0.0
+        # shard name ("" for a single server, and for failures that name no shard) -> breaker
+        self._breakers: dict[str, Breaker] = {"": Breaker(backoff_min, backoff_max)}
+        self._breakers_lock = threading.Lock()
         self.last_error: str | None = None
 
     def result_key(self, key: str) -> str:
@@ -98,58 +102,72 @@ class RedisStore:
     def close(self) -> None:
         self._connection.close()
 
-    # -- the circuit breaker -------------------------------------------------------------
+    # -- the circuit breakers ------------------------------------------------------------
 
-    def _available(self) -> bool:
-        return time.monotonic() >= self._skip_until
+    def _shard(self, key: str | None) -> str:
+        """The name of the cluster node holding `key`'s slot; "" for a single server."""
+        client = self._connection.built()
+        if key is None or not isinstance(client, redis.RedisCluster):
+            return ""
+        try:
+            return client.get_node_from_key(self.result_key(key)).name
+        except CLIENT_ERRORS:
+            return ""
 
-    def _failed(self, operation: str, error: Exception) -> None:
-        with self._state_lock:
-            self._backoff = min(self.backoff_max, max(self.backoff_min, 2 * self._backoff))
-            self._skip_until = time.monotonic() + self._backoff
-            self.last_error = f"{type(error).__name__}: {error}"
+    def _breaker(self, key: str | None) -> Breaker:
+        shard = self._shard(key)
+        breaker = self._breakers.get(shard)
+        if breaker is None:
+            with self._breakers_lock:
+                breaker = self._breakers.setdefault(
+                    shard, Breaker(self.backoff_min, self.backoff_max))
+        return breaker
+
+    def _available(self, key: str | None = None) -> bool:
+        return self._breakers[""].available() and self._breaker(key).available()
+
+    def _failed(self, operation: str, error: Exception, key: str | None = None) -> None:
+        self._breaker(key).failed(error)
+        self.last_error = f"{type(error).__name__}: {error}"
         self.on_error(operation)
 
-    def _succeeded(self) -> None:
-        if self._backoff:
-            with self._state_lock:
-                self._backoff = 0.0
-                self._skip_until = 0.0
-                self.last_error = None
+    def _succeeded(self, key: str | None = None) -> None:
+        self._breaker(key).succeeded()
+        self._breakers[""].succeeded()
 
     # -- Store ---------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        if not self._available():
+        if not self._available(key):
             return None
         try:
             body = self.client.get(self.result_key(key))
         except CLIENT_ERRORS as error:
-            self._failed("get", error)
+            self._failed("get", error, key)
             return None
-        self._succeeded()
+        self._succeeded(key)
         return body
 
     def put(self, key: str, body: bytes) -> None:
-        if len(body) > self.max_entry_bytes or not self._available():
+        if len(body) > self.max_entry_bytes or not self._available(key):
             return
         try:
             self.client.set(self.result_key(key), body, ex=self.ttl_seconds)
         except CLIENT_ERRORS as error:
-            self._failed("put", error)
+            self._failed("put", error, key)
             return
-        self._succeeded()
+        self._succeeded(key)
 
     def claim(self, key: str) -> str | None:
-        if not self._available():
+        if not self._available(key):
             return ""
         token = secrets.token_hex(8)
         try:
             claimed = self.client.set(self.claim_key(key), token, nx=True, px=self.claim_ttl_ms)
         except CLIENT_ERRORS as error:
-            self._failed("claim", error)
+            self._failed("claim", error, key)
             return ""
-        self._succeeded()
+        self._succeeded(key)
         return token if claimed else None
 
     def put_and_release(self, key: str, token: str, body: bytes | None) -> None:
@@ -157,7 +175,7 @@ class RedisStore:
             if body is not None:
                 self.put(key, body)
             return
-        if not self._available():
+        if not self._available(key):
             return
         store = body is not None and len(body) <= self.max_entry_bytes
         try:
@@ -168,12 +186,12 @@ class RedisStore:
                 client=client,
             )
         except CLIENT_ERRORS as error:
-            self._failed("put", error)
+            self._failed("put", error, key)
             return
-        self._succeeded()
+        self._succeeded(key)
 
     def waiting(self, key: str) -> tuple[bytes | None, bool]:
-        if not self._available():
+        if not self._available(key):
             return None, False
         try:
             with self.client.pipeline(transaction=False) as pipe:
@@ -181,20 +199,26 @@ class RedisStore:
                 pipe.exists(self.claim_key(key))
                 body, claimed = pipe.execute()
         except CLIENT_ERRORS as error:
-            self._failed("wait", error)
+            self._failed("wait", error, key)
             return None, False
-        self._succeeded()
+        self._succeeded(key)
         return body, bool(claimed)
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
-        # A probe asks Redis even while backing off: readiness checks are rare, and a success
-        # ends the back-off early. Without one, only a back-off in force counts.
+        # A probe asks Redis (every shard of a cluster) even while backing off: readiness
+        # checks are rare, and a success ends the back-offs early. Without one, only a
+        # back-off in force counts.
         if not probe:
-            return None if self._available() else f"redis unreachable ({self.last_error})"
+            broken = [b.last_error for b in list(self._breakers.values()) if not b.available()]
+            return f"redis unreachable ({broken[0]})" if broken else None
         try:
             ping_every_shard(self.client)
         except CLIENT_ERRORS as error:
-            self._failed("ping", error)
+            self.last_error = f"{type(error).__name__}: {error}"
+            self.on_error("ping")
+            if not isinstance(self._connection.built(), redis.RedisCluster):
+                self._breakers[""].failed(error)  # one server: every key is on it
             return f"redis unreachable ({self.last_error})"
-        self._succeeded()
+        for breaker in list(self._breakers.values()):
+            breaker.succeeded()
         return None

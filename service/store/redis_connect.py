@@ -113,6 +113,10 @@ class LazyClient:
                 client = self._client
         return client
 
+    def built(self) -> Client | None:
+        """The client if it has been built, without building it."""
+        return self._client
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:

@@ -151,11 +151,32 @@ def test_the_back_off_grows_with_consecutive_failures(redis_server):
     try:
         redis_server.stop()
         backoffs = []
+        breaker = cache._breakers[""]  # one server: one breaker
         for _ in range(4):
-            cache._skip_until = 0.0  # let the next call try again at once
+            breaker.skip_until = 0.0  # let the next call try again at once
             cache.get("k")
-            backoffs.append(cache._backoff)
+            backoffs.append(breaker.backoff)
         assert backoffs == [0.01, 0.02, 0.04, 0.08]
+    finally:
+        cache.close()
+
+
+def test_a_dead_shard_is_skipped_alone(redis_cluster):
+    cache = redis_cache(redis_cluster, timeout_seconds=0.5)
+    try:
+        keys = [f"k{i}" for i in range(30)]
+        for key in keys:
+            cache.put(key, b"v")
+        client = cache.client
+        on_dead = {key for key in keys
+                   if client.get_node_from_key(cache.result_key(key)).port
+                   == redis_cluster.ports[1]}
+        assert 0 < len(on_dead) < len(keys)
+        redis_cluster.kill(1)
+        for _ in range(3):  # the dead shard's back-off never skips the live shards
+            found = {key for key in keys if cache.get(key) == b"v"}
+            assert found == set(keys) - on_dead
+        assert "unreachable" in cache.unavailable_reason(probe=False)
     finally:
         cache.close()
 
