@@ -58,6 +58,13 @@ def _rate_limit(text: str) -> str | None:
     return text
 
 
+def _key_list(text: str) -> str | None:
+    """Comma-separated API keys (or their SHA-256); empty: none, so the API stays open."""
+    if text and not any(key.strip() for key in text.split(",")):
+        raise ValueError("names no key: give comma-separated keys, or leave it empty")
+    return text or None
+
+
 def default_cache_dir() -> str:
     """The per-user cache directory ($XDG_CACHE_HOME/chainrule, usually ~/.cache/chainrule)."""
     return platformdirs.user_cache_dir("chainrule", appauthor=False)
@@ -92,7 +99,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "PORT": (8000, _positive_int),
     "WEB_CONCURRENCY": (None, _positive_int),
     "PROMETHEUS_MULTIPROC_DIR": (None, _optional_str),
-    "API_KEYS": (None, _optional_str),
+    "API_KEYS": (None, _key_list),
     "METRICS_TOKEN": (None, _optional_str),
     "RATE_LIMIT": (None, _rate_limit),
 }

@@ -133,6 +133,12 @@ def test_the_limiter_uses_the_store_redis_url_names():
     assert limiter_storage_uri("redis+cluster://a:1,b:2") == "redis+cluster://a:1,b:2"
 
 
+def test_api_keys_that_name_no_key_are_a_config_error():
+    with pytest.raises(ConfigError, match="API_KEYS"):
+        load_config(environ={"API_KEYS": " , "})
+    assert load_config(environ={"API_KEYS": ""})["API_KEYS"] is None
+
+
 def test_a_rate_limit_that_does_not_parse_is_a_config_error():
     with pytest.raises(ConfigError, match="RATE_LIMIT"):
         load_config(environ={"RATE_LIMIT": "lots"})
