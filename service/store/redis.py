@@ -4,9 +4,10 @@ One server or a Redis Cluster, as REDIS_URL says (service/store/redis_connect.py
 service/store/keys.py: a result and its claim share a hash slot, so the one script that stores
 a result and drops its claim runs on one shard, on a single server and a cluster alike. One
 connection pool per process, socket and connect timeouts of `timeout_seconds`, no client-side
-retries. A failing Redis costs at most one short timeout, after which the store is skipped for
-a back-off interval that doubles on each consecutive failure (from `backoff_min` up to
-`backoff_max` seconds) and then probed again, so caching resumes by itself.
+retries. A failing Redis (or cluster shard) costs at most one short timeout, after which it is
+skipped for a back-off interval that doubles on each consecutive failure (from `backoff_min`
+up to `backoff_max` seconds, service/store/breaker.py) and then tried again, so caching resumes
+by itself. On a cluster the other shards keep serving meanwhile.
 """
 
 from __future__ import annotations
