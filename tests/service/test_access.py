@@ -9,6 +9,7 @@ import pytest
 
 from service.access import KeyRing, limiter_storage_uri
 from service.config import ConfigError, load_config
+from tests.conftest import free_port
 
 KEY = "k-3b9f0c2e"
 OTHER_KEY = "k-7d11aa09"
@@ -123,6 +124,14 @@ def test_a_redis_that_is_down_never_refuses_a_request(make_app, redis_server, ci
     redis_server.stop()
     client = make_app({"REDIS_URL": redis_server.url, "RATE_LIMIT": "100/minute"}).test_client()
     assert client.post("/v1/gradients", json=circuit).status_code == 200
+
+
+def test_a_cluster_that_is_down_at_start_never_refuses_a_request(make_app, circuit):
+    nowhere = f"redis+cluster://127.0.0.1:{free_port()}"
+    client = make_app({"REDIS_URL": nowhere, "RATE_LIMIT": "100/minute"}).test_client()
+    answer = client.post("/v1/gradients", json=circuit)
+    assert answer.status_code == 200 and answer.headers["X-Cache"] == "miss"
+    assert client.get("/readyz").status_code == 503
 
 
 def test_the_limiter_uses_the_store_redis_url_names():
