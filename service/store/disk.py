@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from service.store.keys import KeyLayout
 
 # What a failing diskcache raises: a lock held too long, SQLite itself, or the file system.
 STORE_ERRORS = (diskcache.Timeout, sqlite3.Error, OSError)
+RECENT_SECONDS = 5.0
 
 
 def _ignore_error(operation: str) -> None:
@@ -57,6 +59,7 @@ class DiskStore:
         self.graph_ttl_seconds = graph_ttl_seconds
         self.on_error = on_error
         self.last_error: str | None = None
+        self.failed_at = -RECENT_SECONDS
         self.cache = diskcache.Cache(
             str(self.directory),
             timeout=timeout_seconds,
@@ -69,6 +72,7 @@ class DiskStore:
 
     def _failed(self, operation: str, error: Exception) -> None:
         self.last_error = f"{type(error).__name__}: {error}"
+        self.failed_at = time.monotonic()
         self.on_error(operation)
 
     # -- results -------------------------------------------------------------------------
@@ -141,12 +145,14 @@ class DiskStore:
     # -- readiness -----------------------------------------------------------------------
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
+        # Without a probe, only a failure of the last few seconds counts.
         if probe:
             try:
                 self.cache.get(self.keys.claim("readiness-probe"))
                 self.last_error = None
             except STORE_ERRORS as error:
                 self._failed("ping", error)
-        if self.last_error is None:
+        recent = time.monotonic() - self.failed_at < RECENT_SECONDS
+        if self.last_error is None or not (probe or recent):
             return None
         return f"the embedded store in {self.directory} failed ({self.last_error})"
