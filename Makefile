@@ -33,6 +33,9 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.wire
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.replicas
+	$(BIN)/python -m bench.batch
+	$(BIN)/python -m bench.cnn
+	$(BIN)/python -m bench.graphs
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

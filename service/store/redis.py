@@ -59,6 +59,7 @@ class RedisStore:
         *,
         engine_version: str,
         ttl_seconds: int,
+        graph_ttl_seconds: int = 86400,
         max_entry_bytes: int,
         timeout_seconds: float,
         claim_ttl_seconds: float,
@@ -69,6 +70,7 @@ class RedisStore:
     ):
         self.keys = KeyLayout(engine_version)
         self.ttl_seconds = ttl_seconds
+        self.graph_ttl_seconds = graph_ttl_seconds
         self.max_entry_bytes = max_entry_bytes
         self.claim_ttl_ms = max(1, int(claim_ttl_seconds * 1000))
         self.on_error = on_error
@@ -105,18 +107,18 @@ class RedisStore:
 
     # -- the circuit breakers ------------------------------------------------------------
 
-    def _shard(self, key: str | None) -> str:
-        """The name of the cluster node holding `key`'s slot; "" for a single server."""
+    def _shard(self, redis_key: str | None) -> str:
+        """The name of the cluster node holding `redis_key`'s slot; "" for a single server."""
         client = self._connection.built()
-        if key is None or not isinstance(client, redis.RedisCluster):
+        if redis_key is None or not isinstance(client, redis.RedisCluster):
             return ""
         try:
-            return client.get_node_from_key(self.result_key(key)).name
+            return client.get_node_from_key(redis_key).name
         except CLIENT_ERRORS:
             return ""
 
-    def _breaker(self, key: str | None) -> Breaker:
-        shard = self._shard(key)
+    def _breaker(self, redis_key: str | None) -> Breaker:
+        shard = self._shard(redis_key)
         breaker = self._breakers.get(shard)
         if breaker is None:
             with self._breakers_lock:
@@ -124,51 +126,56 @@ class RedisStore:
                     shard, Breaker(self.backoff_min, self.backoff_max))
         return breaker
 
-    def _available(self, key: str | None = None) -> bool:
-        return self._breakers[""].available() and self._breaker(key).available()
+    def _available(self, redis_key: str | None = None) -> bool:
+        return self._breakers[""].available() and self._breaker(redis_key).available()
 
-    def _failed(self, operation: str, error: Exception, key: str | None = None) -> None:
-        self._breaker(key).failed(error)
+    def _failed(self, operation: str, error: Exception, redis_key: str | None = None) -> None:
+        self._breaker(redis_key).failed(error)
         self.last_error = f"{type(error).__name__}: {error}"
         self.on_error(operation)
 
-    def _succeeded(self, key: str | None = None) -> None:
-        self._breaker(key).succeeded()
+    def _succeeded(self, redis_key: str | None = None) -> None:
+        self._breaker(redis_key).succeeded()
         self._breakers[""].succeeded()
 
     # -- Store ---------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        if not self._available(key):
+        result = self.result_key(key)
+        if not self._available(result):
             return None
         try:
-            body = self.client.get(self.result_key(key))
+            body = self.client.get(result)
         except CLIENT_ERRORS as error:
-            self._failed("get", error, key)
+            self._failed("get", error, result)
             return None
-        self._succeeded(key)
+        self._succeeded(result)
         return body
 
     def put(self, key: str, body: bytes) -> None:
-        if len(body) > self.max_entry_bytes or not self._available(key):
+        result = self.result_key(key)
+        if len(body) > self.max_entry_bytes or not self._available(result):
             return
         try:
-            self.client.set(self.result_key(key), body, ex=self.ttl_seconds)
+            self.client.set(result, body, ex=self.ttl_seconds)
         except CLIENT_ERRORS as error:
-            self._failed("put", error, key)
+            self._failed("put", error, result)
             return
-        self._succeeded(key)
+        self._succeeded(result)
+
+    # A claim shares its result's hash slot: the result key names the shard of both.
 
     def claim(self, key: str) -> str | None:
-        if not self._available(key):
+        result = self.result_key(key)
+        if not self._available(result):
             return ""
         token = secrets.token_hex(8)
         try:
             claimed = self.client.set(self.claim_key(key), token, nx=True, px=self.claim_ttl_ms)
         except CLIENT_ERRORS as error:
-            self._failed("claim", error, key)
+            self._failed("claim", error, result)
             return ""
-        self._succeeded(key)
+        self._succeeded(result)
         return token if claimed else None
 
     def put_and_release(self, key: str, token: str, body: bytes | None) -> None:
@@ -176,34 +183,59 @@ class RedisStore:
             if body is not None:
                 self.put(key, body)
             return
-        if not self._available(key):
+        result = self.result_key(key)
+        if not self._available(result):
             return
         store = body is not None and len(body) <= self.max_entry_bytes
         try:
             client = self.client
             self._put_and_release_script(client)(
-                keys=[self.result_key(key), self.claim_key(key)],
+                keys=[result, self.claim_key(key)],
                 args=[token, "1" if store else "0", body if store else b"", self.ttl_seconds],
                 client=client,
             )
         except CLIENT_ERRORS as error:
-            self._failed("put", error, key)
+            self._failed("put", error, result)
             return
-        self._succeeded(key)
+        self._succeeded(result)
 
     def waiting(self, key: str) -> tuple[bytes | None, bool]:
-        if not self._available(key):
+        result = self.result_key(key)
+        if not self._available(result):
             return None, False
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                pipe.get(self.result_key(key))
+                pipe.get(result)
                 pipe.exists(self.claim_key(key))
                 body, claimed = pipe.execute()
         except CLIENT_ERRORS as error:
-            self._failed("wait", error, key)
+            self._failed("wait", error, result)
             return None, False
-        self._succeeded(key)
+        self._succeeded(result)
         return body, bool(claimed)
+
+    def get_graph(self, graph_id: str) -> bytes | None:
+        key = self.keys.graph(graph_id)
+        if not self._available(key):
+            return None
+        try:  # GETEX (Redis 6.2): read and refresh the TTL in one round trip
+            body = self.client.getex(key, ex=self.graph_ttl_seconds)
+        except CLIENT_ERRORS as error:
+            self._failed("get_graph", error, key)
+            return None
+        self._succeeded(key)
+        return body
+
+    def put_graph(self, graph_id: str, body: bytes) -> None:
+        key = self.keys.graph(graph_id)
+        if not self._available(key):
+            return
+        try:
+            self.client.set(key, body, ex=self.graph_ttl_seconds)
+        except CLIENT_ERRORS as error:
+            self._failed("put_graph", error, key)
+            return
+        self._succeeded(key)
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
         # A probe asks Redis (every shard of a cluster) even while backing off: readiness
