@@ -60,7 +60,7 @@ def concurrent_posts(url: str, body: dict, count: int) -> list[httpx.Response]:
     return answers
 
 
-def test_every_worker_hits_what_one_computed_even_after_they_all_restart(
+def test_every_worker_hits_what_one_computed_and_serves_its_graphs_after_they_all_restart(
     embedded_server, fresh_cache_dir
 ):
     body = graph_request(float(uuid.uuid4().int % 10_000))
@@ -68,6 +68,10 @@ def test_every_worker_hits_what_one_computed_even_after_they_all_restart(
     assert (first.status_code, first.headers["X-Cache"]) == (200, "miss")
     digest = first.json()["hash"]
     assert (fresh_cache_dir / "cache.db").exists()
+    registered = httpx.post(embedded_server.url + "/v1/graphs", json={"graph": body["graph"]},
+                            timeout=30)
+    assert registered.status_code == 201
+    graph_id = registered.json()["id"]
     # concurrent repeats keep every worker busy at once: each answers from the shared store
     repeats = concurrent_posts(embedded_server.url, body, 8)
     assert [answer.headers["X-Cache"] for answer in repeats] == ["hit"] * 8
@@ -83,6 +87,8 @@ def test_every_worker_hits_what_one_computed_even_after_they_all_restart(
             assert (again.status_code, again.headers["X-Cache"]) == (200, "hit")
             stored = client.get(f"/v1/results/{digest}")
             assert stored.status_code == 200 and stored.json()["value"] == first.json()["value"]
+            by_id = client.post(f"/v1/graphs/{graph_id}/gradients", json={})
+            assert (by_id.status_code, by_id.json()["hash"]) == (200, digest)
         assert client.get("/readyz").json() == {"status": "ready", "cache": "embedded"}
 
 

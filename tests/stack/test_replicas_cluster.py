@@ -3,6 +3,7 @@
 Redis Cluster of three masters joined by `redis-cli --cluster create`).
 
 A result computed on one replica is a hit on every other, and GET /v1/results finds it there;
+a graph registered on one replica is shown and computed by every other;
 twelve concurrent identical slow requests spread over the three replicas compute once; a
 replica killed under load through nginx costs no request; a shard killed outright leaves every
 replica answering (computing what the lost shard held) and /readyz naming the shard.
@@ -92,6 +93,22 @@ def test_a_result_is_a_hit_and_a_stored_result_on_every_replica(cluster_stack):
         assert stored.status_code == 200 and stored.json()["value"] == first.json()["value"]
     through_lb = httpx.post(cluster_stack.url + "/v1/gradients", json=body, timeout=10)
     assert (through_lb.status_code, through_lb.headers["X-Cache"]) == (200, "hit")
+
+
+def test_a_graph_registered_on_one_replica_serves_on_every_replica(cluster_stack):
+    graph = _graph(float(uuid.uuid4().int % 10_000))["graph"]
+    registered = httpx.post(cluster_stack.replica_urls[0] + "/v1/graphs", json={"graph": graph},
+                            timeout=10)
+    assert registered.status_code == 201, registered.text
+    graph_id = registered.json()["id"]
+    inline = httpx.post(cluster_stack.replica_urls[0] + "/v1/gradients", json={"graph": graph},
+                        timeout=10).json()
+    for url in [*cluster_stack.replica_urls[1:], cluster_stack.url]:
+        shown = httpx.get(f"{url}/v1/graphs/{graph_id}", timeout=10)
+        assert shown.status_code == 200
+        by_id = httpx.post(f"{url}/v1/graphs/{graph_id}/gradients", json={}, timeout=10)
+        assert by_id.status_code == 200, by_id.text
+        assert (by_id.json()["hash"], by_id.json()["value"]) == (inline["hash"], inline["value"])
 
 
 def test_twelve_identical_slow_misses_over_three_replicas_compute_once(cluster_stack):
