@@ -1,6 +1,7 @@
-"""One server, four gunicorn workers, no Redis: the embedded store in CACHE_DIR is shared by
-every worker and outlives them. Also API keys and a rate limit through real processes (the
-limit counted in a real redis-server, so it holds across the workers).
+"""One server, four gunicorn workers, no Redis: the embedded store in CACHE_DIR (results and
+registered graphs) is shared by every worker and outlives them. Also API keys and a rate
+limit through real processes (the limit counted in a real redis-server, so it holds across
+the workers).
 """
 
 from __future__ import annotations
