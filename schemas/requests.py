@@ -22,12 +22,15 @@ from engine import OPS, Graph, Node, UnknownOp, gc_paused
 from schemas.objectlist import ObjectList, TupleList
 from schemas.tensors import Tensor, check_size, element_limit, nominal_size
 
-REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram")
+REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram", "optimize")
 ENCODINGS = ("json", "b64")
 DIAGRAM_FORMATS = ("svg", "dot", "png")
 DEFAULT_ENCODING = "json"
 DEFAULT_EPS = 1e-5
 DEFAULT_FORMAT = "svg"
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "linear", "cosine")
+GOALS = ("minimize", "maximize")
 MAX_ID_LENGTH = 128
 # Ops that compute their value, so take none on the wire (unknown ops are left to unknown_op).
 GATE_OPS = frozenset(name for name, op in OPS.items() if not op.is_source)
@@ -49,6 +52,14 @@ class Request:
     eps: float = DEFAULT_EPS
     check: list[str] | None = None
     format: str = DEFAULT_FORMAT
+    # /v1/optimize (the nested objects in canonical form: every option, defaults filled in)
+    params: list[str] = field(default_factory=list)
+    goal: str = "minimize"
+    optimizer: dict = field(default_factory=dict)
+    lr_schedule: dict = field(default_factory=lambda: {"name": "constant", "end": 0.0})
+    steps: int = 1
+    stop: dict = field(default_factory=dict)
+    record_every: int = 1
 
 
 class StrictSchema(Schema):
@@ -220,11 +231,88 @@ class DiagramRequestSchema(ResultRequestSchema):
     format = fields.String(load_default=DEFAULT_FORMAT, validate=validate.OneOf(DIAGRAM_FORMATS))
 
 
+# ---------------------------------------------------------------- /v1/optimize
+
+
+def _number(minimum: float | None = None, maximum: float | None = None, *, min_inclusive=True,
+            max_inclusive=True, **kwargs) -> JsonNumber:
+    return JsonNumber(validate=validate.Range(minimum, maximum, min_inclusive=min_inclusive,
+                                              max_inclusive=max_inclusive), **kwargs)
+
+
+def _count(minimum: int, **kwargs) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=minimum), **kwargs)
+
+
+# Each optimizer's options besides name and lr, with their defaults (torch.optim's).
+OPTIMIZER_OPTIONS = {
+    "sgd": {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "adam": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
+}
+
+
+class OptimizerSchema(StrictSchema):
+    """SGD or Adam with torch.optim's options; loaded as a dict holding every option."""
+
+    name = fields.String(required=True, validate=validate.OneOf(OPTIMIZERS))
+    lr = _number(0, min_inclusive=False, required=True)
+    momentum = _number(0, metadata={"description": "sgd only (default 0)"})
+    nesterov = StrictBoolean(metadata={"description": "sgd only (default false)"})
+    weight_decay = _number(0, metadata={"description": "L2 added to the gradient (default 0)"})
+    betas = fields.List(_number(0, 1, max_inclusive=False), validate=validate.Length(equal=2),
+                        metadata={"description": "adam only (default [0.9, 0.999])"})
+    eps = _number(0, metadata={"description": "adam only (default 1e-8)"})
+
+    @post_load
+    def _with_defaults(self, data: dict, **kwargs) -> dict:
+        options = OPTIMIZER_OPTIONS[data["name"]]
+        foreign = sorted(set(data) - {"name", "lr", *options})
+        if foreign:
+            raise ValidationError({key: [f"not an option of {data['name']}"] for key in foreign})
+        if data.get("nesterov") and not data.get("momentum"):
+            raise ValidationError({"nesterov": ["nesterov momentum needs a momentum > 0"]})
+        return {**options, **data}
+
+
+class LrScheduleSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.OneOf(LR_SCHEDULES))
+    end = _number(0, 1, metadata={"description": "the final lr as a factor of lr (default 0)"})
+
+    @post_load
+    def _canonical(self, data: dict, **kwargs) -> dict:
+        # a constant rate has no end: requests that differ only there are the same request
+        return {"name": data["name"], "end": 0.0 if data["name"] == "constant"
+                else data.get("end", 0.0)}
+
+
+class StopSchema(StrictSchema):
+    grad_norm_below = JsonNumber()
+    value_below = JsonNumber()
+    value_above = JsonNumber()
+
+
+class OptimizeRequestSchema(ResultRequestSchema):
+    """POST /v1/optimize (CONTRACT section 6): the loop of `steps` updates of `params`."""
+
+    params = fields.List(
+        fields.String(), required=True, validate=validate.Length(min=1),
+        metadata={"description": "the input ids to update"},
+    )
+    goal = fields.String(load_default="minimize", validate=validate.OneOf(GOALS))
+    optimizer = fields.Nested(OptimizerSchema, required=True)
+    lr_schedule = fields.Nested(LrScheduleSchema)
+    steps = _count(1, required=True, metadata={"description": "1..MAX_OPTIMIZE_STEPS"})
+    stop = fields.Nested(StopSchema)
+    record_every = _count(1, load_default=1, metadata={
+        "description": "keep a trajectory entry every this many steps (and the last)"})
+
+
 REQUEST_SCHEMAS: dict[str, Schema] = {
     "gradients": GradientsRequestSchema(),
     "evaluate": EvaluateRequestSchema(),
     "gradcheck": GradcheckRequestSchema(),
     "diagram": DiagramRequestSchema(),
+    "optimize": OptimizeRequestSchema(),
 }
 
 
@@ -255,6 +343,10 @@ def _check_ops(graph: Graph) -> None:
 __all__ = [
     "DIAGRAM_FORMATS",
     "ENCODINGS",
+    "GOALS",
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+    "OPTIMIZER_OPTIONS",
     "REQUEST_KINDS",
     "REQUEST_SCHEMAS",
     "GraphSchema",

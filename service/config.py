@@ -65,6 +65,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "COMPUTE_DEADLINE_SECONDS": (10.0, _positive_float),
     "MAX_GRADCHECK_ELEMENTS": (10_000, _positive_int),
     "DIAGRAM_MAX_NODES": (300, _positive_int),
+    "MAX_OPTIMIZE_STEPS": (10_000, _positive_int),
     "DIAGRAM_TIMEOUT_SECONDS": (10.0, _positive_float),
     "REDIS_TIMEOUT_SECONDS": (0.05, _positive_float),
     "LOG_LEVEL": ("INFO", _log_level),

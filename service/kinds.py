@@ -14,8 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from marshmallow import ValidationError
+
 from engine import GradCheck, RunResult, TooLarge, gradcheck
-from schemas import dump_evaluate, dump_gradcheck, dump_result
+from engine.optim import Schedule, make_optimizer
+from engine.optimize import OptimizeResult, StopRule, optimize
+from schemas import dump_evaluate, dump_gradcheck, dump_optimize, dump_result
 from schemas.openapi import ComputeEndpoint
 from schemas.requests import REQUEST_SCHEMAS
 from service import diagram
@@ -30,7 +34,9 @@ class Kind:
 
     `compute(loaded, context)` does the engine's work; `dump(answer, loaded)` writes the body.
     A `cached` kind answers JSON that is stored under the request hash (X-Cache, GET
-    /v1/results); the others answer afresh each time, as `media_type(loaded)`.
+    /v1/results) unless `stored(answer)` says no; the others answer afresh each time, as
+    `media_type(loaded)`. A `streams` kind also answers `Accept: text/event-stream`, one event
+    per trajectory entry (`context.on_record`) and the body as the last.
     """
 
     name: str
@@ -43,6 +49,8 @@ class Kind:
     media_type: Callable[[Loaded], str] = lambda loaded: JSON
     image_types: tuple[str, ...] = ()  # what a non-JSON answer may be, for the OpenAPI document
     extra_errors: tuple[str, ...] = ()  # OpenAPI error responses beyond every kind's
+    stored: Callable[[Any], bool] = lambda answer: True
+    streams: bool = False
 
     @property
     def path(self) -> str:
@@ -102,6 +110,30 @@ def _draw(loaded: Loaded, context: ComputeContext) -> bytes:
         )
 
 
+def _optimize(loaded: Loaded, context: ComputeContext) -> OptimizeResult:
+    request = loaded.request
+    _limit_steps(request.steps, context.limits.max_optimize_steps)
+    optimizer = make_optimizer(**request.optimizer)
+    plan = plan_of(loaded, context)
+    with context.engine_stage("run"):
+        return optimize(
+            plan, loaded.sources, request.params, optimizer=optimizer, steps=request.steps,
+            lr_schedule=Schedule(**request.lr_schedule), goal=request.goal,
+            stop=StopRule(**request.stop), record_every=request.record_every,
+            deadline=context.deadline, on_record=context.on_record,
+        )
+
+
+def _limit_steps(steps: int, limit: int | None) -> None:
+    if limit is not None and steps > limit:
+        raise ValidationError({"steps": [f"at most {limit} steps (MAX_OPTIMIZE_STEPS)"]})
+
+
+def _finished(result: OptimizeResult) -> bool:
+    """A run the deadline cut short depends on the server's speed: answered, never stored."""
+    return result.stopped != "deadline"
+
+
 # ---------------------------------------------------------------- how each kind answers
 # (module-level names looked up at call time, so a test may replace a dump function)
 
@@ -116,6 +148,10 @@ def _dump_evaluate(result: RunResult, loaded: Loaded) -> bytes:
 
 def _dump_gradcheck(checks: dict[str, GradCheck], loaded: Loaded) -> bytes:
     return dump_gradcheck(checks, hash=loaded.hash, encoding=loaded.request.encoding)
+
+
+def _dump_optimize(result: OptimizeResult, loaded: Loaded) -> bytes:
+    return dump_optimize(result, hash=loaded.hash, encoding=loaded.request.encoding)
 
 
 def _image(image: bytes, loaded: Loaded) -> bytes:
@@ -144,6 +180,10 @@ KINDS: dict[str, Kind] = {
              cached=False, response_description="The image itself, in the requested format.",
              media_type=_image_type, image_types=tuple(diagram.MEDIA_TYPES.values()),
              extra_errors=("DiagramUnavailable",)),
+        Kind("optimize", "The update rule run in the service: SGD or Adam over input nodes",
+             _optimize, _dump_optimize, response_schema="OptimizeResponse",
+             response_description="Where the run ended and its trajectory.",
+             stored=_finished, streams=True),
     )
 }
 if KINDS.keys() != REQUEST_SCHEMAS.keys():
