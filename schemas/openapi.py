@@ -26,10 +26,10 @@ from schemas.responses import (
     EvaluateResponseSchema,
     GradcheckResponseSchema,
     GradientsResponseSchema,
-    OptimizeResponseSchema,
-    TrajectoryEntrySchema,
     NodeGradientSchema,
     NodeValueSchema,
+    OptimizeResponseSchema,
+    TrajectoryEntrySchema,
     WireFloat,
 )
 from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
