@@ -14,7 +14,7 @@ $(RUN_STAMP): pyproject.toml client/pyproject.toml
 	touch $@
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,examples]'
 	touch $@
 
 run: $(RUN_STAMP)
