@@ -103,7 +103,7 @@ def draw_boundary(trained: Trained, points: np.ndarray, labels: np.ndarray, path
     figure, axes = plt.subplots(figsize=(6, 5))
     sides = np.where(surface > 0, 1.0, -1.0)  # coloured as the labels are
     axes.contourf(grid_x, grid_y, sides, levels=[-2, 0, 2], cmap="Spectral", vmin=-1, vmax=1,
-                  alpha=0.6)
+                  alpha=0.3)
     axes.scatter(points[:, 0], points[:, 1], c=labels, s=40, cmap="Spectral", vmin=-1, vmax=1,
                  edgecolors="k")
     axes.set_title(f"two moons: {trained.accuracy:.0%} training accuracy "
