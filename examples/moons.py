@@ -75,12 +75,12 @@ def scores(model: nn.MLP, params: cr.Params, points: np.ndarray) -> np.ndarray:
 
 
 def train(client: cr.Client, points: np.ndarray, labels: np.ndarray,
-          on_step=None) -> Trained:
+          on_step=None, cache: bool = True) -> Trained:
     """One /v1/optimize call: 100 SGD steps, lr 1.0 -> 0.1 linearly."""
     model = nn.MLP(2, [16, 16, 1], seed=SEED)
     result = client.optimize(
         svm_loss(model, points, labels), params=model.parameters(), optimizer="sgd", lr=1.0,
-        steps=STEPS, lr_schedule={"name": "linear", "end": 0.1}, on_step=on_step,
+        steps=STEPS, lr_schedule={"name": "linear", "end": 0.1}, on_step=on_step, cache=cache,
     )
     predicted = np.sign(scores(model, result.params, points))
     return Trained(model, result, float(np.mean(predicted == labels)))
