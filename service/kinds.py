@@ -201,6 +201,7 @@ def openapi_endpoints() -> list[ComputeEndpoint]:
             response_description=kind.response_description,
             image_types=kind.image_types,
             errors=kind.extra_errors,
+            streams=kind.streams,
         )
         for kind in KINDS.values()
     ]

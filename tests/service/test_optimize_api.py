@@ -3,7 +3,9 @@ rules, the deadline (answered, never stored), non-finite runs, the 422s, and the
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import orjson
 import pytest
@@ -252,3 +254,25 @@ def test_a_stream_over_the_deadline_ends_in_a_deadline_result(make_app):
     name, body = events[-1]
     assert name == "result" and body["stopped"] == "deadline"
     assert [data for _, data in events[:-1]] == body["trajectory"]
+
+
+def test_the_openapi_document_describes_optimize_and_its_stream(client):
+    spec = client.get("/openapi.json").get_json()
+    ok = spec["paths"]["/v1/optimize"]["post"]["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/OptimizeResponse"}
+    assert "event: step" in ok["text/event-stream"]["schema"]["description"]
+    request = spec["components"]["schemas"]["OptimizeRequest"]
+    assert request["properties"]["goal"]["enum"] == ["minimize", "maximize"]
+    stopped = spec["components"]["schemas"]["OptimizeResponse"]["properties"]["stopped"]
+    assert stopped["enum"] == ["steps", "grad_norm", "value", "deadline", "nonfinite"]
+
+
+def test_the_readme_example_answers_what_the_readme_says(client):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Optimisation: POST /v1/optimize"):]
+    command = section[section.index("```bash"):section.index("```", section.index("```bash") + 3)]
+    body = json.loads(command[command.index("-d '") + 4:command.rindex("'")])
+    answer = client.post("/v1/optimize", json=body).get_json()
+    assert answer["params"] == pytest.approx({"a": 4.98, "b": -3.02, "c": -1.98}, rel=1e-15)
+    assert f'"value": {answer["value"]!r}' in section
+    assert json.dumps(answer["trajectory"][0]) in section.replace("\n", " ")
