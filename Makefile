@@ -40,8 +40,10 @@ lint: $(TEST_STAMP)
 docs: $(RUN_STAMP)
 	$(BIN)/python scripts/render-op-catalog README.md
 
+# e.g. make stack-native ARGS='--replicas 3 --redis-cluster'
 stack-native: $(TEST_STAMP)
-	$(BIN)/python scripts/stack-native
+	./scripts/install-system-deps redis-server nginx
+	$(BIN)/python scripts/stack-native $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,5 +1,7 @@
 """chainrule's engine: numpy forward and reverse-mode backward passes over computation graphs."""
 
+from engine.collector import gc_paused
+from engine.compile import compile_plan, run_graph, topological_order
 from engine.errors import (
     Arity,
     BadAttr,
@@ -16,18 +18,28 @@ from engine.errors import (
     UnknownNode,
     UnknownOp,
 )
+from engine.executors import EXECUTORS, Executor
 from engine.gradcheck import GradCheck, gradcheck, relative_error
 from engine.graph import Graph, Limits, Node
-from engine.ops import OP_TABLE, OPS, Attr, Op, describe_ops, unbroadcast
-from engine.plan import (
-    Plan,
-    RunResult,
+from engine.ops import (
+    OP_TABLE,
+    OPS,
+    Attr,
+    Op,
+    ScalarKernels,
+    checked_attrs,
+    coerce_attr,
+    describe_ops,
+    unbroadcast,
+)
+from engine.plan import Plan
+from engine.result import RunResult
+from engine.sources import (
+    GATE_TAKES_NO_VALUE,
     bind_sources,
     check_finite,
-    compile_plan,
-    gc_paused,
-    run_graph,
-    topological_order,
+    check_seed,
+    input_ids,
 )
 
 # Part of every result hash and cache key: bump it whenever a number the engine returns may change.
@@ -35,6 +47,8 @@ ENGINE_VERSION = "1"
 
 __all__ = [
     "ENGINE_VERSION",
+    "EXECUTORS",
+    "GATE_TAKES_NO_VALUE",
     "OPS",
     "OP_TABLE",
     "Arity",
@@ -44,6 +58,7 @@ __all__ = [
     "DeadlineExceeded",
     "DuplicateId",
     "EngineError",
+    "Executor",
     "GradCheck",
     "Graph",
     "GraphError",
@@ -54,6 +69,7 @@ __all__ = [
     "Op",
     "Plan",
     "RunResult",
+    "ScalarKernels",
     "ShapeMismatch",
     "TooLarge",
     "UnexpectedValue",
@@ -61,10 +77,14 @@ __all__ = [
     "UnknownOp",
     "bind_sources",
     "check_finite",
+    "check_seed",
+    "checked_attrs",
+    "coerce_attr",
     "compile_plan",
     "describe_ops",
     "gc_paused",
     "gradcheck",
+    "input_ids",
     "relative_error",
     "run_graph",
     "topological_order",

@@ -9,6 +9,7 @@ import numpy as np
 
 from engine.errors import UnknownNode
 from engine.plan import Plan
+from engine.sources import input_ids
 
 # The backprop notes' thresholds on the relative error, best verdict first.
 VERDICTS = ((1e-7, "good"), (1e-4, "ok"), (1e-2, "suspect"))
@@ -50,10 +51,10 @@ def gradcheck(
     deadline: float | None = None,
 ) -> dict[str, GradCheck]:
     """Compare d(seed . output)/d(input) from backward with (f(x+eps) - f(x-eps)) / 2eps."""
-    input_ids = [name for name in plan.ids if plan.op_of(name).name == "input"]
-    check = list(dict.fromkeys(check)) if check is not None else input_ids
+    variables = input_ids(plan.nodes)
+    check = list(dict.fromkeys(check)) if check is not None else variables
     for name in check:
-        if name not in input_ids:
+        if name not in variables:
             raise UnknownNode(f"check names '{name}', which is not an input node", name)
     analytic = plan.run(sources, seed=seed, wrt=check, deadline=deadline).grads
     weights = np.ones(plan.shape_of(plan.output)) if seed is None else np.asarray(seed)

@@ -18,7 +18,7 @@ from operator import attrgetter
 import numpy as np
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
-from engine import OPS, Graph, Node, UnknownOp, gc_paused
+from engine import GATE_TAKES_NO_VALUE, OPS, Graph, Node, UnknownOp, gc_paused
 from schemas.objectlist import ObjectList, TupleList
 from schemas.tensors import Tensor, check_size, element_limit, nominal_size
 
@@ -35,7 +35,6 @@ MAX_ID_LENGTH = 128
 # Ops that compute their value, so take none on the wire (unknown ops are left to unknown_op).
 GATE_OPS = frozenset(name for name, op in OPS.items() if not op.is_source)
 CONST_NEEDS_VALUE = "a const node needs a value"
-GATE_TAKES_NO_VALUE = "only input and const nodes take a value"
 
 
 @dataclass(frozen=True, slots=True)

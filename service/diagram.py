@@ -17,8 +17,7 @@ from typing import Any
 
 import graphviz
 
-from engine import Plan, RunResult
-from engine.errors import DeadlineExceeded
+from engine import OPS, DeadlineExceeded, Plan, RunResult
 from service.summaries import format_number, summarize
 
 __all__ = [
@@ -39,7 +38,6 @@ GRAD_COLOR = "#c8352b"
 WIRE_COLOR = "#4a4a4a"
 ID_COLOR = "#7a7a7a"
 FONT = "Helvetica,Arial,sans-serif"
-SOURCE_OPS = frozenset({"input", "const"})
 
 FORMATS = ("svg", "dot", "png")
 DOT_COMMAND = "dot"
@@ -90,15 +88,11 @@ def _field(node: Any, name: str, default: Any = None) -> Any:
 
 
 def gate_label_text(op: str, symbol: str, attrs: Mapping[str, Any] | None) -> str:
-    """The gate's symbol; ops with a number attr show it, as the notes' `+1` and `*-1` gates do."""
-    attrs = attrs or {}
-    number = {"add_const": "c", "scale": "a", "pow": "exponent"}.get(op)
-    value = attrs.get(number) if number else None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if op == "add_const":
-            return f"-{format_number(-value)}" if value < 0 else f"+{format_number(value)}"
-        return f"{'*' if op == 'scale' else '**'}{format_number(value)}"
-    return symbol or op
+    """The gate's text as its row in the op table gives it (e.g. the notes' `+1` and `*-1`)."""
+    row = OPS.get(op)
+    if row is None:
+        return symbol or op
+    return row.label_text(attrs or {}, format_number)
 
 
 def _font(text: str, color: str | None = None, size: int | None = None) -> str:
@@ -151,9 +145,11 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
         by_id[node_id] = node
         op = str(_field(node, "op"))
         label = _label_text(node_id)
-        if op in SOURCE_OPS:
+        row = OPS.get(op)
+        if row is not None and row.is_source:
             sources.append(names[node_id])
-            text = _font(label, ID_COLOR) if op == "const" else label
+            # a variable's id in black, a constant's greyed
+            text = label if row.is_variable else _font(label, ID_COLOR)
             dot.node(names[node_id], label=f"<{text}>", shape="plaintext", width="0", height="0",
                      margin="0.03")
         else:

@@ -16,7 +16,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from engine import GradCheck, RunResult, TooLarge, gradcheck
+from engine import GradCheck, RunResult, TooLarge, gradcheck, input_ids
 from engine.optim import Schedule, make_optimizer
 from engine.optimize import OptimizeResult, StopRule, optimize
 from schemas import dump_evaluate, dump_gradcheck, dump_optimize, dump_result
@@ -81,17 +81,13 @@ def _check(loaded: Loaded, context: ComputeContext) -> dict[str, GradCheck]:
 
 def _limit_gradcheck_size(loaded: Loaded, limit: int | None) -> None:
     request = loaded.request
-    checked = request.check if request.check is not None else _input_ids(loaded)
+    checked = request.check if request.check is not None else input_ids(loaded.request.graph.nodes)
     elements = sum(loaded.sources[name].size for name in checked if name in loaded.sources)
     if limit is not None and elements > limit:
         raise TooLarge(
             f"a gradient check of {elements} input elements is over the limit of {limit}; "
             "name fewer inputs in 'check'"
         )
-
-
-def _input_ids(loaded: Loaded) -> list[str]:
-    return [node.id for node in loaded.request.graph.nodes if node.op == "input"]
 
 
 def _draw(loaded: Loaded, context: ComputeContext) -> bytes:

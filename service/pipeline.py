@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import Plan, RunResult, TooLarge, bind_sources, check_finite
+from engine import Plan, RunResult, TooLarge, bind_sources, check_seed
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
 from service.plans import PlanCache
 
@@ -118,11 +118,10 @@ def bind_request(request: Request) -> dict[str, np.ndarray]:
     """The sources of `request`'s graph (MissingInput, UnknownNode, NonfiniteInput).
 
     The engine's `bind_sources` gives every input and const its effective value and refuses
-    non-finite ones unless the request allows them; the seed gets the same check here.
+    non-finite ones unless the request allows them; `check_seed` does the same for the seed.
     """
     sources = bind_sources(request.graph, request.inputs, allow_nonfinite=request.allow_nonfinite)
-    if request.seed is not None and not request.allow_nonfinite:
-        check_finite(request.seed, request.graph.output, "the seed")
+    check_seed(request.seed, request.graph.output, allow_nonfinite=request.allow_nonfinite)
     return sources
 
 

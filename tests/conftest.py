@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from service import create_app
+from tests.cluster import redis_cluster  # noqa: F401  (the fixture, for every test)
 
 
 def free_port() -> int:

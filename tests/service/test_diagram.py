@@ -297,7 +297,8 @@ def test_a_missing_or_failing_renderer_is_a_diagram_error(
 
 def test_the_broken_op_fixture_doubles_exp_gradients() -> None:
     exp = engine.ops.OPS["exp"]
-    broken = dataclasses.replace(exp, vjp=_doubled(exp.vjp), scalar_vjp=_doubled(exp.scalar_vjp))
+    scalar = dataclasses.replace(exp.scalar, vjp=_doubled(exp.scalar.vjp))
+    broken = dataclasses.replace(exp, vjp=_doubled(exp.vjp), scalar=scalar)
     (grad,) = broken.vjp(1.0, np.exp(0.5), 0.5)
     assert grad == pytest.approx(2 * np.exp(0.5))
 
@@ -452,7 +453,8 @@ def test_gradcheck_passes_a_correct_graph(client: Any) -> None:
 def broken_exp(monkeypatch: pytest.MonkeyPatch) -> None:
     """Swap `exp` in the op table the engine reads for one whose gradient is twice too big."""
     exp = engine.ops.OPS["exp"]
-    broken = dataclasses.replace(exp, vjp=_doubled(exp.vjp), scalar_vjp=_doubled(exp.scalar_vjp))
+    scalar = dataclasses.replace(exp.scalar, vjp=_doubled(exp.scalar.vjp))
+    broken = dataclasses.replace(exp, vjp=_doubled(exp.vjp), scalar=scalar)
     monkeypatch.setitem(engine.ops.OPS, "exp", broken)
 
 

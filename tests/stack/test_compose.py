@@ -4,7 +4,8 @@ The compose file is parsed and compared with what the tests run natively: the sa
 (`chainrule serve`, i.e. gunicorn with service/gunicorn.conf.py), env var names that the
 config knows, health-check paths the app serves, Redis set up as an LRU cache. Then
 scripts/stack-native, which runs the compose services from the compose file itself, is started
-for real and driven over HTTP.
+for real and driven over HTTP (through nginx, as compose's `lb`; see also test_nginx.py and
+test_replicas.py).
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "install-system-deps"
-EVERYTHING = ["redis-server", "graphviz", "chromium", "wrk", "curl", "git"]
+EVERYTHING = ["redis-server", "graphviz", "chromium", "wrk", "curl", "git", "nginx"]
 COMMANDS = {"redis-server": "redis-server", "graphviz": "dot", "wrk": "wrk", "curl": "curl",
-            "git": "git"}
+            "git": "git", "nginx": "nginx"}
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_nothing_happens_when_what_is_asked_for_is_there(fake_bin, tmp_path):
     for command in COMMANDS.values():
         (present / command).write_text("#!/bin/sh\n")
         (present / command).chmod(0o755)
-    done = run(f"{fake_bin}:{present}", "graphviz", "git", "curl", "redis-server", "wrk")
+    done = run(f"{fake_bin}:{present}", "graphviz", "git", "curl", "redis-server", "wrk", "nginx")
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert apt_calls(fake_bin) == []
 

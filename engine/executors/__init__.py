@@ -1,0 +1,49 @@
+"""The three executors of a plan, and the choice between them (made once, when compiling).
+
+- tensor: one numpy call per node; for graphs holding any non-scalar value.
+- scalar: a loop over Python floats; for narrow graphs of 0-d values (chains).
+- levels: one numpy call per op per topological level; for wide graphs of 0-d values.
+
+All three give the same numbers as the per-node numpy rules of the op table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.executors.base import Executor
+from engine.executors.levels import LevelsExecutor
+from engine.executors.scalar import ScalarExecutor
+from engine.executors.tensor import TensorExecutor
+from engine.ops import Op, Shape
+
+# A scalar graph whose topological levels hold this many nodes on average runs level by level.
+LEVEL_WIDTH_THRESHOLD = 16
+LEVEL_MIN_NODES = 256
+
+TENSOR = TensorExecutor()
+SCALAR = ScalarExecutor()
+LEVELS = LevelsExecutor()
+EXECUTORS: dict[str, Executor] = {e.name: e for e in (TENSOR, SCALAR, LEVELS)}
+
+
+def choose_executor(
+    ops: Sequence[Op], shapes: Sequence[Shape], levels: Sequence[int], forced: str | None = None
+) -> Executor:
+    """The fastest executor that can run the graph, or `forced` when the graph allows it."""
+    scalar = all(s == () for s in shapes) and all(op.takes_scalars for op in ops)
+    if forced is not None:
+        if forced not in EXECUTORS:
+            raise ValueError(f"unknown strategy {forced!r}")
+        if forced != TENSOR.name and not scalar:
+            raise ValueError(f"strategy {forced!r} needs an all-scalar graph")
+        return EXECUTORS[forced]
+    if not scalar:
+        return TENSOR
+    width = len(ops) / (max(levels) + 1)
+    if len(ops) >= LEVEL_MIN_NODES and width >= LEVEL_WIDTH_THRESHOLD:
+        return LEVELS
+    return SCALAR
+
+
+__all__ = ["EXECUTORS", "Executor", "choose_executor"]

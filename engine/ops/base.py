@@ -1,0 +1,262 @@
+"""What every op row is made of: the row itself, its attrs and their one check, shared shape rules.
+
+A row declares an op once: its arity, attrs, shape rule, numpy forward and vector-Jacobian rule
+`vjp(g, out, *inputs, **attrs) -> one gradient per input`, the diagram's text for it, and what
+the executors may do with it (float kernels for 0-d values, element-by-element application).
+The sections of the table (`sources`, `unary`, `binary`, `reductions`, `shape`, `nn`) build
+rows with keyword arguments only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.errors import BadAttr, ShapeMismatch
+
+Shape = tuple[int, ...]
+# (input shapes, checked attrs, node id) -> output shape; raises ShapeMismatch or BadAttr.
+ShapeRule = Callable[[list[Shape], dict, str], Shape]
+# (checked attrs, number formatter) -> the diagram's text for a gate, or None for its symbol.
+Label = Callable[[Mapping[str, Any], Callable[[float], str]], str | None]
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    """An op attribute: `kind` is one of number, int, bool, axis, axes, shape."""
+
+    name: str
+    kind: str
+    default: object = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScalarKernels:
+    """An op's rules over Python floats, for graphs whose every value is 0-d.
+
+    `forward(*xs, **attrs)` and `vjp(g, out, *xs, **attrs)` take and give floats; they may
+    raise ArithmeticError or ValueError, and the executor then recomputes the node with the
+    numpy rules so that both agree on inf and nan. `pairwise` is an n-ary op's kernel for
+    exactly two inputs (the common case, kept call-cheap). `identity` marks ops that are the
+    identity on a 0-d value (a reduction or reshape of a scalar).
+    """
+
+    forward: Callable
+    vjp: Callable
+    pairwise: Callable | None = None
+    identity: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Op:
+    """One row of the op table.
+
+    `arity` is (min, max) with max None for "any number from min up". Sources (`is_source`)
+    have no forward, vjp or shape rule: their values come from the request; `is_variable`
+    sources may be fed by the request's `inputs` and are what gradcheck perturbs.
+    `elementwise` rows apply forward and vjp element by element, so one call may serve many
+    nodes at once (the levels executor does so; a generic batching rule can too). A per-op
+    batching rule, when the engine gains one, is one more field here.
+    """
+
+    name: str
+    arity: tuple[int, int | None]
+    doc: str
+    symbol: str
+    attrs: tuple[Attr, ...] = ()
+    infer_shape: ShapeRule | None = None
+    forward: Callable | None = None
+    vjp: Callable | None = None
+    # the vjp takes `needs` (one bool per input) and may skip gradients nobody asked for
+    vjp_takes_needs: bool = False
+    label: Label | None = None
+    is_source: bool = False
+    is_variable: bool = False
+    elementwise: bool = False
+    scalar: ScalarKernels | None = None
+
+    def __post_init__(self) -> None:
+        gate_parts = (self.infer_shape, self.forward, self.vjp)
+        if self.is_source and any(part is not None for part in gate_parts):
+            raise ValueError(f"op '{self.name}': a source has no shape rule, forward or vjp")
+        if not self.is_source and any(part is None for part in gate_parts):
+            raise ValueError(f"op '{self.name}': a gate needs a shape rule, forward and vjp")
+        if self.is_variable and not self.is_source:
+            raise ValueError(f"op '{self.name}': only a source can be a variable")
+
+    @property
+    def min_arity(self) -> int:
+        return self.arity[0]
+
+    @property
+    def max_arity(self) -> int | None:
+        return self.arity[1]
+
+    @property
+    def arity_text(self) -> str:
+        low, high = self.arity
+        return f">= {low}" if high is None else str(low)
+
+    @property
+    def takes_scalars(self) -> bool:
+        """Whether the float executors can run this op (every value of the graph being 0-d)."""
+        return self.is_source or self.scalar is not None
+
+    def label_text(self, attrs: Mapping[str, Any], number: Callable[[float], str]) -> str:
+        """The diagram's text for a gate of this op with `attrs`; `number` formats numbers."""
+        text = self.label(attrs, number) if self.label is not None else None
+        return text or self.symbol or self.name
+
+
+# ---------------------------------------------------------------- attrs
+
+ATTR_KINDS = {
+    "number": "a number",
+    "int": "an integer",
+    "bool": "a boolean",
+    "axis": "an integer, a list of integers, or null",
+    "axes": "a list of integers or null",
+    "shape": "a list of integers",
+}
+
+
+def is_int(value: object) -> bool:
+    return type(value) is int  # bool is an int subclass and must not pass
+
+
+def is_number(value: object) -> bool:
+    return type(value) is float or type(value) is int
+
+
+def _int_list(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(is_int(v) for v in value)
+
+
+def coerce_attr(attr: Attr, value: object, node: str) -> object:
+    """Check one attr value against its kind; return it normalised (lists become tuples)."""
+    kind = attr.kind
+    if kind == "number" and is_number(value):
+        if not math.isfinite(value):
+            raise BadAttr(f"attr '{attr.name}' must be a finite number", node)
+        return float(value)
+    if kind == "int" and is_int(value):
+        return value
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "axis" and (value is None or is_int(value)):
+        return value
+    if kind in ("axis", "axes") and (value is None or _int_list(value)):
+        return None if value is None else tuple(value)
+    if kind == "shape" and _int_list(value):
+        return tuple(value)
+    raise BadAttr(f"attr '{attr.name}' must be {ATTR_KINDS[kind]}, got {value!r}", node)
+
+
+def checked_attrs(op: Op, attrs: Mapping[str, object], node: str) -> dict:
+    """A node's attrs checked against its op, with defaults filled in: the canonical attrs.
+
+    Raises BadAttr naming `node` for an unknown, missing or ill-typed attr.
+    """
+    if not op.attrs and not attrs:
+        return {}
+    declared = {a.name: a for a in op.attrs}
+    for name in attrs:
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise BadAttr(f"op '{op.name}' has no attr '{name}' (its attrs: {known})", node)
+    checked = {}
+    for attr in op.attrs:
+        if attr.name in attrs:
+            checked[attr.name] = coerce_attr(attr, attrs[attr.name], node)
+        elif attr.required:
+            raise BadAttr(f"op '{op.name}' needs attr '{attr.name}'", node)
+        else:
+            checked[attr.name] = attr.default
+    return checked
+
+
+def normalize_axes(axis: object, ndim: int, node: str, attr: str = "axis") -> tuple[int, ...]:
+    """Turn an axis attr (None, int or tuple) into sorted non-negative axes, or raise BadAttr."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else axis
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise BadAttr(f"{attr} {a} is out of range for a {ndim}-d tensor", node)
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise BadAttr(f"{attr} {list(axes)} repeats an axis", node)
+    return tuple(sorted(out))
+
+
+# ---------------------------------------------------------------- shared shape rules
+
+def same_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    return shapes[0]
+
+
+def broadcast_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        listed = ", ".join(str(list(s)) for s in shapes)
+        raise ShapeMismatch(f"shapes {listed} do not broadcast together", node) from None
+
+
+# ---------------------------------------------------------------- gradients
+
+def unbroadcast(grad, shape: Shape):
+    """Sum a gradient over the axes numpy broadcasting added, back to `shape`."""
+    if np.shape(grad) == shape:
+        return grad
+    grad = np.asarray(grad)
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return np.broadcast_to(grad, shape) if grad.shape != shape else grad
+
+
+def _identity(x, **attrs):
+    return x
+
+
+def _identity_vjp(g, out, x, **attrs):
+    return (g,)
+
+
+# Sum, mean, transpose and reshape of a 0-d value give that value back.
+IDENTITY_ON_SCALARS = ScalarKernels(forward=_identity, vjp=_identity_vjp, identity=True)
+
+
+def number_label(attr: str, prefix: str = "") -> Label:
+    """A gate showing its number attr, as the notes' `*-1`, `**2` and `+1` gates do.
+
+    With no `prefix` the number shows its own sign (`+1`, `-2.5`).
+    """
+
+    def label(attrs: Mapping[str, Any], number: Callable[[float], str]) -> str | None:
+        value = attrs.get(attr)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None
+        if prefix:
+            return prefix + number(value)
+        return f"-{number(-value)}" if value < 0 else f"+{number(value)}"
+
+    return label
