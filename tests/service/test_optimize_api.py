@@ -5,14 +5,31 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import httpx
 import orjson
 import pytest
 
 from schemas.responses import OptimizeResponseSchema
 
 EVENT_STREAM = {"Accept": "text/event-stream"}
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def log_exception(self, exc_info) -> None:  # a client gone mid-stream is expected here
+        pass
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
 
 
 def node(id, op, inputs=(), **extra):
@@ -276,3 +293,29 @@ def test_the_readme_example_answers_what_the_readme_says(client):
     assert answer["params"] == pytest.approx({"a": 4.98, "b": -3.02, "c": -1.98}, rel=1e-15)
     assert f'"value": {answer["value"]!r}' in section
     assert json.dumps(answer["trajectory"][0]) in section.replace("\n", " ")
+
+
+def test_a_client_that_leaves_ends_the_run(make_app):
+    app = make_app({"COMPUTE_DEADLINE_SECONDS": 120.0})
+    server = make_server("127.0.0.1", 0, app, server_class=ThreadingWSGIServer,
+                         handler_class=QuietHandler)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    serving.start()
+    size = 250  # 10,000 steps of it take far longer than the wait below
+    graph = {"nodes": [node("w", "input", value=[[0.01] * size] * size),
+                       node("m", "matmul", ["w", "w"]), node("f", "sum", ["m"])], "output": "f"}
+    request = {"graph": graph, "params": ["w"], "optimizer": {"name": "sgd", "lr": 1e-9},
+               "steps": 10_000, "cache": False}
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1/optimize"
+        with httpx.stream("POST", url, json=request, headers=EVENT_STREAM, timeout=30) as reply:
+            first = next(reply.iter_lines())
+        assert first == "event: step"
+        give_up = time.monotonic() + 15
+        while any(t.name == "chainrule-stream" for t in threading.enumerate()):
+            assert time.monotonic() < give_up, "the run went on after its client left"
+            time.sleep(0.02)
+    finally:
+        server.shutdown()
+        serving.join(timeout=10)
+        server.server_close()
