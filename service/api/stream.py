@@ -60,7 +60,8 @@ def event_stream_response(
     first = run.next_message()
     if first[0] == "error":
         raise first[1]
-    return _response(stream_with_context(run.events(first)), loaded.hash, "miss")
+    outcome = "miss" if loaded.request.cache else "bypass"
+    return _response(stream_with_context(run.events(first)), loaded.hash, outcome)
 
 
 def _response(events: Iterator[bytes], digest: str, outcome: str) -> Response:

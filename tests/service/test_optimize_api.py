@@ -226,6 +226,7 @@ def test_the_event_stream_sends_each_recorded_step_then_the_body(client):
     assert [data for _, data in events[:-1]] == body["trajectory"]
     assert events[-1][1] == body
     assert streamed.headers["ETag"] == f'"{body["hash"]}"'
+    assert (plain.headers["X-Cache"], streamed.headers["X-Cache"]) == ("bypass", "miss")
 
 
 def test_a_stored_result_streams_as_a_fresh_one(client):
