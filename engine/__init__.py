@@ -1,5 +1,6 @@
 """chainrule's engine: numpy forward and reverse-mode backward passes over computation graphs."""
 
+from engine.batch import REDUCES, check_batch_size
 from engine.collector import gc_paused
 from engine.compile import compile_plan, run_graph, topological_order
 from engine.errors import (
@@ -21,6 +22,7 @@ from engine.errors import (
 from engine.executors import EXECUTORS, Executor
 from engine.gradcheck import GradCheck, gradcheck, relative_error
 from engine.graph import Graph, Limits, Node
+from engine.jacobian import JacobianResult, jacobian
 from engine.ops import (
     OP_TABLE,
     OPS,
@@ -51,6 +53,7 @@ __all__ = [
     "GATE_TAKES_NO_VALUE",
     "OPS",
     "OP_TABLE",
+    "REDUCES",
     "Arity",
     "Attr",
     "BadAttr",
@@ -61,6 +64,7 @@ __all__ = [
     "Executor",
     "GradCheck",
     "Graph",
+    "JacobianResult",
     "GraphError",
     "Limits",
     "MissingInput",
@@ -76,6 +80,7 @@ __all__ = [
     "UnknownNode",
     "UnknownOp",
     "bind_sources",
+    "check_batch_size",
     "check_finite",
     "check_seed",
     "checked_attrs",
@@ -85,6 +90,7 @@ __all__ = [
     "gc_paused",
     "gradcheck",
     "input_ids",
+    "jacobian",
     "relative_error",
     "run_graph",
     "topological_order",

@@ -9,7 +9,7 @@ once per plan.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from operator import attrgetter
 
@@ -31,19 +31,22 @@ def compile_plan(
     limits: Limits = NO_LIMITS,
     *,
     strategy: str | None = None,
+    batched: Collection[str] = (),
 ) -> Plan:
     """Validate `graph` and infer every shape without arithmetic; raise a GraphError or TooLarge.
 
-    `strategy` forces an executor ("tensor", "scalar" or "levels") where the graph allows it;
-    benchmarks and tests use it to compare them.
+    `batched` names the input nodes that take a batch: their `source_shapes` are one point's,
+    and the plan serves every batch length. `strategy` forces an executor ("tensor", "scalar"
+    or "levels") where the graph allows it; benchmarks and tests use it to compare them.
     """
     nodes = graph.nodes
     if limits.max_nodes is not None and len(nodes) > limits.max_nodes:
         raise TooLarge(f"the graph has {len(nodes)} nodes; the limit is {limits.max_nodes}")
     with gc_paused():
         checked = _checked_nodes(graph)
+        _check_batched(checked, batched)
         return _plan(topological_order(nodes), checked, source_shapes, graph.output, limits,
-                     strategy)
+                     strategy, frozenset(batched))
 
 
 def _checked_nodes(graph: Graph) -> dict[str, tuple[Op, dict]]:
@@ -62,6 +65,13 @@ def _checked_nodes(graph: Graph) -> dict[str, tuple[Op, dict]]:
     if graph.output not in seen:
         raise UnknownNode(f"output '{graph.output}' is not a node of the graph", graph.output)
     return checked
+
+
+def _check_batched(checked: dict[str, tuple[Op, dict]], batched: Collection[str]) -> None:
+    for name in sorted(batched):
+        entry = checked.get(name)
+        if entry is None or not entry[0].is_variable:
+            raise UnknownNode(f"batch names '{name}', which is not an input node", name)
 
 
 def _check_node(node: Node) -> tuple[Op, dict]:
@@ -108,7 +118,7 @@ def _node_on_cycle(nodes: list[Node], position: dict[str, int], pending: list[in
     return nodes[current].id
 
 
-def _plan(order, checked, source_shapes, output, limits, strategy) -> Plan:
+def _plan(order, checked, source_shapes, output, limits, strategy, batched_sources) -> Plan:
     ids = tuple(node.id for node in order)
     index = {name: i for i, name in enumerate(ids)}
     ops = tuple(checked[name][0] for name in ids)
@@ -117,6 +127,7 @@ def _plan(order, checked, source_shapes, output, limits, strategy) -> Plan:
     ins = tuple(tuple(map(position, node.inputs)) for node in order)
     shapes = _infer_shapes(ids, ops, attrs, ins, source_shapes, limits)
     levels = _levels(ins)
+    batched = _batched(ids, ins, batched_sources)
     return Plan(
         output=output,
         out=index[output],
@@ -131,8 +142,19 @@ def _plan(order, checked, source_shapes, output, limits, strategy) -> Plan:
         levels=levels,
         ancestors=_reaching(ins, index[output]),
         sources=tuple(i for i, op in enumerate(ops) if op.is_source),
-        executor=choose_executor(ops, shapes, levels, strategy),
+        batched=batched,
+        limits=limits,
+        executor=choose_executor(ops, shapes, levels, strategy, batched=any(batched)),
     )
+
+
+def _batched(ids, ins, batched_sources: frozenset[str]) -> tuple[bool, ...]:
+    """Which nodes depend on a batched source (the sources themselves included)."""
+    flags = [name in batched_sources for name in ids]
+    for i, node_ins in enumerate(ins):
+        if node_ins and not flags[i]:
+            flags[i] = any(flags[j] for j in node_ins)
+    return tuple(flags)
 
 
 def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[Shape, ...]:

@@ -2,6 +2,8 @@
 
 A plan holds no values; `run` binds new source values to it, runs its executor (chosen once
 when the plan was compiled) and picks the reported nodes out of what the executor computed.
+A plan compiled with batched inputs takes those with a leading batch axis of any length B
+(engine/batch.py turns its seed and `reduce` into the backward pass it runs).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine import batch
 from engine.collector import gc_paused
 from engine.errors import MissingInput, ShapeMismatch, UnknownNode
 from engine.executors.base import Executor
-from engine.graph import Node
+from engine.graph import NO_LIMITS, Limits, Node
 from engine.ops import Op, Shape
 from engine.result import RunResult, plain
 
@@ -25,7 +28,9 @@ class Plan:
 
     `ins[i]` are the positions of node i's inputs; `levels[i]` its depth (sources 0);
     `ancestors[i]` whether the output depends on it; `sources` the positions of source nodes;
-    `out` the output's position. `state` is what the executor prepared from the plan.
+    `out` the output's position; `batched[i]` whether node i depends on a batched input
+    (`shapes` are then one point's); `limits` what a batch may grow to. `state` is what the
+    executor prepared from the plan.
     """
 
     output: str
@@ -40,7 +45,9 @@ class Plan:
     levels: tuple[int, ...]
     ancestors: tuple[bool, ...]
     sources: tuple[int, ...]
+    batched: tuple[bool, ...]
     executor: Executor
+    limits: Limits = NO_LIMITS
     state: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +63,10 @@ class Plan:
     def shape_of(self, name: str) -> Shape:
         return self.shapes[self.index[name]]
 
+    @property
+    def is_batched(self) -> bool:
+        return any(self.batched[i] for i in self.sources)
+
     def run(
         self,
         sources: Mapping[str, np.ndarray],
@@ -64,12 +75,20 @@ class Plan:
         wrt: Sequence[str] | None = None,
         forward_only: bool = False,
         deadline: float | None = None,
+        reduce: str = "none",
     ) -> RunResult:
-        """Forward (and unless `forward_only`, backward) on new source values."""
+        """Forward (and unless `forward_only`, backward) on new source values.
+
+        On a batched plan, `reduce` ("none", "sum" or "mean") says what shared nodes'
+        gradients are (CONTRACT section 5); elsewhere it changes nothing.
+        """
         reported = self._reported(wrt)
-        source_values = self._source_values(sources)
-        seed = self._seed(seed)
         needed = self.ancestors if wrt is None else self._needed(reported)
+        if self.is_batched:
+            return batch.run_batch(self, sources, seed=seed, reported=reported, needed=needed,
+                                   forward_only=forward_only, deadline=deadline, reduce=reduce)
+        source_values = self.bound_sources(sources)
+        seed = self._seed(seed)
         with np.errstate(all="ignore"), gc_paused():
             values, grads = self.executor.run(
                 self.state, source_values, seed, needed, forward_only, deadline
@@ -84,6 +103,11 @@ class Plan:
                 raise UnknownNode(f"wrt names '{name}', which is not a node of the graph", name)
         return sorted({self.index[name] for name in wrt})
 
+    def needed_for(self, wrt: Sequence[str] | None) -> tuple[list[int], Sequence[bool]]:
+        """The reported positions for `wrt`, and which nodes the backward pass must visit."""
+        reported = self._reported(wrt)
+        return reported, self.ancestors if wrt is None else self._needed(reported)
+
     def _needed(self, reported: list[int]) -> list[bool]:
         """Nodes whose gradient is needed: on a path from a reported node to the output."""
         from_reported = [False] * len(self.ids)
@@ -94,7 +118,8 @@ class Plan:
                 from_reported[i] = True
         return [a and b for a, b in zip(self.ancestors, from_reported, strict=True)]
 
-    def _source_values(self, sources: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
+    def bound_sources(self, sources: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
+        """Each source's value by position, checked against the plan's shapes."""
         values = {}
         for i in self.sources:
             name = self.ids[i]

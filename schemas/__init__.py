@@ -19,6 +19,7 @@ from schemas.requests import REQUEST_KINDS, Request, load_request
 from schemas.responses import (
     dump_evaluate,
     dump_gradcheck,
+    dump_jacobian,
     dump_optimize,
     dump_result,
     error_body,
@@ -34,6 +35,7 @@ __all__ = [
     "canonical_graph",
     "dump_evaluate",
     "dump_gradcheck",
+    "dump_jacobian",
     "dump_optimize",
     "dump_result",
     "error_body",

@@ -30,17 +30,21 @@ sorted keys, followed by the value bytes):
   schema takes: `encoding`, `eps` and `check` (sorted and deduplicated: gradcheck writes its
   checks sorted by id), `format`. They are read from the schemas, so a field a kind accepts
   cannot be left out of its hash;
+- with a `batch`: the batched input ids, sorted (their values are among the sources above,
+  with the leading B axis in their shapes), and `reduce`. Without one neither is written:
+  `reduce` then changes nothing, and unbatched requests keep the hashes they always had;
 - not hashed: `cache` and `allow_nonfinite`, which never change a number in a response (a
   request refused for a non-finite input has no result to name).
 
 `structure_key` is the graph id with each source's shape instead of its value, plus the engine
-version: the key of a compiled plan, reusable with any values of those shapes.
+version: the key of a compiled plan, reusable with any values of those shapes. A batched plan's
+key holds the batched ids and one point's shapes: one plan serves every batch length.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
 from operator import attrgetter
@@ -68,6 +72,8 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     for kind, schema in REQUEST_SCHEMAS.items()
 }
 _SORTED = orjson.OPT_SORT_KEYS
+# Hashed only when a request has a batch (without one, `reduce` cannot change a number).
+_BATCH_FIELDS = frozenset({"batch", "reduce"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +178,8 @@ def request_hash(
 def _request_hash(
     kind: str, request: Request, sources: Mapping[str, np.ndarray], graph: CanonicalGraph
 ) -> str:
+    if request.batch:  # a batched input's value is its batch array, whatever `sources` holds
+        sources = {**sources, **request.batch}
     names = sorted(sources)
     arrays = [np.asarray(sources[name], dtype=np.float64) for name in names]
     fields, seed = _kind_fields(kind, request)
@@ -200,8 +208,12 @@ def _kind_fields(kind: str, request: Request) -> tuple[dict[str, object], np.nda
     fields: dict[str, object] = {}
     seed = None
     for name in KIND_FIELDS[kind]:
+        if name in _BATCH_FIELDS and not request.batch:
+            continue
         value = getattr(request, name)
-        if name == "seed":
+        if name == "batch":
+            value = sorted(value)
+        elif name == "seed":
             seed = None if value is None else np.asarray(value, dtype=np.float64)
             value = None if seed is None else list(seed.shape)
         elif name in ("wrt", "check") and value is not None:
@@ -213,13 +225,18 @@ def _kind_fields(kind: str, request: Request) -> tuple[dict[str, object], np.nda
 # ---------------------------------------------------------------- plan-cache key
 
 
-def structure_key(graph_id: str, source_shapes: Mapping[str, tuple[int, ...]]) -> str:
-    """The key of a compiled plan: the graph id, each source's shape and the engine version."""
+def structure_key(
+    graph_id: str, source_shapes: Mapping[str, tuple[int, ...]], batched: Collection[str] = ()
+) -> str:
+    """The key of a compiled plan: the graph id, each source's shape (one point's for the
+    `batched` ones), the batched ids and the engine version."""
     header = {
         "engine": engine.ENGINE_VERSION,
         "graph": graph_id,
         "sources": sorted([name, [int(n) for n in shape]] for name, shape in source_shapes.items()),
     }
+    if batched:
+        header["batched"] = sorted(batched)
     digest = hashlib.sha256()
     _update_framed(digest, orjson.dumps(header, option=_SORTED))
     return digest.hexdigest()

@@ -16,18 +16,27 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 import numpy as np
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
-from engine import GATE_TAKES_NO_VALUE, OPS, Graph, Node, UnknownOp, gc_paused
+from engine import GATE_TAKES_NO_VALUE, OPS, REDUCES, Graph, Node, UnknownOp, gc_paused
 from schemas.objectlist import ObjectList, TupleList
 from schemas.tensors import Tensor, check_size, element_limit, nominal_size
 
-REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram", "optimize")
+REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram", "jacobian", "optimize")
 ENCODINGS = ("json", "b64")
 DIAGRAM_FORMATS = ("svg", "dot", "png")
 DEFAULT_ENCODING = "json"
 DEFAULT_EPS = 1e-5
 DEFAULT_FORMAT = "svg"
+DEFAULT_REDUCE = "none"
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 GOALS = ("minimize", "maximize")
@@ -51,6 +60,9 @@ class Request:
     eps: float = DEFAULT_EPS
     check: list[str] | None = None
     format: str = DEFAULT_FORMAT
+    # CONTRACT section 5: batched input values (leading axis B) and what shared grads are
+    batch: dict[str, np.ndarray] = field(default_factory=dict)
+    reduce: str = DEFAULT_REDUCE
     # /v1/optimize (the nested objects in canonical form: every option, defaults filled in)
     params: list[str] = field(default_factory=list)
     goal: str = "minimize"
@@ -59,6 +71,8 @@ class Request:
     steps: int = 1
     stop: dict = field(default_factory=dict)
     record_every: int = 1
+    batch_size: int | None = None
+    shuffle_seed: int = 0
 
 
 class StrictSchema(Schema):
@@ -100,6 +114,33 @@ class SourceValues(fields.Dict):
             for key, item in value.items():
                 check_size(nominal_size(item), key if type(key) is str else None)
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class BatchValues(SourceValues):
+    """`batch`: input id -> tensor whose leading axis holds the points, the same length B >= 1
+    for every one; a tensor counts B times a point's elements against the element limit."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> dict:
+        values = super()._deserialize(value, attr, data, **kwargs)
+        if not values:
+            raise ValidationError("a batch names one or more inputs")
+        errors = {}
+        for key, array in values.items():
+            if array.ndim == 0:
+                errors[key] = [f"'{key}' needs a leading batch axis: one entry per point"]
+            elif array.shape[0] < 1:
+                errors[key] = [f"'{key}' holds no points; a batch needs at least one"]
+        if errors:
+            raise ValidationError(errors)
+        lengths = {key: array.shape[0] for key, array in values.items()}
+        if len(set(lengths.values())) > 1:
+            listed = ", ".join(f"'{key}' {n}" for key, n in lengths.items())
+            first = next(iter(lengths.values()))
+            raise ValidationError({
+                key: [f"every batch array needs the same leading length B; got {listed}"]
+                for key, n in lengths.items() if n != first
+            })
+        return values
 
 
 class NodeSchema(StrictSchema):
@@ -196,20 +237,58 @@ class ResultRequestSchema(GraphRequestSchema):
     )
 
 
-class EvaluateRequestSchema(ResultRequestSchema):
+def _batch() -> BatchValues:
+    return BatchValues(metadata={
+        "description": "input id -> values at B points (leading axis B, the same for every "
+        "one); an input is batched or in inputs, not both. Batched nodes answer with a leading "
+        "B axis; axis attrs refer to one point's shape"})
+
+
+class BatchedRequestSchema(ResultRequestSchema):
+    """A kind that takes a batch (CONTRACT section 5)."""
+
+    batch = _batch()
+
+    @validates_schema
+    def _batched_or_shared(self, data: dict, **kwargs) -> None:
+        both = sorted(set(data.get("batch", {})) & set(data.get("inputs", {})))
+        if both:
+            raise ValidationError(
+                {name: [f"input '{name}' is both in batch and in inputs; it is batched or "
+                        "shared, not both"] for name in both}, "batch")
+
+
+class EvaluateRequestSchema(BatchedRequestSchema):
     wrt = _wrt()
 
 
 class GradientsRequestSchema(EvaluateRequestSchema):
-    seed = _seed()
+    seed = Tensor(metadata={"description": "dL/d(output), the output's shape (default: ones); "
+                            "with a batch, one point's output shape or that with the leading B"})
+    reduce = fields.String(
+        load_default=DEFAULT_REDUCE, validate=validate.OneOf(REDUCES),
+        metadata={"description": "with a batch: none keeps every gradient per point (shared "
+                  "nodes' gain the B axis); sum / mean give shared nodes one gradient of the "
+                  "sum / mean over points (batched nodes' per point, / B for mean)"},
+    )
 
 
-class GradcheckRequestSchema(EvaluateRequestSchema):
+class JacobianRequestSchema(BatchedRequestSchema):
+    """POST /v1/jacobian: the full Jacobian of the output with respect to each `wrt` node."""
+
+    wrt = fields.List(
+        fields.String(), required=True, validate=validate.Length(min=1),
+        metadata={"description": "the input or gate ids to differentiate by"},
+    )
+
+
+class GradcheckRequestSchema(ResultRequestSchema):
     """The /v1/gradients request plus `eps` and `check` (the contract's "same request").
 
     `wrt` is accepted as on /v1/gradients but chooses nothing here: `check` picks the inputs.
     """
 
+    wrt = _wrt()
     seed = _seed()
     eps = JsonNumber(load_default=DEFAULT_EPS, validate=validate.Range(min=0, min_inclusive=False))
     check = fields.List(
@@ -311,6 +390,7 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "evaluate": EvaluateRequestSchema(),
     "gradcheck": GradcheckRequestSchema(),
     "diagram": DiagramRequestSchema(),
+    "jacobian": JacobianRequestSchema(),
     "optimize": OptimizeRequestSchema(),
 }
 
@@ -348,6 +428,7 @@ __all__ = [
     "OPTIMIZER_OPTIONS",
     "REQUEST_KINDS",
     "REQUEST_SCHEMAS",
+    "BatchValues",
     "GraphSchema",
     "NodeSchema",
     "Request",

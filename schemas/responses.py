@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 from marshmallow import Schema, fields, validate
 
-from engine import GradCheck, RunResult, gc_paused
+from engine import GradCheck, JacobianResult, RunResult, gc_paused
 from engine.optimize import OptimizeResult
 from schemas.jsontext import NONFINITE_SPELLINGS, spell_float
 from schemas.requests import DEFAULT_ENCODING
@@ -86,6 +86,20 @@ class GradientsResponseSchema(EvaluateResponseSchema):
         required=True,
         metadata={"description": "the reported nodes, in a topological order (inputs first)"},
     )
+
+
+class JacobianResponseSchema(Schema):
+    hash = ResultHash(required=True)
+    output = fields.String(required=True)
+    value = Tensor(required=True, metadata={"description": "the output's value"})
+    jacobian = fields.Dict(
+        keys=fields.String(),
+        values=Tensor(),
+        required=True,
+        metadata={"description": "per wrt node (in a topological order): d(output)/d(node), "
+                  "of shape output.shape + node.shape, after a leading B with a batch"},
+    )
+    cached = fields.Boolean(required=True)
 
 
 class CheckSchema(Schema):
@@ -182,6 +196,15 @@ def dump_evaluate(result: RunResult, *, hash: str, encoding: str) -> bytes:
             {"hash": hash, "output": result.output, "value": _wire(result.value, encoding),
              "nodes": nodes}
         )
+
+
+def dump_jacobian(result: JacobianResult, *, hash: str, encoding: str) -> bytes:
+    """The /v1/jacobian body: the output's value and each requested node's Jacobian."""
+    jacobians = {name: _wire(j, encoding) for name, j in result.jacobians.items()}
+    return _result_body(
+        {"hash": hash, "output": result.output, "value": _wire(result.value, encoding),
+         "jacobian": jacobians}
+    )
 
 
 def dump_gradcheck(

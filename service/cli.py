@@ -1,7 +1,7 @@
 """The `chainrule` command line: serve the API, or run graphs, list ops and draw circuits locally.
 
     chainrule serve [--host H] [--port P] [--workers N]     gunicorn with service/gunicorn.conf.py
-    chainrule eval GRAPH.json [--inputs JSON] [--wrt ids] [--json]
+    chainrule eval GRAPH.json [--inputs JSON] [--wrt ids] [--batch DATA.json [--reduce R]] [--json]
     chainrule gradcheck GRAPH.json [--inputs JSON] [--check ids] [--eps E] [--json]
     chainrule ops [--json]
     chainrule diagram GRAPH.json -o circuit.svg [--format svg|dot|png]
@@ -141,16 +141,30 @@ WRT_OPTION = click.option(
 @GRAPH_ARGUMENT
 @INPUTS_OPTION
 @WRT_OPTION
+@click.option(
+    "--batch", "batch_file", metavar="DATA.json", type=click.Path(dir_okay=False),
+    help='Batched inputs: a JSON object of arrays whose leading axis holds the points, e.g. '
+    '{"x": [1, 2, 3]}; one vectorised pass over every point.',
+)
+@click.option(
+    "--reduce", type=click.Choice(["none", "sum", "mean"]),
+    help="With --batch: per-point gradients everywhere (none, the default), or shared nodes' "
+    "summed / averaged over the points.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's response JSON instead.")
 def eval_graph(
-    graph_file: str, inputs_text: str | None, wrt: tuple[str, ...], as_json: bool
+    graph_file: str, inputs_text: str | None, wrt: tuple[str, ...], batch_file: str | None,
+    reduce: str | None, as_json: bool,
 ) -> None:
     """Run GRAPH.json forward and backward locally and print each node's value and gradient.
 
     GRAPH.json holds a graph ({"nodes": [...], "output": ...}) or a whole /v1/gradients request
-    body ({"graph": ..., "inputs": ..., "seed": ...}).
+    body ({"graph": ..., "inputs": ..., "seed": ...}). With --batch, batched nodes show
+    (B, ...) values and gradients.
     """
-    run = run_file(graph_file, inputs_text, wrt)
+    if reduce is not None and batch_file is None:
+        raise click.UsageError("--reduce needs --batch")
+    run = run_file(graph_file, inputs_text, wrt, batch_file, reduce)
     if as_json:
         body = KINDS["gradients"].dump(run.result, run.loaded)
         click.echo(body.decode("utf-8"))

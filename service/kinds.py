@@ -16,10 +16,24 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from engine import GradCheck, RunResult, TooLarge, gradcheck, input_ids
+from engine import (
+    GradCheck,
+    JacobianResult,
+    RunResult,
+    TooLarge,
+    gradcheck,
+    input_ids,
+    jacobian,
+)
 from engine.optim import Schedule, make_optimizer
 from engine.optimize import OptimizeResult, StopRule, optimize
-from schemas import dump_evaluate, dump_gradcheck, dump_optimize, dump_result
+from schemas import (
+    dump_evaluate,
+    dump_gradcheck,
+    dump_jacobian,
+    dump_optimize,
+    dump_result,
+)
 from schemas.openapi import ComputeEndpoint
 from schemas.requests import REQUEST_SCHEMAS
 from service import diagram
@@ -90,6 +104,12 @@ def _limit_gradcheck_size(loaded: Loaded, limit: int | None) -> None:
         )
 
 
+def _jacobian(loaded: Loaded, context: ComputeContext) -> JacobianResult:
+    plan = plan_of(loaded, context)
+    with context.engine_stage("run"):
+        return jacobian(plan, loaded.sources, loaded.request.wrt, deadline=context.deadline)
+
+
 def _draw(loaded: Loaded, context: ComputeContext) -> bytes:
     nodes = len(loaded.request.graph.nodes)
     limit = context.limits.diagram_max_nodes
@@ -146,6 +166,8 @@ def _dump_gradcheck(checks: dict[str, GradCheck], loaded: Loaded) -> bytes:
     return dump_gradcheck(checks, hash=loaded.hash, encoding=loaded.request.encoding)
 
 
+def _dump_jacobian(result: JacobianResult, loaded: Loaded) -> bytes:
+    return dump_jacobian(result, hash=loaded.hash, encoding=loaded.request.encoding)
 def _dump_optimize(result: OptimizeResult, loaded: Loaded) -> bytes:
     return dump_optimize(result, hash=loaded.hash, encoding=loaded.request.encoding)
 
@@ -172,6 +194,9 @@ KINDS: dict[str, Kind] = {
         Kind("gradcheck", "Backward pass against centred finite differences", _check,
              _dump_gradcheck, response_schema="GradcheckResponse",
              response_description="One check per input."),
+        Kind("jacobian", "Full Jacobians: one backward pass over the one-hot seeds", _jacobian,
+             _dump_jacobian, response_schema="JacobianResponse",
+             response_description="The output's value and d(output)/d(node) per wrt node."),
         Kind("diagram", "The circuit drawn with forward values and gradients", _draw, _image,
              cached=False, response_description="The image itself, in the requested format.",
              media_type=_image_type, image_types=tuple(diagram.MEDIA_TYPES.values()),

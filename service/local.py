@@ -38,12 +38,20 @@ class LocalRun:
     plan: engine.Plan
     result: engine.RunResult
 
-def run_file(path: str, inputs_text: str | None, wrt: Sequence[str]) -> LocalRun:
+def run_file(
+    path: str,
+    inputs_text: str | None,
+    wrt: Sequence[str],
+    batch_path: str | None = None,
+    reduce: str | None = None,
+) -> LocalRun:
     """Load and run a graph file as the API's /v1/gradients would; BadInput for anything
-    wrong."""
+    wrong. `batch_path` names a JSON file of batched input values (the request's `batch`)."""
     context = local_context()
+    batch = None if batch_path is None else read_batch(batch_path)
     with reported_as_bad_input(path):
-        loaded = load_file("gradients", path, inputs_text, wrt=ids_option(wrt) or None)
+        loaded = load_file("gradients", path, inputs_text, wrt=ids_option(wrt) or None,
+                           batch=batch, reduce=reduce)
         plan = pipeline.plan_of(loaded, context)
         result = pipeline.run(loaded, plan, context, forward_only=False)
     return LocalRun(loaded, plan, result)
@@ -108,6 +116,15 @@ def request_body(
         body["inputs"] = {**(given if isinstance(given, dict) else {}), **inputs}
     body.update({name: value for name, value in fields.items() if value is not None})
     return body
+
+
+def read_batch(path: str) -> dict:
+    """A --batch file: a JSON object from input ids to arrays with a leading batch axis."""
+    batch = read_json(path, f"--batch {path}")
+    if not isinstance(batch, dict):
+        raise BadInput(f'--batch {path}: expected a JSON object of batched inputs, e.g. '
+                       '{"x": [1, 2, 3]}')
+    return batch
 
 
 def read_json(path: str, label: str) -> object:

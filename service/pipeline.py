@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import Plan, RunResult, TooLarge, bind_sources, check_seed
+from engine import Plan, RunResult, TooLarge, UnknownNode, bind_sources, check_seed, input_ids
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
 from service.plans import PlanCache
 
@@ -119,17 +119,29 @@ def bind_request(request: Request) -> dict[str, np.ndarray]:
 
     The engine's `bind_sources` gives every input and const its effective value and refuses
     non-finite ones unless the request allows them; `check_seed` does the same for the seed.
+    A batched input's value is its batch array (leading axis B).
     """
-    sources = bind_sources(request.graph, request.inputs, allow_nonfinite=request.allow_nonfinite)
+    given = request.inputs
+    if request.batch:
+        _check_batch_keys(request)
+        given = {**request.inputs, **request.batch}
+    sources = bind_sources(request.graph, given, allow_nonfinite=request.allow_nonfinite)
     check_seed(request.seed, request.graph.output, allow_nonfinite=request.allow_nonfinite)
     return sources
+
+
+def _check_batch_keys(request: Request) -> None:
+    variables = set(input_ids(request.graph.nodes))
+    for name in request.batch:
+        if name not in variables:
+            raise UnknownNode(f"batch names '{name}', which is not an input node", name)
 
 
 def plan_of(loaded: Loaded, context: ComputeContext) -> Plan:
     """The compiled plan of the loaded graph at its source shapes, through the plan cache."""
     with context.engine_stage("compile"):
         plan, cached = context.plans.plan_for(
-            loaded.request.graph, loaded.sources, loaded.graph.id
+            loaded.request.graph, loaded.sources, loaded.graph.id, loaded.request.batch.keys()
         )
     context.on_plan_lookup(cached)
     return plan
@@ -145,4 +157,5 @@ def run(loaded: Loaded, plan: Plan, context: ComputeContext, *, forward_only: bo
             wrt=request.wrt,
             forward_only=forward_only,
             deadline=context.deadline,
+            reduce=request.reduce,
         )

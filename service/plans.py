@@ -10,7 +10,7 @@ cannot take a worker's memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
@@ -45,17 +45,23 @@ class PlanCache:
         return self._plans.cost
 
     def plan_for(
-        self, graph: Graph, sources: Mapping[str, np.ndarray], graph_key: str | None = None
+        self,
+        graph: Graph,
+        sources: Mapping[str, np.ndarray],
+        graph_key: str | None = None,
+        batched: Collection[str] = (),
     ) -> tuple[Plan, bool]:
         """The plan for `graph` with sources of these shapes, and whether it was cached.
 
-        `graph_key` is the graph's id (schemas.graph_id) when the caller has it already.
+        `graph_key` is the graph's id (schemas.graph_id) when the caller has it already; the
+        `batched` sources' values carry a leading batch axis, which the plan does not fix.
         """
-        shapes = {name: value.shape for name, value in sources.items()}
-        key = structure_key(graph_key or graph_id(graph), shapes)
+        shapes = {name: value.shape[1:] if name in batched else value.shape
+                  for name, value in sources.items()}
+        key = structure_key(graph_key or graph_id(graph), shapes, batched)
         plan = self._plans.get(key)
         if plan is not None:
             return plan, True
-        plan = compile_plan(graph, shapes, self.limits)
+        plan = compile_plan(graph, shapes, self.limits, batched=batched)
         self._plans.put(key, plan)
         return plan, False

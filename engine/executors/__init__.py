@@ -3,6 +3,7 @@
 - tensor: one numpy call per node; for graphs holding any non-scalar value.
 - scalar: a loop over Python floats; for narrow graphs of 0-d values (chains).
 - levels: one numpy call per op per topological level; for wide graphs of 0-d values.
+- batched: one numpy call per node over every point of a batch; for plans with batched inputs.
 
 All three give the same numbers as the per-node numpy rules of the op table.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.executors.base import Executor
+from engine.executors.batched import BatchedExecutor
 from engine.executors.levels import LevelsExecutor
 from engine.executors.scalar import ScalarExecutor
 from engine.executors.tensor import TensorExecutor
@@ -24,13 +26,26 @@ LEVEL_MIN_NODES = 256
 TENSOR = TensorExecutor()
 SCALAR = ScalarExecutor()
 LEVELS = LevelsExecutor()
-EXECUTORS: dict[str, Executor] = {e.name: e for e in (TENSOR, SCALAR, LEVELS)}
+BATCHED = BatchedExecutor()
+EXECUTORS: dict[str, Executor] = {e.name: e for e in (TENSOR, SCALAR, LEVELS, BATCHED)}
 
 
 def choose_executor(
-    ops: Sequence[Op], shapes: Sequence[Shape], levels: Sequence[int], forced: str | None = None
+    ops: Sequence[Op],
+    shapes: Sequence[Shape],
+    levels: Sequence[int],
+    forced: str | None = None,
+    *,
+    batched: bool = False,
 ) -> Executor:
-    """The fastest executor that can run the graph, or `forced` when the graph allows it."""
+    """The fastest executor that can run the graph, or `forced` when the graph allows it.
+
+    A plan with batched inputs always runs batched.
+    """
+    if batched:
+        return BATCHED
+    if forced == BATCHED.name:
+        raise ValueError("strategy 'batched' needs batched inputs")
     scalar = all(s == () for s in shapes) and all(op.takes_scalars for op in ops)
     if forced is not None:
         if forced not in EXECUTORS:
@@ -46,4 +61,4 @@ def choose_executor(
     return SCALAR
 
 
-__all__ = ["EXECUTORS", "Executor", "choose_executor"]
+__all__ = ["BATCHED", "EXECUTORS", "BatchedExecutor", "Executor", "choose_executor"]

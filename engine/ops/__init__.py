@@ -10,6 +10,8 @@ from engine.ops import binary, nn, reductions, shape, sources, unary
 from engine.ops.base import (
     ATTR_KINDS,
     Attr,
+    Batched,
+    BatchRule,
     Label,
     Op,
     ScalarKernels,
@@ -20,7 +22,9 @@ from engine.ops.base import (
     normalize_axes,
     same_shape,
     unbroadcast,
+    unbroadcast_points,
 )
+from engine.ops.batching import NotBatchable, batching, is_batchable
 
 OP_TABLE: tuple[Op, ...] = (
     *sources.ROWS,
@@ -63,15 +67,21 @@ __all__ = [
     "OP_TABLE",
     "SCALAR_OPS",
     "Attr",
+    "BatchRule",
+    "Batched",
+    "NotBatchable",
     "Label",
     "Op",
     "ScalarKernels",
     "Shape",
     "ShapeRule",
+    "batching",
     "checked_attrs",
     "coerce_attr",
     "describe_ops",
+    "is_batchable",
     "normalize_axes",
     "same_shape",
     "unbroadcast",
+    "unbroadcast_points",
 ]

@@ -24,6 +24,32 @@ ShapeRule = Callable[[list[Shape], dict, str], Shape]
 # (checked attrs, number formatter) -> the diagram's text for a gate, or None for its symbol.
 Label = Callable[[Mapping[str, Any], Callable[[float], str]], str | None]
 
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batched:
+    """How one gate computes over operands of which some carry a leading batch axis.
+
+    `forward(*xs, **attrs)` takes the operands as they are (batched ones with the batch axis
+    first, shared ones without it) and gives the result with its batch axis at `out_axis`.
+    `vjp(g, out, *xs, **attrs)` takes `g` and `out` with that same batch axis and gives one
+    contribution per input: a batched input's per point (batch axis first), a shared input's
+    either per point (batch axis first) or already summed over the points (its own shape);
+    the engine sums the per-point ones or keeps them, as the request's `reduce` says, and
+    unbroadcasts what is left. With `vjp_takes_needs` the vjp takes `needs` as the row's does.
+    """
+
+    forward: Callable
+    vjp: Callable
+    attrs: Mapping[str, Any]
+    out_axis: int = 0
+    vjp_takes_needs: bool = False
+
+
+# (which inputs carry the batch axis, the inputs' shapes at one point, checked attrs) -> Batched.
+# It runs once per node when a plan is compiled: the batch length itself is known only at run
+# time, so a rule reads it from its batched operands.
+BatchRule = Callable[[tuple[bool, ...], list[Shape], dict], Batched]
+
 REQUIRED = object()
 
 
@@ -65,8 +91,9 @@ class Op:
     have no forward, vjp or shape rule: their values come from the request; `is_variable`
     sources may be fed by the request's `inputs` and are what gradcheck perturbs.
     `elementwise` rows apply forward and vjp element by element, so one call may serve many
-    nodes at once (the levels executor does so; a generic batching rule can too). A per-op
-    batching rule, when the engine gains one, is one more field here.
+    nodes at once (the levels executor does so), and one generic batching rule serves them all.
+    Every other gate declares `batch`: its batching rule (engine/ops/batching.py says what a
+    rule is told and what it answers).
     """
 
     name: str
@@ -83,6 +110,7 @@ class Op:
     is_source: bool = False
     is_variable: bool = False
     elementwise: bool = False
+    batch: BatchRule | None = None
     scalar: ScalarKernels | None = None
 
     def __post_init__(self) -> None:
@@ -231,6 +259,20 @@ def unbroadcast(grad, shape: Shape):
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
     return np.broadcast_to(grad, shape) if grad.shape != shape else grad
+
+
+def unbroadcast_points(grad, shape: Shape):
+    """Per-point gradients (batch axis first) summed back to `shape` at each point: the axes
+    that broadcasting added or stretched inside a point are summed, the batch axis is kept."""
+    grad = np.asarray(grad)
+    extra = grad.ndim - 1 - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(1, 1 + extra)))
+    axes = tuple(1 + i for i, n in enumerate(shape) if n == 1 and grad.shape[1 + i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    full = (grad.shape[0], *shape)
+    return np.broadcast_to(grad, full) if grad.shape != full else grad
 
 
 def _identity(x, **attrs):

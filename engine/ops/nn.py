@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ops.base import Attr, Op, Shape, normalize_axes
+from engine.ops.batching import shifted_axes
 
 
 def _softmax_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
@@ -36,8 +37,10 @@ _AXIS = (Attr("axis", "int", -1),)
 
 ROWS: tuple[Op, ...] = (
     Op(name="softmax", arity=(1, 1), symbol="softmax", doc="softmax along axis, computed stably",
-       attrs=_AXIS, infer_shape=_softmax_shape, forward=_softmax, vjp=_softmax_vjp),
+       attrs=_AXIS, infer_shape=_softmax_shape, forward=_softmax, vjp=_softmax_vjp,
+       batch=shifted_axes(_softmax, _softmax_vjp, "axis")),
     Op(name="log_softmax", arity=(1, 1), symbol="log_softmax",
        doc="log of softmax along axis, computed stably",
-       attrs=_AXIS, infer_shape=_softmax_shape, forward=_log_softmax, vjp=_log_softmax_vjp),
+       attrs=_AXIS, infer_shape=_softmax_shape, forward=_log_softmax, vjp=_log_softmax_vjp,
+       batch=shifted_axes(_log_softmax, _log_softmax_vjp, "axis")),
 )

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from engine.ops.base import IDENTITY_ON_SCALARS, Attr, Op, Shape, normalize_axes
+from engine.ops.batching import shifted_axes
 
 _REDUCE_ATTRS = (Attr("axis", "axis", None), Attr("keepdims", "bool", False))
 
@@ -49,8 +50,8 @@ def _mean_vjp(g, out, x, *, axis, keepdims):
 ROWS: tuple[Op, ...] = (
     Op(name="sum", arity=(1, 1), symbol="Σ", doc="sum over axis (all axes when null)",
        attrs=_REDUCE_ATTRS, infer_shape=_reduce_shape, forward=_sum, vjp=_sum_vjp,
-       scalar=IDENTITY_ON_SCALARS),
+       batch=shifted_axes(_sum, _sum_vjp, "axis"), scalar=IDENTITY_ON_SCALARS),
     Op(name="mean", arity=(1, 1), symbol="mean", doc="mean over axis (all axes when null)",
        attrs=_REDUCE_ATTRS, infer_shape=_reduce_shape, forward=_mean, vjp=_mean_vjp,
-       scalar=IDENTITY_ON_SCALARS),
+       batch=shifted_axes(_mean, _mean_vjp, "axis"), scalar=IDENTITY_ON_SCALARS),
 )

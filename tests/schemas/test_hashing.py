@@ -183,6 +183,15 @@ def variants() -> dict[str, tuple[str, dict]]:
         "gradcheck encoding": changed(keep, "gradcheck", encoding="b64"),
         "diagram": changed(keep, "diagram"),
         "format": changed(keep, "diagram", format="dot"),
+        # a batch of one point holds the bytes and shape of "shape" above: only its ids differ
+        "batch": changed(keep, batch={"x": [-2.0]}),
+        "batch values": changed(keep, batch={"x": [-2.0, 1.0]}),
+        "batch reduce": changed(keep, batch={"x": [-2.0, 1.0]}, reduce="sum"),
+        "batch mean": changed(keep, batch={"x": [-2.0, 1.0]}, reduce="mean"),
+        "batch ids": changed(keep, batch={"y": [-2.0, 1.0]}),
+        "jacobian": changed(keep, "jacobian", wrt=["x"]),
+        "jacobian wrt": changed(keep, "jacobian", wrt=["x", "y"]),
+        "jacobian batch": changed(keep, "jacobian", wrt=["x"], batch={"x": [-2.0]}),
     }
 
 
@@ -193,8 +202,9 @@ def test_each_change_gives_a_different_hash():
 
 def test_each_kind_hashes_the_fields_that_change_its_body():
     assert {kind: set(names) for kind, names in KIND_FIELDS.items()} == {
-        "gradients": {"seed", "wrt", "encoding"},
-        "evaluate": {"wrt", "encoding"},
+        "gradients": {"seed", "wrt", "encoding", "batch", "reduce"},
+        "evaluate": {"wrt", "encoding", "batch"},
+        "jacobian": {"wrt", "encoding", "batch"},
         "gradcheck": {"seed", "encoding", "eps", "check"},  # wrt takes no part in a check
         "diagram": {"seed", "wrt", "format"},  # an image has no tensor encoding
         "optimize": {"params", "goal", "optimizer", "lr_schedule", "steps", "stop",

@@ -41,11 +41,10 @@ def test_the_contract_example_loads_into_engine_objects():
     assert request.seed == 2.0 and request.wrt == ["x", "y"]
 
 
-GRAPH_REQUEST_KINDS = [kind for kind in REQUEST_KINDS if kind != "optimize"]
-
-
 def test_defaults_of_every_kind():
-    for kind in GRAPH_REQUEST_KINDS:  # /v1/optimize's required fields: test_optimize_requests
+    for kind in REQUEST_KINDS:
+        if kind in ("jacobian", "optimize"):  # wrt is required there; params etc. here
+            continue
         request = load_request(kind, circuit_request())
         assert request.inputs == {} and request.seed is None and request.wrt is None
         assert request.encoding == "json" and request.cache is True
@@ -65,16 +64,51 @@ def test_kind_specific_fields():
 
 def test_each_kind_takes_the_gradients_request_plus_its_own_fields():
     """The contract: evaluate is gradients without seed; gradcheck and diagram are the
-    gradients request plus eps/check and format."""
+    gradients request plus eps/check and format. A batch (with reduce where there is a
+    backward pass to reduce) is taken by gradients, evaluate and jacobian (section 5)."""
     gradients = {"graph", "inputs", "allow_nonfinite", "seed", "wrt", "encoding", "cache"}
+    batched = {"batch", "reduce"}
     assert {kind: set(schema.fields) for kind, schema in REQUEST_SCHEMAS.items()} == {
-        "gradients": gradients,
-        "evaluate": gradients - {"seed"},
+        "gradients": gradients | batched,
+        "evaluate": gradients - {"seed"} | {"batch"},
         "gradcheck": gradients | {"eps", "check"},
         "diagram": gradients | {"format"},
-        "optimize": gradients - {"seed", "wrt"} | {"params", "goal", "optimizer", "lr_schedule",
-                                                   "steps", "stop", "record_every"},
+        "jacobian": gradients - {"seed"} | {"batch"},
+        "optimize": gradients - {"seed", "wrt"} | {
+            "batch", "batch_size", "shuffle_seed", "params", "goal", "optimizer", "lr_schedule",
+            "steps", "stop", "record_every"},
     }
+
+
+def test_a_batch_and_its_faults_name_the_inputs():
+    request = load_request("gradients", circuit_request(batch={"x": [1, 2]}, reduce="mean"))
+    assert request.batch["x"].tolist() == [1.0, 2.0] and request.reduce == "mean"
+    assert load_request("gradients", circuit_request()).reduce == "none"
+    assert errors_of("gradients", circuit_request(batch={"x": [1, 2]}, inputs={"x": 1})) == {
+        "batch": {"x": ["input 'x' is both in batch and in inputs; it is batched or shared, "
+                        "not both"]}}
+    assert errors_of("gradients", circuit_request(batch={"x": [1, 2], "y": [1]})) == {
+        "batch": {"y": ["every batch array needs the same leading length B; got 'x' 2, "
+                        "'y' 1"]}}
+    assert errors_of("gradients", circuit_request(batch={"x": 3})) == {
+        "batch": {"x": ["'x' needs a leading batch axis: one entry per point"]}}
+    assert errors_of("gradients", circuit_request(batch={"x": []})) == {
+        "batch": {"x": ["'x' holds no points; a batch needs at least one"]}}
+    assert errors_of("gradients", circuit_request(batch={})) == {
+        "batch": ["a batch names one or more inputs"]}
+    assert errors_of("gradients", circuit_request(batch={"x": [1]}, reduce="max")) == {
+        "reduce": ["Must be one of: none, sum, mean."]}
+    assert errors_of("gradcheck", circuit_request(batch={"x": [1]})) == {"batch": UNKNOWN}
+    assert errors_of("evaluate", circuit_request(batch={"x": [1]}, reduce="sum")) == {
+        "reduce": UNKNOWN}
+
+
+def test_jacobian_needs_wrt_and_takes_no_seed():
+    assert load_request("jacobian", circuit_request(wrt=["x"])).wrt == ["x"]
+    assert errors_of("jacobian", circuit_request()) == {
+        "wrt": ["Missing data for required field."]}
+    assert "wrt" in errors_of("jacobian", circuit_request(wrt=[]))
+    assert errors_of("jacobian", circuit_request(wrt=["x"], seed=1.0)) == {"seed": UNKNOWN}
 
 
 def test_gradcheck_takes_an_encoding_and_the_gradients_fields():

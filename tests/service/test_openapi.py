@@ -33,7 +33,8 @@ def test_every_contract_endpoint_is_described(spec):
                   if method != "parameters"}
     assert {
         ("/v1/gradients", "post"), ("/v1/evaluate", "post"), ("/v1/gradcheck", "post"),
-        ("/v1/diagram", "post"), ("/v1/results/{hash}", "get"), ("/v1/ops", "get"),
+        ("/v1/diagram", "post"), ("/v1/jacobian", "post"), ("/v1/results/{hash}", "get"),
+        ("/v1/ops", "get"),
         ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get"), ("/openapi.json", "get"),
     } <= operations
 
@@ -44,6 +45,7 @@ def test_every_contract_endpoint_is_described(spec):
         ("/v1/gradients", "GradientsRequest", "GradientsResponse"),
         ("/v1/evaluate", "EvaluateRequest", "EvaluateResponse"),
         ("/v1/gradcheck", "GradcheckRequest", "GradcheckResponse"),
+        ("/v1/jacobian", "JacobianRequest", "JacobianResponse"),
     ],
 )
 def test_compute_endpoints_name_their_schemas_and_errors(spec, path, request_schema,
@@ -70,12 +72,13 @@ def test_error_responses_carry_the_error_schema(spec):
 def test_request_schemas_are_the_validating_schemas(spec):
     names = {"gradients": "GradientsRequest", "evaluate": "EvaluateRequest",
              "gradcheck": "GradcheckRequest", "diagram": "DiagramRequest",
-             "optimize": "OptimizeRequest"}
+             "jacobian": "JacobianRequest", "optimize": "OptimizeRequest"}
     for kind, schema in REQUEST_SCHEMAS.items():
         described = spec["components"]["schemas"][names[kind]]
         assert set(described["properties"]) == set(schema.fields)
         assert described["additionalProperties"] is False
-        required = {"optimize": ["graph", "optimizer", "params", "steps"]}
+        required = {"optimize": ["graph", "optimizer", "params", "steps"],
+                    "jacobian": ["graph", "wrt"]}
         assert described["required"] == required.get(kind, ["graph"])
 
 
