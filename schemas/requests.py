@@ -17,7 +17,6 @@ from operator import attrgetter
 
 import numpy as np
 from marshmallow import (
-    RAISE,
     Schema,
     ValidationError,
     fields,
@@ -27,7 +26,9 @@ from marshmallow import (
 )
 
 from engine import GATE_TAKES_NO_VALUE, OPS, REDUCES, Graph, Node, UnknownOp, gc_paused
+from schemas.fields import JsonNumber, StrictBoolean, StrictSchema
 from schemas.objectlist import ObjectList, TupleList
+from schemas.optimize import GOALS, LrScheduleSchema, OptimizerSchema, StopSchema, count
 from schemas.tensors import Tensor, check_size, element_limit, nominal_size
 
 REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram", "jacobian", "optimize")
@@ -37,9 +38,6 @@ DEFAULT_ENCODING = "json"
 DEFAULT_EPS = 1e-5
 DEFAULT_FORMAT = "svg"
 DEFAULT_REDUCE = "none"
-OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("constant", "linear", "cosine")
-GOALS = ("minimize", "maximize")
 MAX_ID_LENGTH = 128
 # Ops that compute their value, so take none on the wire (unknown ops are left to unknown_op).
 GATE_OPS = frozenset(name for name, op in OPS.items() if not op.is_source)
@@ -73,29 +71,6 @@ class Request:
     record_every: int = 1
     batch_size: int | None = None
     shuffle_seed: int = 0
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class StrictBoolean(fields.Boolean):
-    """true or false only (marshmallow's Boolean also reads 1, "yes", "on"...)."""
-
-    def _deserialize(self, value, attr, data, **kwargs) -> bool:
-        if type(value) is not bool:
-            raise self.make_error("invalid", input=value)
-        return value
-
-
-class JsonNumber(fields.Float):
-    """A finite JSON number (marshmallow's Float also reads numeric strings)."""
-
-    def _validated(self, value) -> float:
-        if type(value) not in (int, float):
-            raise self.make_error("invalid", input=value)
-        return super()._validated(value)
 
 
 class SourceValues(fields.Dict):
@@ -309,68 +284,9 @@ class DiagramRequestSchema(ResultRequestSchema):
     format = fields.String(load_default=DEFAULT_FORMAT, validate=validate.OneOf(DIAGRAM_FORMATS))
 
 
-# ---------------------------------------------------------------- /v1/optimize
-
-
-def _number(minimum: float | None = None, maximum: float | None = None, *, min_inclusive=True,
-            max_inclusive=True, **kwargs) -> JsonNumber:
-    return JsonNumber(validate=validate.Range(minimum, maximum, min_inclusive=min_inclusive,
-                                              max_inclusive=max_inclusive), **kwargs)
-
-
-def _count(minimum: int, **kwargs) -> fields.Integer:
-    return fields.Integer(strict=True, validate=validate.Range(min=minimum), **kwargs)
-
-
-# Each optimizer's options besides name and lr, with their defaults (torch.optim's).
-OPTIMIZER_OPTIONS = {
-    "sgd": {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "adam": {"betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0},
-}
-
-
-class OptimizerSchema(StrictSchema):
-    """SGD or Adam with torch.optim's options; loaded as a dict holding every option."""
-
-    name = fields.String(required=True, validate=validate.OneOf(OPTIMIZERS))
-    lr = _number(0, min_inclusive=False, required=True)
-    momentum = _number(0, metadata={"description": "sgd only (default 0)"})
-    nesterov = StrictBoolean(metadata={"description": "sgd only (default false)"})
-    weight_decay = _number(0, metadata={"description": "L2 added to the gradient (default 0)"})
-    betas = fields.List(_number(0, 1, max_inclusive=False), validate=validate.Length(equal=2),
-                        metadata={"description": "adam only (default [0.9, 0.999])"})
-    eps = _number(0, metadata={"description": "adam only (default 1e-8)"})
-
-    @post_load
-    def _with_defaults(self, data: dict, **kwargs) -> dict:
-        options = OPTIMIZER_OPTIONS[data["name"]]
-        foreign = sorted(set(data) - {"name", "lr", *options})
-        if foreign:
-            raise ValidationError({key: [f"not an option of {data['name']}"] for key in foreign})
-        if data.get("nesterov") and not data.get("momentum"):
-            raise ValidationError({"nesterov": ["nesterov momentum needs a momentum > 0"]})
-        return {**options, **data}
-
-
-class LrScheduleSchema(StrictSchema):
-    name = fields.String(required=True, validate=validate.OneOf(LR_SCHEDULES))
-    end = _number(0, 1, metadata={"description": "the final lr as a factor of lr (default 0)"})
-
-    @post_load
-    def _canonical(self, data: dict, **kwargs) -> dict:
-        # a constant rate has no end: requests that differ only there are the same request
-        return {"name": data["name"], "end": 0.0 if data["name"] == "constant"
-                else data.get("end", 0.0)}
-
-
-class StopSchema(StrictSchema):
-    grad_norm_below = JsonNumber()
-    value_below = JsonNumber()
-    value_above = JsonNumber()
-
-
-class OptimizeRequestSchema(ResultRequestSchema):
-    """POST /v1/optimize (CONTRACT section 6): the loop of `steps` updates of `params`."""
+class OptimizeRequestSchema(BatchedRequestSchema):
+    """POST /v1/optimize (CONTRACT section 6): the loop of `steps` updates of `params`; with
+    a `batch`, each step's value is the mean over the points (or a mini-batch of them)."""
 
     params = fields.List(
         fields.String(), required=True, validate=validate.Length(min=1),
@@ -379,10 +295,25 @@ class OptimizeRequestSchema(ResultRequestSchema):
     goal = fields.String(load_default="minimize", validate=validate.OneOf(GOALS))
     optimizer = fields.Nested(OptimizerSchema, required=True)
     lr_schedule = fields.Nested(LrScheduleSchema)
-    steps = _count(1, required=True, metadata={"description": "1..MAX_OPTIMIZE_STEPS"})
+    steps = count(1, required=True, metadata={"description": "1..MAX_OPTIMIZE_STEPS"})
     stop = fields.Nested(StopSchema)
-    record_every = _count(1, load_default=1, metadata={
+    record_every = count(1, load_default=1, metadata={
         "description": "keep a trajectory entry every this many steps (and the last)"})
+    batch_size = count(1, metadata={
+        "description": "with a batch: each step uses this many points, drawn by a shuffle"})
+    shuffle_seed = count(0, metadata={"description": "the mini-batch shuffle's seed (default 0)"})
+
+    @validates_schema
+    def _batch_size_needs_a_batch(self, data: dict, **kwargs) -> None:
+        if "batch_size" in data and "batch" not in data:
+            raise ValidationError("batch_size draws mini-batches from a batch; send one",
+                                  "batch_size")
+
+    @post_load
+    def _canonical(self, data: dict, **kwargs) -> dict:
+        if "batch_size" not in data:  # no shuffle: its seed cannot change the result
+            data.pop("shuffle_seed", None)
+        return data
 
 
 REQUEST_SCHEMAS: dict[str, Schema] = {
@@ -422,10 +353,9 @@ def _check_ops(graph: Graph) -> None:
 __all__ = [
     "DIAGRAM_FORMATS",
     "ENCODINGS",
-    "GOALS",
-    "LR_SCHEDULES",
-    "OPTIMIZERS",
-    "OPTIMIZER_OPTIONS",
+    "JsonNumber",
+    "StrictBoolean",
+    "StrictSchema",
     "REQUEST_KINDS",
     "REQUEST_SCHEMAS",
     "BatchValues",

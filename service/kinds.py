@@ -26,7 +26,7 @@ from engine import (
     jacobian,
 )
 from engine.optim import Schedule, make_optimizer
-from engine.optimize import OptimizeResult, StopRule, optimize
+from engine.optimize import BadParams, DataSetObjective, OptimizeResult, StopRule, optimize
 from schemas import (
     dump_evaluate,
     dump_gradcheck,
@@ -129,6 +129,7 @@ def _draw(loaded: Loaded, context: ComputeContext) -> bytes:
 def _optimize(loaded: Loaded, context: ComputeContext) -> OptimizeResult:
     request = loaded.request
     _limit_steps(request.steps, context.limits.max_optimize_steps)
+    _refuse_batched_params(request.params, request.batch)
     optimizer = make_optimizer(**request.optimizer)
     plan = plan_of(loaded, context)
     with context.engine_stage("run"):
@@ -137,7 +138,27 @@ def _optimize(loaded: Loaded, context: ComputeContext) -> OptimizeResult:
             lr_schedule=Schedule(**request.lr_schedule), goal=request.goal,
             stop=StopRule(**request.stop), record_every=request.record_every,
             deadline=context.deadline, on_record=context.on_record,
+            objective=_data_set_objective(loaded, plan, context.deadline),
         )
+
+
+def _data_set_objective(loaded: Loaded, plan, deadline: float | None):
+    """With a batch, what each step minimises: the mean over its points (or a mini-batch)."""
+    request = loaded.request
+    if not request.batch:
+        return None  # the plan's output itself
+    data = {name: loaded.sources[name] for name in request.batch}
+    return lambda params: DataSetObjective(
+        plan, loaded.sources, params, data, batch_size=request.batch_size,
+        shuffle_seed=request.shuffle_seed, deadline=deadline)
+
+
+def _refuse_batched_params(params: list[str], batch: dict) -> None:
+    batched = [name for name in params if name in batch]
+    if batched:
+        message = (f"params names '{batched[0]}', a batched input; the params are shared "
+                   "inputs, one value for every point")
+        raise BadParams(message, batched[0], {"params": [message]})
 
 
 def _limit_steps(steps: int, limit: int | None) -> None:
