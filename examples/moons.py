@@ -5,6 +5,11 @@ built with chainrule_client.nn; the loss is its demo's: the mean max-margin (SVM
 100 points plus 1e-4 times the sum of the squared weights; 100 steps of SGD with a learning
 rate that decays linearly from 1.0 to 0.1. The whole loop runs in the service.
 
+The graph is one point's loss, relu(1 - y * score(x1, x2)) + 1e-4 * sum(p * p), with the 100
+points sent as a `batch` of x1, x2 and y: the service runs every gate over all the points in
+one vectorised pass and minimises the mean over them, which is the demo's loss exactly (the
+L2 term is the same at every point).
+
     python examples/moons.py [--url http://localhost:8000] [--png moons.png]
 
 It prints the loss every 10 steps, the training accuracy, and draws the decision boundary
@@ -54,39 +59,41 @@ class Trained:
     accuracy: float
 
 
-def svm_loss(model: nn.MLP, points: np.ndarray, labels: np.ndarray) -> cr.Node:
-    """micrograd's demo loss: mean(relu(1 - y * score)) over the points + L2 * sum(p * p)."""
-    margins = [(1 + -float(y) * model([float(a), float(b)])).relu()
-               for (a, b), y in zip(points, labels, strict=True)]
-    data_loss = sum(margins) * (1.0 / len(margins))
-    return data_loss + L2 * sum(p * p for p in model.parameters())
-
-
-def scores(model: nn.MLP, params: cr.Params, points: np.ndarray) -> np.ndarray:
-    """The trained network's score at each point, from its trained params."""
-    activations = points.T
-    for layer in model.layers:
-        weights = np.array([[params[w] for w in neuron.w] for neuron in layer.neurons])
-        biases = np.array([params[neuron.b] for neuron in layer.neurons])
-        activations = weights @ activations + biases[:, None]
-        if layer.neurons[0].nonlin:
-            activations = np.maximum(activations, 0.0)
-    return activations[0]
+def svm_loss(model: nn.MLP, x1: cr.Node, x2: cr.Node, y: cr.Node) -> cr.Node:
+    """One point's share of micrograd's demo loss: relu(1 - y * score) + L2 * sum(p * p)."""
+    margin = (1 + -y * model([x1, x2])).relu()
+    return margin + L2 * sum(p * p for p in model.parameters())
 
 
 def train(client: cr.Client, points: np.ndarray, labels: np.ndarray,
           on_step=None, cache: bool = True) -> Trained:
-    """One /v1/optimize call: 100 SGD steps, lr 1.0 -> 0.1 linearly."""
+    """One /v1/optimize call: 100 SGD steps over the mean loss, lr 1.0 -> 0.1 linearly; then
+    one /v1/evaluate over the points with the trained params for the accuracy."""
     model = nn.MLP(2, [16, 16, 1], seed=SEED)
+    x1, x2, y = cr.input("x1"), cr.input("x2"), cr.input("y")
     result = client.optimize(
-        svm_loss(model, points, labels), params=model.parameters(), optimizer="sgd", lr=1.0,
+        svm_loss(model, x1, x2, y), params=model.parameters(), optimizer="sgd", lr=1.0,
         steps=STEPS, lr_schedule={"name": "linear", "end": 0.1}, on_step=on_step, cache=cache,
+        batch={x1: points[:, 0], x2: points[:, 1], y: labels},
     )
-    predicted = np.sign(scores(model, result.params, points))
-    return Trained(model, result, float(np.mean(predicted == labels)))
+    trained = Trained(model, result, 0.0)
+    predicted = np.sign(scores(client, trained, points))
+    trained.accuracy = float(np.mean(predicted == labels))
+    return trained
 
 
-def draw_boundary(trained: Trained, points: np.ndarray, labels: np.ndarray, path: str) -> bool:
+def scores(client: cr.Client, trained: Trained, points: np.ndarray) -> np.ndarray:
+    """The trained network's score at each point: one batched /v1/evaluate reporting only
+    the score, as base64."""
+    x1, x2 = cr.input("x1"), cr.input("x2")
+    score = trained.model([x1, x2])
+    answer = client.evaluate(score, inputs=trained.result.params, wrt=[score], encoding="b64",
+                             batch={x1: points[:, 0], x2: points[:, 1]})
+    return np.asarray(answer.value)
+
+
+def draw_boundary(client: cr.Client, trained: Trained, points: np.ndarray, labels: np.ndarray,
+                  path: str) -> bool:
     """The decision boundary over the points, as a PNG; False when matplotlib is missing."""
     try:
         import matplotlib
@@ -95,11 +102,11 @@ def draw_boundary(trained: Trained, points: np.ndarray, labels: np.ndarray, path
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    xs = np.linspace(points[:, 0].min() - 1, points[:, 0].max() + 1, 200)
-    ys = np.linspace(points[:, 1].min() - 1, points[:, 1].max() + 1, 200)
+    xs = np.linspace(points[:, 0].min() - 1, points[:, 0].max() + 1, 150)
+    ys = np.linspace(points[:, 1].min() - 1, points[:, 1].max() + 1, 150)
     grid_x, grid_y = np.meshgrid(xs, ys)
     grid = np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)
-    surface = scores(trained.model, trained.result.params, grid).reshape(grid_x.shape)
+    surface = scores(client, trained, grid).reshape(grid_x.shape)
     figure, axes = plt.subplots(figsize=(6, 5))
     sides = np.where(surface > 0, 1.0, -1.0)  # coloured as the labels are
     axes.contourf(grid_x, grid_y, sides, levels=[-2, 0, 2], cmap="Spectral", vmin=-1, vmax=1,
@@ -127,12 +134,12 @@ def main(argv: list[str] | None = None) -> Trained:
 
     with cr.Client(args.url, timeout=120) as client:
         trained = train(client, points, labels, on_step=report)
-    print(f"training accuracy {trained.accuracy:.0%} ({trained.result.stopped} after "
-          f"{trained.result.steps} steps)")
-    if draw_boundary(trained, points, labels, args.png):
-        print(f"decision boundary drawn to {args.png}")
-    else:
-        print("matplotlib is not installed: no PNG (pip install 'chainrule[examples]')")
+        print(f"training accuracy {trained.accuracy:.0%} ({trained.result.stopped} after "
+              f"{trained.result.steps} steps)")
+        if draw_boundary(client, trained, points, labels, args.png):
+            print(f"decision boundary drawn to {args.png}")
+        else:
+            print("matplotlib is not installed: no PNG (pip install 'chainrule[examples]')")
     return trained
 
 
