@@ -6,7 +6,7 @@
     chainrule ops [--json]
     chainrule diagram GRAPH.json -o circuit.svg [--format svg|dot|png]
     chainrule optimize GRAPH.json --params a,b --steps 1000 [--optimizer adam] [--lr 0.01]
-                                  [--goal maximize] [--url URL] [--json]
+                      [--goal maximize] [--batch DATA.json [--batch-size K]] [--url URL] [--json]
 
 `eval`, `gradcheck`, `diagram` and `optimize` need no server: they load the file through the
 same pipeline and request kinds as the API (service/local.py) and run the engine in-process;
@@ -33,7 +33,15 @@ import numpy as np
 import engine
 from service.config import ConfigError, load_config
 from service.kinds import KINDS
-from service.local import BadInput, compute_file, ids_option, local_context, request_body, run_file
+from service.local import (
+    BadInput,
+    compute_file,
+    ids_option,
+    local_context,
+    read_batch,
+    request_body,
+    run_file,
+)
 from service.remote import post_streamed
 from service.summaries import TABLE, summarize
 
@@ -302,14 +310,16 @@ def diagram(
 @click.option("--goal", type=click.Choice(["minimize", "maximize"]), help="Default minimize.")
 @click.option("--record-every", type=click.IntRange(min=1), help="Trajectory entry spacing.")
 @INPUTS_OPTION
+@click.option("--batch", "batch_file", metavar="DATA.json", type=click.Path(dir_okay=False),
+              help="A data set of batched inputs: each step minimises the mean over its points.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="With --batch: mini-batches.")
 @click.option("--url", metavar="URL", help="Run on this chainrule service instead of locally.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's response JSON instead.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar (default: when stderr is a terminal).")
 def optimize_graph(
-    graph_file: str, params: tuple[str, ...], steps: int | None, optimizer_name: str | None,
-    lr: float | None, goal: str | None, record_every: int | None, inputs_text: str | None,
-    url: str | None, as_json: bool, progress: bool | None,
+    graph_file: str, inputs_text: str | None, url: str | None, as_json: bool,
+    progress: bool | None, **options: Any,
 ) -> None:
     """Run SGD or Adam on GRAPH.json's input nodes (--params) for --steps updates.
 
@@ -318,8 +328,7 @@ def optimize_graph(
     """
     from tqdm import tqdm
 
-    body = optimize_body(graph_file, inputs_text, params, steps, optimizer_name, lr, goal,
-                         record_every)
+    body = optimize_body(graph_file, inputs_text, **options)
     with tqdm(total=body["steps"], unit="step", disable=_no_bar(progress)) as bar:
         def on_step(entry: dict) -> None:
             bar.update(entry["step"] - bar.n)
@@ -340,10 +349,13 @@ def optimize_graph(
 def optimize_body(
     graph_file: str, inputs_text: str | None, params: tuple[str, ...], steps: int | None,
     optimizer_name: str | None, lr: float | None, goal: str | None, record_every: int | None,
+    batch_file: str | None, batch_size: int | None,
 ) -> dict[str, Any]:
     """The /v1/optimize body of a graph file and the command's options (over the file's)."""
     body = request_body(graph_file, inputs_text, {
-        "params": ids_option(params) or None, "goal": goal, "record_every": record_every})
+        "params": ids_option(params) or None, "goal": goal, "record_every": record_every,
+        "batch": None if batch_file is None else read_batch(batch_file),
+        "batch_size": batch_size})
     optimizer = body.get("optimizer") if isinstance(body.get("optimizer"), dict) else {}
     body["optimizer"] = {**optimizer, "name": optimizer_name or optimizer.get("name", "adam"),
                          "lr": lr or optimizer.get("lr", 0.01)}

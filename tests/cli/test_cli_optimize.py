@@ -107,3 +107,23 @@ def test_refusals_name_the_node_locally_and_remotely(seeds_file, live_url):
 def test_an_unreachable_service_is_one_line(seeds_file):
     result = invoke("optimize", seeds_file, "--params", "a", "--url", "http://127.0.0.1:9")
     assert result.exit_code == 1 and "cannot reach the service" in result.stderr
+
+
+def test_a_data_set_from_a_batch_file(tmp_path, live_url):
+    graph = {"nodes": [
+        {"id": "x", "op": "input"}, {"id": "y", "op": "input"},
+        {"id": "w", "op": "input", "value": 0.0},
+        {"id": "e", "op": "mul", "inputs": ["w", "x"]},
+        {"id": "d", "op": "sub", "inputs": ["e", "y"]},
+        {"id": "f", "op": "mul", "inputs": ["d", "d"]},
+    ], "output": "f"}
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    (tmp_path / "data.json").write_text(json.dumps({"x": [1.0, 2.0, 3.0], "y": [2.0, 4.0, 6.0]}))
+    args = ["optimize", str(tmp_path / "g.json"), "--params", "w", "--batch",
+            str(tmp_path / "data.json"), "--optimizer", "sgd", "--lr", "0.05", "--steps", "100",
+            "--json"]
+    local = json.loads(invoke(*args).stdout)
+    assert local["params"]["w"] == pytest.approx(2.0, rel=1e-9)
+    assert json.loads(invoke(*args, "--url", live_url).stdout) == local
+    mini = json.loads(invoke(*args, "--batch-size", "2").stdout)
+    assert mini["params"]["w"] == pytest.approx(2.0, rel=1e-6) and mini["hash"] != local["hash"]
