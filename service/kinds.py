@@ -19,6 +19,7 @@ from marshmallow import ValidationError
 from engine import (
     GradCheck,
     JacobianResult,
+    Plan,
     RunResult,
     TooLarge,
     gradcheck,
@@ -26,7 +27,14 @@ from engine import (
     jacobian,
 )
 from engine.optim import Schedule, make_optimizer
-from engine.optimize import BadParams, DataSetObjective, OptimizeResult, StopRule, optimize
+from engine.optimize import (
+    BadParams,
+    DataSetObjective,
+    OptimizeResult,
+    ParamVector,
+    StopRule,
+    optimize,
+)
 from schemas import (
     dump_evaluate,
     dump_gradcheck,
@@ -142,7 +150,9 @@ def _optimize(loaded: Loaded, context: ComputeContext) -> OptimizeResult:
         )
 
 
-def _data_set_objective(loaded: Loaded, plan, deadline: float | None):
+def _data_set_objective(
+    loaded: Loaded, plan: Plan, deadline: float | None
+) -> Callable[[ParamVector], DataSetObjective] | None:
     """With a batch, what each step minimises: the mean over its points (or a mini-batch)."""
     request = loaded.request
     if not request.batch:
