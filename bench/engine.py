@@ -4,7 +4,10 @@
 (b) a 10,000-node chain;
     each against micrograd's Value (build + backward) and PyTorch eager on 0-d tensors when
     torch is importable;
-(c) a 3-layer float64 MLP (batch 256, width 1024) against hand-written numpy.
+(c) a 3-layer float64 MLP (batch 256, width 1024) against hand-written numpy;
+(d) compiling the 100,000-node DAG of (a) and a 100,000-node chain: time a node, and what a
+    cached plan costs: its memory (tracemalloc, its id strings included) and the objects it
+    leaves for the cyclic garbage collector to track.
 
 chainrule's times are for running a compiled plan (the service caches plans by structure);
 compile time is printed beside them. Every chainrule result is checked against the per-node
@@ -18,6 +21,7 @@ import gc
 import math
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -267,6 +271,50 @@ def mlp_case(batch: int, width: int, repeats: int) -> None:
           f"   (max relative difference {worst:.1e})")
 
 
+# ---------------------------------------------------------------- compiling
+
+
+def compile_case(title: str, spec: list[tuple], repeats: int) -> None:
+    shapes = {name: () for name, op, _, _, _ in spec if op == "input"}
+    wall, cpu = compile_times(spec, shapes, repeats)
+    memory, tracked, plan = plan_footprint(spec, shapes)
+    print(f"  {title:28s} compile {1e6 * wall:6.3f} us/node ({1e6 * cpu:.3f} of CPU,"
+          f" {plan.strategy})   cached plan {memory / 2**20:5.1f} MB,"
+          f" {tracked} objects tracked by gc")
+
+
+def compile_times(spec: list[tuple], shapes: dict, repeats: int) -> tuple[float, float]:
+    """The best wall-clock and CPU seconds a node of compiling; on a shared machine the CPU
+    time is the steadier of the two."""
+    graph, _ = to_graph(spec)
+    wall = cpu = math.inf
+    for _ in range(repeats):
+        gc.collect()
+        start, start_cpu = time.perf_counter(), time.process_time()
+        compile_plan(graph, shapes)
+        wall = min(wall, time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - start_cpu)
+    return wall / len(spec), cpu / len(spec)
+
+
+def plan_footprint(spec: list[tuple], shapes: dict) -> tuple[int, int, object]:
+    """Bytes a compiled plan holds once its graph is gone (its id strings, which the spec here
+    keeps alive, counted as well), and how many gc-tracked objects it adds after a collection."""
+    gc.collect()
+    tracked = len(gc.get_objects())
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    graph, _ = to_graph(spec)
+    plan = compile_plan(graph, shapes)
+    del graph
+    gc.collect()
+    memory = tracemalloc.get_traced_memory()[0] - start
+    tracemalloc.stop()
+    memory += sum(sys.getsizeof(name) for name in plan.ids)
+    gc.collect()
+    return memory, len(gc.get_objects()) - tracked - 1, plan  # less the list get_objects made
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller graphs, fewer repeats")
@@ -278,6 +326,11 @@ def main() -> None:
     scalar_case("(a) random scalar DAG", random_dag(100_000 // scale, depth=90), repeats)
     scalar_case("(b) chain", chain(10_000 // scale), repeats)
     mlp_case(256, 1024 // (4 if args.quick else 1), repeats)
+    print("\n(d) compiling, once per structure (targets: < 1 us/node on the DAG, a cached plan"
+          " < 20 MB)")
+    compile_case(f"random scalar DAG, {100_000 // scale} nodes",
+                 random_dag(100_000 // scale, depth=90), 3)
+    compile_case(f"chain, {100_000 // scale} nodes", chain(100_000 // scale), 3)
 
 
 if __name__ == "__main__":

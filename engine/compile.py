@@ -4,23 +4,28 @@ Every check that needs no numbers runs here, in this order: size, duplicate ids,
 (unknown op, arity, attrs), unknown references, the output, cycles (while ordering), then in
 topological order missing sources, shapes and element limits. The executor is chosen here too,
 once per plan.
+
+The work runs over whole columns of integers (engine.columns, engine.ordering): ids are mapped
+to positions once, and a graph whose every value is 0-d has its shapes decided in bulk.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
-from operator import attrgetter
+from operator import itemgetter
 
 import numpy as np
 
 from engine.collector import gc_paused
-from engine.errors import Arity, Cycle, DuplicateId, MissingInput, TooLarge, UnknownNode, UnknownOp
+from engine.columns import Columns, node_columns, source_kinds
+from engine.errors import GraphError, MissingInput, TooLarge, UnknownNode
 from engine.executors import choose_executor
 from engine.graph import NO_LIMITS, Graph, Limits, Node
-from engine.ops import OPS, Op, Shape, checked_attrs, same_shape
-from engine.plan import Plan
+from engine.ops import Op, Shape, same_shape
+from engine.ordering import canonical_order, reached_from, reaching
+from engine.plan import Plan, Positions
+from engine.ragged import Ragged
 from engine.result import RunResult
 from engine.sources import bind_sources, check_seed
 
@@ -43,118 +48,119 @@ def compile_plan(
     if limits.max_nodes is not None and len(nodes) > limits.max_nodes:
         raise TooLarge(f"the graph has {len(nodes)} nodes; the limit is {limits.max_nodes}")
     with gc_paused():
-        checked = _checked_nodes(graph)
-        _check_batched(checked, batched)
-        return _plan(topological_order(nodes), checked, source_shapes, graph.output, limits,
-                     strategy, frozenset(batched))
+        columns = node_columns(nodes)
+        if graph.output not in columns.index:
+            raise UnknownNode(f"output '{graph.output}' is not a node of the graph", graph.output)
+        _check_batched(columns, batched)
+        order, levels = canonical_order(columns.ids, columns.ins)
+        return _plan(columns, order, levels, source_shapes, graph.output, limits, strategy,
+                     frozenset(batched))
 
 
-def _checked_nodes(graph: Graph) -> dict[str, tuple[Op, dict]]:
-    """Each node's op row and checked attrs, after the checks that need no order."""
-    nodes = graph.nodes
-    seen: set[str] = set()
-    for node in nodes:
-        if node.id in seen:
-            raise DuplicateId(f"node id '{node.id}' is used more than once", node.id)
-        seen.add(node.id)
-    checked = {node.id: _check_node(node) for node in nodes}
-    for node in nodes:
-        for name in node.inputs:
-            if name not in seen:
-                raise UnknownNode(f"node '{node.id}' takes unknown node '{name}'", node.id)
-    if graph.output not in seen:
-        raise UnknownNode(f"output '{graph.output}' is not a node of the graph", graph.output)
-    return checked
-
-
-def _check_batched(checked: dict[str, tuple[Op, dict]], batched: Collection[str]) -> None:
+def _check_batched(columns: Columns, batched: Collection[str]) -> None:
     for name in sorted(batched):
-        entry = checked.get(name)
-        if entry is None or not entry[0].is_variable:
+        k = columns.index.get(name)
+        if k is None or not columns.table[columns.kinds[k]][0].is_variable:
             raise UnknownNode(f"batch names '{name}', which is not an input node", name)
 
 
-def _check_node(node: Node) -> tuple[Op, dict]:
-    op = OPS.get(node.op)
-    if op is None:
-        raise UnknownOp(f"unknown op '{node.op}'", node.id)
-    n = len(node.inputs)
-    low, high = op.arity
-    if n < low or (high is not None and n > high):
-        raise Arity(f"op '{op.name}' takes {op.arity_text} inputs, got {n}", node.id)
-    return op, checked_attrs(op, node.attrs, node.id)
-
-
 def topological_order(nodes: Sequence[Node]) -> list[Node]:
-    """Kahn's algorithm with an explicit queue, over nodes sorted by id so that every listing of
-    the same graph gives the same order."""
-    nodes = sorted(nodes, key=attrgetter("id"))
-    position = {node.id: k for k, node in enumerate(nodes)}
-    pending = [len(node.inputs) for node in nodes]
-    consumers: list[list[int]] = [[] for _ in nodes]
-    for k, node in enumerate(nodes):
-        for name in node.inputs:
-            consumers[position[name]].append(k)
-    queue = [k for k, count in enumerate(pending) if not count]
-    for k in queue:  # the queue grows while it is walked
-        for consumer in consumers[k]:
-            pending[consumer] -= 1
-            if not pending[consumer]:
-                queue.append(consumer)
-    if len(queue) < len(nodes):
-        on_cycle = _node_on_cycle(nodes, position, pending)
-        raise Cycle("the graph has a cycle through this node", on_cycle)
-    return [nodes[k] for k in queue]
+    """`nodes` in the canonical topological order (the same for every listing of them);
+    raises the GraphError compiling would for malformed nodes or a cycle."""
+    columns = node_columns(nodes)
+    order, _ = canonical_order(columns.ids, columns.ins)
+    return [nodes[k] for k in order.tolist()]
 
 
-def _node_on_cycle(nodes: list[Node], position: dict[str, int], pending: list[int]) -> str:
-    """Walk back through unfinished inputs until a node repeats: that node is on a cycle."""
-    current = next(k for k, count in enumerate(pending) if count)
-    seen = set()
-    while current not in seen:
-        seen.add(current)
-        current = next(position[name] for name in nodes[current].inputs
-                       if pending[position[name]])
-    return nodes[current].id
-
-
-def _plan(order, checked, source_shapes, output, limits, strategy, batched_sources) -> Plan:
-    ids = tuple(node.id for node in order)
-    index = {name: i for i, name in enumerate(ids)}
-    ops = tuple(checked[name][0] for name in ids)
-    attrs = tuple(checked[name][1] for name in ids)
-    position = index.__getitem__
-    ins = tuple(tuple(map(position, node.inputs)) for node in order)
-    shapes = _infer_shapes(ids, ops, attrs, ins, source_shapes, limits)
-    levels = _levels(ins)
-    batched = _batched(ids, ins, batched_sources)
+def _plan(columns: Columns, order, levels, source_shapes, output, limits, strategy,
+          batched_sources: frozenset[str]) -> Plan:
+    n = len(order)
+    position = np.empty(n, dtype=np.intp)
+    position[order] = np.arange(n, dtype=np.intp)
+    ids = _pick(columns.ids, order)
+    kinds = columns.kinds[order]
+    ops = _pick([op for op, _ in columns.table], kinds)
+    attrs = _pick([attrs for _, attrs in columns.table], kinds)
+    ins = columns.ins.take(order, position)
+    shapes = _shapes(ids, ops, attrs, ins, kinds, columns.table, source_shapes, limits)
+    out = int(position[columns.index[output]])
+    is_source = source_kinds(columns.table)
+    batched = _batched(columns, order, ins, levels, batched_sources)
     return Plan(
         output=output,
-        out=index[output],
+        out=out,
         ids=ids,
-        index=index,
-        # the plan outlives the request that compiled it: keep no source values alive
-        nodes=tuple(node if node.value is None else replace(node, value=None) for node in order),
+        index=Positions(ids),
         ops=ops,
         attrs=attrs,
+        kinds=kinds,
+        kind_table=columns.table,
         ins=ins,
         shapes=shapes,
         levels=levels,
-        ancestors=_reaching(ins, index[output]),
-        sources=tuple(i for i, op in enumerate(ops) if op.is_source),
+        ancestors=reaching(ins, levels, out),
+        sources=tuple(np.flatnonzero(is_source[kinds]).tolist()),
         batched=batched,
         limits=limits,
-        executor=choose_executor(ops, shapes, levels, strategy, batched=any(batched)),
+        executor=choose_executor([op for op, _ in columns.table], shapes, levels, strategy,
+                                 batched=bool(batched.any())),
     )
 
 
-def _batched(ids, ins, batched_sources: frozenset[str]) -> tuple[bool, ...]:
+def _batched(columns: Columns, order, ins: Ragged, levels, batched_sources) -> np.ndarray:
     """Which nodes depend on a batched source (the sources themselves included)."""
-    flags = [name in batched_sources for name in ids]
-    for i, node_ins in enumerate(ins):
-        if node_ins and not flags[i]:
-            flags[i] = any(flags[j] for j in node_ins)
-    return tuple(flags)
+    marked = np.zeros(len(order), dtype=bool)
+    if batched_sources:
+        listed = np.array([columns.index[name] for name in batched_sources], dtype=np.intp)
+        marked[np.isin(order, listed)] = True
+        return reached_from(ins, levels, marked)
+    return marked
+
+
+def _pick(column: Sequence, which: np.ndarray) -> tuple:
+    """`column[k]` for every k in `which`, as a tuple."""
+    if len(which) == 1:
+        return (column[int(which[0])],)
+    return itemgetter(*which.tolist())(column) if len(which) else ()
+
+
+# ---------------------------------------------------------------- shapes
+
+
+def _shapes(ids, ops, attrs, ins: Ragged, kinds, table, source_shapes, limits) -> tuple:
+    """Every node's shape: decided in bulk when every value is 0-d, else node by node."""
+    if _all_scalar(ids, ins, kinds, table, source_shapes, limits):
+        return ((),) * len(ids)
+    return _infer_shapes(ids, ops, attrs, ins.tuples(), source_shapes, limits)
+
+
+def _all_scalar(ids, ins: Ragged, kinds, table, source_shapes, limits) -> bool:
+    """Whether every shape is () with no error to report: every source is 0-d, every kind of
+    gate with its arity maps 0-d inputs to 0-d, and 0-d values fit the limits."""
+    is_source = source_kinds(table)[kinds]
+    for k in np.flatnonzero(is_source).tolist():
+        shape = source_shapes.get(ids[k])
+        if shape is None or len(shape) != 0:
+            return False
+    lengths = ins.lengths()
+    gates = ~is_source
+    stride = int(lengths.max(initial=0)) + 1  # (kind, arity) pairs as one integer each
+    for pair in np.unique(kinds[gates] * stride + lengths[gates]).tolist():
+        op, attrs = table[pair // stride]
+        if not _maps_scalars_to_scalar(op, attrs, pair % stride):
+            return False
+    try:  # the largest a 0-d graph gets: one element a node, one per node in all
+        _check_size(ids[-1], 1, len(ids), limits)
+    except TooLarge:
+        return False  # the per-node pass names the node where it passes the limit
+    return True
+
+
+def _maps_scalars_to_scalar(op: Op, attrs: dict, arity: int) -> bool:
+    try:
+        return tuple(op.infer_shape([()] * arity, attrs, "")) == ()
+    except GraphError:
+        return False
 
 
 def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[Shape, ...]:
@@ -188,27 +194,6 @@ def _check_size(name: str, size: int, total: int, limits: Limits) -> None:
             f"at node '{name}'",
             name,
         )
-
-
-def _levels(ins: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
-    """Each node's depth: 0 for sources, else one more than its deepest input."""
-    levels = [0] * len(ins)
-    level_of = levels.__getitem__
-    for i, node_ins in enumerate(ins):
-        if node_ins:
-            levels[i] = 1 + max(map(level_of, node_ins))
-    return tuple(levels)
-
-
-def _reaching(ins: Sequence[tuple[int, ...]], target: int) -> tuple[bool, ...]:
-    """Which nodes have a path to `target` (the target included)."""
-    reach = [False] * len(ins)
-    reach[target] = True
-    for i in range(len(ins) - 1, -1, -1):
-        if reach[i]:
-            for j in ins[i]:
-                reach[j] = True
-    return tuple(reach)
 
 
 def run_graph(

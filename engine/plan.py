@@ -2,33 +2,68 @@
 
 A plan holds no values; `run` binds new source values to it, runs its executor (chosen once
 when the plan was compiled) and picks the reported nodes out of what the executor computed.
+Its per-node columns are tuples of shared objects (ops, attrs dicts shared by equal nodes) or
+numpy arrays, so a cached plan holds no per-node container for the garbage collector to walk.
 A plan compiled with batched inputs takes those with a leading batch axis of any length B
 (engine/batch.py turns its seed and `reduce` into the backward pass it runs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from engine import batch
 from engine.collector import gc_paused
+from engine.columns import source_kinds
 from engine.errors import MissingInput, ShapeMismatch, UnknownNode
 from engine.executors.base import Executor
 from engine.graph import NO_LIMITS, Limits, Node
 from engine.ops import Op, Shape
+from engine.ordering import reached_from
+from engine.ragged import Ragged
 from engine.result import RunResult, plain
+
+
+class Positions(Mapping[str, int]):
+    """Node id -> topological position, built on first use: most plans are only ever run,
+    and 100,000 ids in a dict would be a third of a cached plan's memory."""
+
+    __slots__ = ("_ids", "_positions")
+
+    def __init__(self, ids: Sequence[str]):
+        self._ids = ids
+        self._positions: dict[str, int] | None = None
+
+    def _built(self) -> dict[str, int]:
+        if self._positions is None:  # two threads may both build it; either result serves
+            self._positions = dict(zip(self._ids, range(len(self._ids)), strict=True))
+        return self._positions
+
+    def __getitem__(self, name: str) -> int:
+        return self._built()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._built()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # a plan is equal only to itself
 class Plan:
-    """Parallel tuples indexed by topological position, with `index` mapping ids to positions.
+    """Parallel columns indexed by topological position, with `index` mapping ids to positions.
 
-    `ins[i]` are the positions of node i's inputs; `levels[i]` its depth (sources 0);
-    `ancestors[i]` whether the output depends on it; `sources` the positions of source nodes;
-    `out` the output's position; `batched[i]` whether node i depends on a batched input
+    `ins[i]` are the positions of node i's inputs (a Ragged: two arrays); `levels[i]` its
+    depth (sources 0, nondecreasing along the order); `ancestors[i]` whether the output depends
+    on it; `sources` the positions of source nodes; `out` the output's position. `kinds[i]` is
+    node i's row in `kind_table`, its (op, attrs): nodes of one kind share one attrs dict, which
+    must not be mutated. `batched[i]` says whether node i depends on a batched input
     (`shapes` are then one point's); `limits` what a batch may grow to. `state` is what the
     executor prepared from the plan.
     """
@@ -36,16 +71,17 @@ class Plan:
     output: str
     out: int
     ids: tuple[str, ...]
-    index: dict[str, int]
-    nodes: tuple[Node, ...]
+    index: Mapping[str, int]
     ops: tuple[Op, ...]
     attrs: tuple[dict, ...]
-    ins: tuple[tuple[int, ...], ...]
+    kinds: np.ndarray
+    kind_table: tuple[tuple[Op, dict], ...]
+    ins: Ragged
     shapes: tuple[Shape, ...]
-    levels: tuple[int, ...]
-    ancestors: tuple[bool, ...]
+    levels: np.ndarray
+    ancestors: np.ndarray
     sources: tuple[int, ...]
-    batched: tuple[bool, ...]
+    batched: np.ndarray
     executor: Executor
     limits: Limits = NO_LIMITS
     state: object = field(init=False, repr=False)
@@ -57,15 +93,27 @@ class Plan:
     def strategy(self) -> str:
         return self.executor.name
 
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes in topological order, without values, built afresh on each call."""
+        return tuple(
+            Node(name, op.name, tuple(self.ids[j] for j in ins), attrs)
+            for name, op, ins, attrs in zip(self.ids, self.ops, self.ins, self.attrs, strict=True)
+        )
+
     def op_of(self, name: str) -> Op:
         return self.ops[self.index[name]]
 
     def shape_of(self, name: str) -> Shape:
         return self.shapes[self.index[name]]
 
+    def gates(self) -> np.ndarray:
+        """The positions of the gates (every node but the sources), in topological order."""
+        return np.flatnonzero(~source_kinds(self.kind_table)[self.kinds])
+
     @property
     def is_batched(self) -> bool:
-        return any(self.batched[i] for i in self.sources)
+        return bool(self.batched[list(self.sources)].any())
 
     def run(
         self,
@@ -103,20 +151,16 @@ class Plan:
                 raise UnknownNode(f"wrt names '{name}', which is not a node of the graph", name)
         return sorted({self.index[name] for name in wrt})
 
-    def needed_for(self, wrt: Sequence[str] | None) -> tuple[list[int], Sequence[bool]]:
+    def needed_for(self, wrt: Sequence[str] | None) -> tuple[list[int], np.ndarray]:
         """The reported positions for `wrt`, and which nodes the backward pass must visit."""
         reported = self._reported(wrt)
         return reported, self.ancestors if wrt is None else self._needed(reported)
 
-    def _needed(self, reported: list[int]) -> list[bool]:
+    def _needed(self, reported: list[int]) -> np.ndarray:
         """Nodes whose gradient is needed: on a path from a reported node to the output."""
-        from_reported = [False] * len(self.ids)
-        for i in reported:
-            from_reported[i] = True
-        for i, ins in enumerate(self.ins):
-            if not from_reported[i] and any(from_reported[j] for j in ins):
-                from_reported[i] = True
-        return [a and b for a, b in zip(self.ancestors, from_reported, strict=True)]
+        marked = np.zeros(len(self.ids), dtype=bool)
+        marked[reported] = True
+        return self.ancestors & reached_from(self.ins, self.levels, marked)
 
     def bound_sources(self, sources: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
         """Each source's value by position, checked against the plan's shapes."""

@@ -10,7 +10,9 @@ All three give the same numbers as the per-node numpy rules of the op table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from engine.executors.base import Executor
 from engine.executors.batched import BatchedExecutor
@@ -31,22 +33,23 @@ EXECUTORS: dict[str, Executor] = {e.name: e for e in (TENSOR, SCALAR, LEVELS, BA
 
 
 def choose_executor(
-    ops: Sequence[Op],
+    ops: Iterable[Op],
     shapes: Sequence[Shape],
-    levels: Sequence[int],
+    levels: np.ndarray,
     forced: str | None = None,
     *,
     batched: bool = False,
 ) -> Executor:
     """The fastest executor that can run the graph, or `forced` when the graph allows it.
 
-    A plan with batched inputs always runs batched.
+    `ops` are the graph's op rows (each distinct row once is enough). A plan with batched
+    inputs always runs batched.
     """
     if batched:
         return BATCHED
     if forced == BATCHED.name:
         raise ValueError("strategy 'batched' needs batched inputs")
-    scalar = all(s == () for s in shapes) and all(op.takes_scalars for op in ops)
+    scalar = shapes.count(()) == len(shapes) and all(op.takes_scalars for op in ops)
     if forced is not None:
         if forced not in EXECUTORS:
             raise ValueError(f"unknown strategy {forced!r}")
@@ -55,8 +58,8 @@ def choose_executor(
         return EXECUTORS[forced]
     if not scalar:
         return TENSOR
-    width = len(ops) / (max(levels) + 1)
-    if len(ops) >= LEVEL_MIN_NODES and width >= LEVEL_WIDTH_THRESHOLD:
+    width = len(shapes) / (int(np.max(levels)) + 1)
+    if len(shapes) >= LEVEL_MIN_NODES and width >= LEVEL_WIDTH_THRESHOLD:
         return LEVELS
     return SCALAR
 

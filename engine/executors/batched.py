@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.executors.base import Deadline, Executor, check_deadline
+from engine.executors.base import Deadline, Executor, check_deadline, flags
 from engine.executors.workspace import Workspace
 from engine.ops import Batched, Op, Shape, batching, unbroadcast, unbroadcast_points
 
@@ -57,8 +57,9 @@ class BatchSteps:
     @classmethod
     def of(cls, plan: Plan) -> BatchSteps:
         slots, elements = _slots(plan)
-        return cls(plan.ops, plan.attrs, plan.ins, plan.shapes, plan.ids, plan.batched,
-                   _rules(plan), plan.out, slots, elements)
+        # the per-node loops index rows one at a time: plain tuples serve them fastest
+        return cls(plan.ops, plan.attrs, tuple(plan.ins.tuples()), plan.shapes, plan.ids,
+                   tuple(plan.batched.tolist()), _rules(plan), plan.out, slots, elements)
 
     def workspace(self, size: int) -> Workspace:
         """Storage for the batched gates' values (or gradients) over `size` points."""
@@ -93,7 +94,7 @@ def _rules(plan: Plan) -> tuple[Batched | None, ...]:
             rules.append(None)
             continue
         ins = plan.ins[i]
-        flags = tuple(plan.batched[j] for j in ins)
+        flags = tuple(bool(plan.batched[j]) for j in ins)
         rules.append(batching(op, flags, [plan.shapes[j] for j in ins], plan.attrs[i],
                               plan.ids[i]))
     return tuple(rules)
@@ -143,6 +144,7 @@ class BatchedExecutor(Executor):
         output is batched or the pass is `per_point`, else without. Batched gates' gradients
         add up in `workspace` when one is given.
         """
+        needed = flags(needed)
         grads: list = [None] * len(values)
         grads[state.out] = seed
         size = np.shape(seed)[0] if per_point else None

@@ -61,7 +61,7 @@ class LevelsExecutor(Executor):
     ) -> list[float]:
         grad = np.zeros(state.size)
         grad[state.out] = seed
-        need = np.array(needed, dtype=bool)
+        need = np.asarray(needed, dtype=bool)
         for level in reversed(state.levels):
             check_deadline(deadline)
             for group in level:
@@ -86,27 +86,34 @@ def _backward_group(group: LevelGroup, v: np.ndarray, grad: np.ndarray, need: np
 
 
 def _group_levels(plan: Plan) -> tuple[tuple[LevelGroup, ...], ...]:
-    keyed: dict[tuple, list[int]] = {}
-    for i, op in enumerate(plan.ops):
-        if op.is_source:
-            continue
-        key = (plan.levels[i], op.name, len(plan.ins[i]), tuple(plan.attrs[i].items()))
-        keyed.setdefault(key, []).append(i)
-    levels: list[list[LevelGroup]] = [[] for _ in range(max(plan.levels) + 1)]
-    for (level, _, arity, _), members in keyed.items():
-        ins = np.array([plan.ins[i] for i in members], dtype=np.intp).reshape(-1, arity)
-        op = plan.ops[members[0]]
+    """The gates grouped by (level, kind, arity), members in topological order; the groups of
+    a level in the order of their first member."""
+    levels: list[list[LevelGroup]] = [[] for _ in range(int(np.max(plan.levels)) + 1)]
+    for members in _groups(plan):
+        op, attrs = plan.kind_table[int(plan.kinds[members[0]])]
+        arity = int(plan.ins.indptr[members[0] + 1] - plan.ins.indptr[members[0]])
+        first_input = plan.ins.indptr[members]
         # numpy's rule for an elementwise op; on 0-d values the others are the identity,
         # whose float kernels serve a gathered row of values as well
         forward, vjp = (op.forward, op.vjp) if op.elementwise else (op.scalar.forward,
                                                                    op.scalar.vjp)
-        levels[level].append(
-            LevelGroup(
-                forward,
-                vjp,
-                plan.attrs[members[0]],
-                np.array(members, dtype=np.intp),
-                [np.ascontiguousarray(ins[:, k]) for k in range(arity)],
-            )
+        levels[int(plan.levels[members[0]])].append(
+            LevelGroup(forward, vjp, attrs, members,
+                       [plan.ins.indices[first_input + k] for k in range(arity)])
         )
     return tuple(tuple(level) for level in levels)
+
+
+def _groups(plan: Plan) -> list[np.ndarray]:
+    """The members of each group, the groups in the order of their first member."""
+    gates = plan.gates()
+    if not gates.size:
+        return []
+    keys = (plan.ins.lengths()[gates], plan.kinds[gates], plan.levels[gates])
+    by_key = np.lexsort(keys)  # stable: members stay in topological order within a group
+    gates = gates[by_key]
+    arity, kinds, levels = (key[by_key] for key in keys)
+    new = np.flatnonzero((np.diff(levels) != 0) | (np.diff(kinds) != 0) | (np.diff(arity) != 0))
+    groups = np.split(gates, new + 1)
+    firsts = gates[np.concatenate(([0], new + 1))]
+    return [groups[g] for g in np.argsort(firsts).tolist()]

@@ -1,8 +1,10 @@
 """The scalar executor: a loop over Python floats in topological order.
 
 For narrow graphs of 0-d values (chains), where a numpy call per node (about 1 us) would cost
-more than the arithmetic. Each gate is a FloatStep holding the op's float kernels with its
-attrs bound; a kernel that raises on inf or nan hands the node to the op's numpy rule.
+more than the arithmetic. Each gate is a step, a tuple of four ints: its position, its kernel
+pair (the op's float forward and vjp with its attrs bound, one pair a kind and arity), and its
+inputs. Tuples of ints only are left alone by the garbage collector once it has seen them.
+A kernel that raises on inf or nan hands the node to the op's numpy rule.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,32 +22,28 @@ from engine.executors.base import (
     Deadline,
     Executor,
     check_deadline,
+    flags,
 )
 from engine.ops import Op
 
 if TYPE_CHECKING:
     from engine.plan import Plan
 
-
-class FloatStep(NamedTuple):
-    """One gate: its position, float forward and vjp (attrs bound), input positions, arity.
-
-    The loops hold each step as a plain tuple in this field order: CPython unpacks an exact
-    tuple without the iterator protocol, about 20 ns a node faster than a NamedTuple.
-    """
-
-    node: int
-    forward: Callable
-    vjp: Callable
-    ins: tuple[int, ...]
-    arity: int
+# A step is (node, kernel pair, a, b): b is the second input of a two-input gate, UNARY for a
+# one-input gate, and WIDE for a gate of more inputs, whose input positions are wide[a].
+UNARY = -1
+WIDE = -2
 
 
 @dataclass(frozen=True, slots=True)
 class FloatProgram:
-    """The gates as FloatSteps in chunks of DEADLINE_STRIDE, and what the numpy fallback needs."""
+    """The steps in chunks of DEADLINE_STRIDE, the kernel pairs they name, and what the numpy
+    fallback needs."""
 
-    chunks: tuple[tuple[tuple, ...], ...]
+    chunks: tuple[tuple[tuple[int, int, int, int], ...], ...]
+    forwards: tuple[Callable, ...]
+    vjps: tuple[Callable, ...]
+    wide: tuple[tuple[int, ...], ...]
     ops: tuple[Op, ...]
     attrs: tuple[dict, ...]
     size: int
@@ -57,11 +55,11 @@ class ScalarExecutor(Executor):
     gives_floats = True
 
     def prepare(self, plan: Plan) -> FloatProgram:
-        rows = [tuple(step) for step in _float_steps(plan)]
-        chunks = tuple(
-            tuple(rows[k : k + DEADLINE_STRIDE]) for k in range(0, len(rows), DEADLINE_STRIDE)
-        )
-        return FloatProgram(chunks, plan.ops, plan.attrs, len(plan.ids), plan.out)
+        steps, kernels, wide = _steps(plan)
+        chunks = tuple(tuple(steps[k : k + DEADLINE_STRIDE])
+                       for k in range(0, len(steps), DEADLINE_STRIDE))
+        return FloatProgram(chunks, tuple(f for f, _ in kernels), tuple(v for _, v in kernels),
+                            wide, plan.ops, plan.attrs, len(plan.ids), plan.out)
 
     def forward(
         self, state: FloatProgram, sources: Mapping[int, np.ndarray], deadline: Deadline
@@ -78,6 +76,7 @@ class ScalarExecutor(Executor):
         self, state: FloatProgram, values: list[float], seed: np.ndarray,
         needed: Sequence[bool], deadline: Deadline,
     ) -> list[float]:
+        needed = flags(needed)
         grads = [0.0] * state.size
         grads[state.out] = float(seed)
         for chunk in reversed(state.chunks):
@@ -86,26 +85,45 @@ class ScalarExecutor(Executor):
         return grads
 
 
-def _float_steps(plan: Plan) -> list[FloatStep]:
-    bound: dict = {}
+def _steps(plan: Plan) -> tuple[list[tuple], list[tuple[Callable, Callable]], tuple]:
+    """The gates' steps in topological order; the kernel pairs; the wide inputs."""
+    gates = plan.gates()
+    if not gates.size:
+        return [], [], ()
+    arity = plan.ins.lengths()[gates]
+    stride = int(arity.max()) + 1  # (kind, arity) pairs as one integer each
+    pairs, which = np.unique(plan.kinds[gates] * stride + arity, return_inverse=True)
+    kernels = [_kernels(*plan.kind_table[pair // stride], pair % stride)
+               for pair in pairs.tolist()]
+    first = plan.ins.indices[plan.ins.indptr[gates]]
+    second = np.where(arity == 2, plan.ins.indices[plan.ins.indptr[gates] + 1 - (arity < 2)],
+                      UNARY)
+    many = np.flatnonzero(arity > 2)
+    wide = tuple(plan.ins[int(i)] for i in gates[many])
+    first[many] = np.arange(many.size)
+    second[many] = WIDE
+    # one int object a position, shared by every step that names it (a third of the memory);
+    # the markers last, so that pool[UNARY] and pool[WIDE] are the markers themselves
+    pool = [*range(len(plan.ids)), WIDE, UNARY]
+    columns = [list(map(pool.__getitem__, column.tolist())) for column in (gates, first, second)]
+    return list(zip(columns[0], which.reshape(-1).tolist(), columns[1], columns[2], strict=True)), \
+        kernels, wide
 
-    def bind(kernel: Callable, attrs: dict) -> Callable:
-        if not attrs:
-            return kernel
-        key = (kernel, tuple(attrs.items()))
-        if key not in bound:  # share one partial between nodes with equal attrs
-            bound[key] = partial(kernel, **attrs)
-        return bound[key]
 
-    steps = []
-    for i, op in enumerate(plan.ops):
-        if op.is_source:
-            continue
-        ins, attrs, kernels = plan.ins[i], plan.attrs[i], op.scalar
-        pairwise = len(ins) == 2 and kernels.pairwise is not None
-        forward = kernels.pairwise if pairwise else kernels.forward
-        steps.append(FloatStep(i, bind(forward, attrs), bind(kernels.vjp, attrs), ins, len(ins)))
-    return steps
+def _kernels(op: Op, attrs: dict, arity: int) -> tuple[Callable, Callable]:
+    """An op's float forward and vjp for `arity` inputs, with `attrs` bound."""
+    kernels = op.scalar
+    pairwise = arity == 2 and kernels.pairwise is not None
+    forward = kernels.pairwise if pairwise else kernels.forward
+    if not attrs:
+        return forward, kernels.vjp
+    return partial(forward, **attrs), partial(kernels.vjp, **attrs)
+
+
+def _inputs(state: FloatProgram, a: int, b: int) -> tuple[int, ...]:
+    if b >= 0:
+        return (a, b)
+    return (a,) if b == UNARY else state.wide[a]
 
 
 def _numpy_twin(state: FloatProgram, rule: Callable, i: int, *args) -> tuple:
@@ -114,43 +132,44 @@ def _numpy_twin(state: FloatProgram, rule: Callable, i: int, *args) -> tuple:
 
 
 def _forward_chunk(state: FloatProgram, chunk: tuple[tuple, ...], values: list) -> None:
-    for i, forward, _, ins, arity in chunk:
+    forwards = state.forwards
+    for i, k, a, b in chunk:
         try:
-            if arity == 1:
-                values[i] = forward(values[ins[0]])
-            elif arity == 2:
-                a, b = ins
-                values[i] = forward(values[a], values[b])
+            if b == UNARY:
+                values[i] = forwards[k](values[a])
+            elif b >= 0:
+                values[i] = forwards[k](values[a], values[b])
             else:
-                values[i] = forward(*[values[j] for j in ins])
+                values[i] = forwards[k](*[values[j] for j in state.wide[a]])
         except FLOAT_FAULTS:
-            args = [values[j] for j in ins]
+            args = [values[j] for j in _inputs(state, a, b)]
             values[i] = float(_numpy_twin(state, state.ops[i].forward, i, *args))
 
 
 def _backward_chunk(
     state: FloatProgram, chunk: tuple[tuple, ...], values: list, grads: list, needed
 ) -> None:
-    for i, _, vjp, ins, arity in reversed(chunk):
+    vjps = state.vjps
+    for i, k, a, b in reversed(chunk):
         if not needed[i]:
             continue
         g = grads[i]
         try:
-            if arity == 1:
-                (a,) = ins
-                (da,) = vjp(g, values[i], values[a])
+            if b == UNARY:
+                (da,) = vjps[k](g, values[i], values[a])
                 grads[a] += da
-            elif arity == 2:
-                a, b = ins
-                da, db = vjp(g, values[i], values[a], values[b])
+            elif b >= 0:
+                da, db = vjps[k](g, values[i], values[a], values[b])
                 grads[a] += da
                 grads[b] += db
             else:
-                local = vjp(g, values[i], *[values[j] for j in ins])
+                ins = state.wide[a]
+                local = vjps[k](g, values[i], *[values[j] for j in ins])
                 for j, contribution in zip(ins, local, strict=True):
                     grads[j] += contribution
         except FLOAT_FAULTS:
-            args = [values[j] for j in ins]
-            local = _numpy_twin(state, state.ops[i].vjp, i, g, values[i], *args)
+            ins = _inputs(state, a, b)
+            local = _numpy_twin(state, state.ops[i].vjp, i, g, values[i],
+                                *[values[j] for j in ins])
             for j, contribution in zip(ins, local, strict=True):
                 grads[j] += float(contribution)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.executors.base import Deadline, Executor, check_deadline
+from engine.executors.base import Deadline, Executor, check_deadline, flags
 from engine.ops import Op, Shape, unbroadcast
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class TensorExecutor(Executor):
     gives_floats = False
 
     def prepare(self, plan: Plan) -> TensorSteps:
-        return TensorSteps(plan.ops, plan.attrs, plan.ins, plan.shapes, plan.out)
+        return TensorSteps(plan.ops, plan.attrs, tuple(plan.ins.tuples()), plan.shapes, plan.out)
 
     def forward(
         self, state: TensorSteps, sources: Mapping[int, np.ndarray], deadline: Deadline
@@ -51,6 +51,7 @@ class TensorExecutor(Executor):
         deadline: Deadline,
     ) -> list:
         """Gradients in reverse topological order, summed at forks; None where none flowed."""
+        needed = flags(needed)
         grads: list = [None] * len(values)
         grads[state.out] = seed
         for i in range(len(values) - 1, -1, -1):

@@ -1,0 +1,138 @@
+"""A graph's nodes as columns checked in bulk: ids, kinds (an op with one set of attrs), inputs.
+
+The checks that need no order (duplicate ids, unknown ops, arity, attrs, unknown references) run
+over whole columns, each distinct op and attrs checked once. When any of them fails, the
+per-node checks run in listing order to raise exactly the error the first faulty node gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
+from typing import NoReturn
+
+import numpy as np
+
+from engine.errors import Arity, DuplicateId, GraphError, UnknownNode, UnknownOp
+from engine.graph import Node
+from engine.ops import OPS, Op, checked_attrs
+from engine.ragged import Ragged
+
+# An op's arity bound when it has none (n-ary ops).
+NO_MAX = np.iinfo(np.intp).max
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The nodes in listing order: `kinds[i]` is node i's row in `table` (its op and canonical
+    attrs, shared by every node of that kind); `ins` holds listing positions."""
+
+    ids: list[str]
+    index: dict[str, int]
+    kinds: np.ndarray
+    table: tuple[tuple[Op, dict], ...]
+    ins: Ragged
+
+
+def source_kinds(table: Sequence[tuple[Op, dict]]) -> np.ndarray:
+    """Which kinds of a kind table are sources."""
+    return np.array([op.is_source for op, _ in table], dtype=bool)
+
+
+def node_columns(nodes: Sequence[Node]) -> Columns:
+    """The checked columns of `nodes`; raise the GraphError the per-node checks give."""
+    ids = [node.id for node in nodes]
+    index = dict(zip(ids, range(len(ids)), strict=True))
+    if len(index) != len(ids):
+        raise_first_fault(nodes)
+    kinds, table = _kinds(nodes)
+    inputs = [node.inputs for node in nodes]
+    lengths = np.fromiter(map(len, inputs), np.intp, len(inputs))
+    if not _arities_fit(lengths, kinds, table):
+        raise_first_fault(nodes)
+    try:
+        flat = np.array(lookup(index, list(chain.from_iterable(inputs))), dtype=np.intp)
+    except KeyError:
+        raise_first_fault(nodes)
+    return Columns(ids, index, kinds, table, Ragged.from_lengths(lengths, flat))
+
+
+def lookup(mapping: dict, keys: list) -> tuple | list:
+    """`mapping[key]` for every key, in one C-level call (twice as fast as a loop)."""
+    if len(keys) < 2:  # itemgetter gives a single item bare, and needs one at least
+        return [mapping[key] for key in keys]
+    return itemgetter(*keys)(mapping)
+
+
+def _kinds(nodes: Sequence[Node]) -> tuple[np.ndarray, tuple[tuple[Op, dict], ...]]:
+    """Each node's kind, and each kind's op and canonical attrs (checked once per kind).
+
+    Attrs are told apart by their repr: 2 and 2.0, 1 and True, 0.0 and -0.0 are equal in
+    Python, and would share a dict key, but they are not the same attrs.
+    """
+    keys = [node.op if not node.attrs else (node.op, repr(node.attrs)) for node in nodes]
+    # a node of each key, the first one listed (walking backwards, the last write wins)
+    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
+    table: dict[tuple, int] = {}
+    rows: list[tuple[Op, dict]] = []
+    kind_of: dict = {}
+    for key, k in first.items():
+        row = _checked_row(nodes[k], nodes)
+        canonical = (row[0].name, repr(row[1]))
+        if canonical not in table:  # equal attrs written differently share one kind
+            table[canonical] = len(rows)
+            rows.append(row)
+        kind_of[key] = table[canonical]
+    kinds = np.array(lookup(kind_of, keys), dtype=np.intp)
+    return kinds, tuple(rows)
+
+
+def _checked_row(node: Node, nodes: Sequence[Node]) -> tuple[Op, dict]:
+    op = OPS.get(node.op)
+    if op is None:
+        raise_first_fault(nodes)
+    try:
+        return op, checked_attrs(op, node.attrs, node.id)
+    except GraphError:
+        raise_first_fault(nodes)
+
+
+def _arities_fit(lengths: np.ndarray, kinds: np.ndarray, table) -> bool:
+    low = np.array([op.min_arity for op, _ in table], dtype=np.intp)
+    high = np.array([NO_MAX if op.max_arity is None else op.max_arity for op, _ in table],
+                    dtype=np.intp)
+    return bool(np.all((lengths >= low[kinds]) & (lengths <= high[kinds])))
+
+
+# ---------------------------------------------------------------- the per-node checks
+
+
+def raise_first_fault(nodes: Sequence[Node]) -> NoReturn:
+    """Raise the error of the first faulty node, the checks in their documented order:
+    duplicate ids, then per node (unknown op, arity, attrs), then unknown references."""
+    seen: set[str] = set()
+    for node in nodes:
+        if node.id in seen:
+            raise DuplicateId(f"node id '{node.id}' is used more than once", node.id)
+        seen.add(node.id)
+    for node in nodes:
+        check_node(node)
+    for node in nodes:
+        for name in node.inputs:
+            if name not in seen:
+                raise UnknownNode(f"node '{node.id}' takes unknown node '{name}'", node.id)
+    raise AssertionError("the bulk checks found a fault the per-node checks do not")
+
+
+def check_node(node: Node) -> tuple[Op, dict]:
+    """One node's op row and canonical attrs; raise UnknownOp, Arity or BadAttr naming it."""
+    op = OPS.get(node.op)
+    if op is None:
+        raise UnknownOp(f"unknown op '{node.op}'", node.id)
+    n = len(node.inputs)
+    low, high = op.arity
+    if n < low or (high is not None and n > high):
+        raise Arity(f"op '{op.name}' takes {op.arity_text} inputs, got {n}", node.id)
+    return op, checked_attrs(op, node.attrs, node.id)
