@@ -19,7 +19,7 @@ from engine.errors import (
     UnknownNode,
     UnknownOp,
 )
-from engine.executors import EXECUTORS, Executor
+from engine.executors import EXECUTORS, WORKSPACES, Executor
 from engine.gradcheck import GradCheck, gradcheck, relative_error
 from engine.graph import Graph, Limits, Node
 from engine.jacobian import JacobianResult, jacobian
@@ -79,6 +79,7 @@ __all__ = [
     "UnexpectedValue",
     "UnknownNode",
     "UnknownOp",
+    "WORKSPACES",
     "bind_sources",
     "check_batch_size",
     "check_finite",

@@ -44,21 +44,18 @@ def run_batch(
     per_point = reduce == "none"
     g = None if forward_only else output_gradient(plan, seed, size, reduce)
     executor, state = plan.executor, plan.state
-    value_space = state.workspace(size)
-    grad_space = None if g is None else state.workspace(size)
+    workspace = state.workspace(size)
     try:
         with np.errstate(all="ignore"), gc_paused():
-            values = executor.forward(state, values_in, deadline, value_space)
+            values = executor.forward(state, values_in, deadline, workspace)
             grads = None
             if g is not None:
                 grads = executor.backward(state, values, g, needed, deadline,
-                                          per_point=per_point, workspace=grad_space)
-            # what is reported leaves the workspaces, which go back to the pool
+                                          per_point=per_point, keep=reported)
+            # what is reported leaves the workspace, which goes back to the pool
             return _result(plan, values, grads, reported, size, per_point)
     finally:
-        value_space.release()
-        if grad_space is not None:
-            grad_space.release()
+        workspace.release()
 
 
 def batched_sources(plan: Plan, sources: Mapping[str, np.ndarray]) -> tuple[dict, int]:
@@ -97,6 +94,11 @@ def batched_sources(plan: Plan, sources: Mapping[str, np.ndarray]) -> tuple[dict
 def check_batch_size(plan: Plan, size: int) -> None:
     """TooLarge, before anything is allocated, when B points would pass the plan's limits."""
     limits = plan.limits
+    largest, batched, shared = plan.state.element_counts
+    if ((limits.max_elements is None or largest * size <= limits.max_elements)
+            and (limits.max_total_elements is None
+                 or batched * size + shared <= limits.max_total_elements)):
+        return
     total = 0
     for i, shape in enumerate(plan.shapes):
         elements = math.prod(shape) * (size if plan.batched[i] else 1)
@@ -110,6 +112,18 @@ def check_batch_size(plan: Plan, size: int) -> None:
             raise TooLarge(
                 f"{size} points pass {limits.max_total_elements} elements in all at node "
                 f"'{name}'", name)
+        _check_batched_work(plan, i, size)
+
+
+def _check_batched_work(plan: Plan, i: int, size: int) -> None:
+    """An op's temporaries (Op.work_size, one point's) over B points, against the tensor limit."""
+    op, limit = plan.ops[i], plan.limits.max_elements
+    if op.work_size is None or limit is None or not plan.batched[i]:
+        return
+    work = op.work_size([plan.shapes[j] for j in plan.ins[i]], plan.attrs[i]) * size
+    if work > limit:
+        raise TooLarge(f"node '{plan.ids[i]}' would need a temporary of {work} elements over "
+                       f"{size} points; the limit is {limit}", plan.ids[i])
 
 
 def output_gradient(plan: Plan, seed: np.ndarray | None, size: int, reduce: str) -> np.ndarray:

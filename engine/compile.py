@@ -175,7 +175,10 @@ def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[
         elif op.infer_shape is same_shape:  # the common case, without building a list
             shape = shapes[ins[i][0]]
         else:
-            shape = op.infer_shape([shapes[j] for j in ins[i]], attrs[i], name)
+            input_shapes = [shapes[j] for j in ins[i]]
+            shape = op.infer_shape(input_shapes, attrs[i], name)
+            if op.work_size is not None:
+                _check_work(name, op.work_size(input_shapes, attrs[i]), limits)
         size = math.prod(shape) if shape else 1
         total += size
         _check_size(name, size, total, limits)
@@ -192,6 +195,15 @@ def _check_size(name: str, size: int, total: int, limits: Limits) -> None:
         raise TooLarge(
             f"the graph's values pass {limits.max_total_elements} elements in all "
             f"at node '{name}'",
+            name,
+        )
+
+
+def _check_work(name: str, size: int, limits: Limits) -> None:
+    if limits.max_elements is not None and size > limits.max_elements:
+        raise TooLarge(
+            f"node '{name}' would need a temporary of {size} elements; the limit is "
+            f"{limits.max_elements}",
             name,
         )
 

@@ -58,7 +58,8 @@ def jacobian(
         values = BATCHED.forward(state, values_in, deadline)
         repeated = _repeated(plan, values, seeds) if plan.is_batched else values
         one_hot = _one_hot_seeds(out_shape, points)
-        grads = BATCHED.backward(state, repeated, one_hot, needed, deadline, per_point=True)
+        grads = BATCHED.backward(state, repeated, one_hot, needed, deadline, per_point=True,
+                                 keep=reported)
     lead = (points,) if plan.is_batched else ()
     jacobians = {}
     for i in reported:

@@ -26,6 +26,9 @@ from engine.ordering import reached_from
 from engine.ragged import Ragged
 from engine.result import RunResult, plain
 
+# How many `wrt` lists a plan remembers the needed nodes of.
+WRT_CACHE_SIZE = 16
+
 
 class Positions(Mapping[str, int]):
     """Node id -> topological position, built on first use: most plans are only ever run,
@@ -85,6 +88,7 @@ class Plan:
     executor: Executor
     limits: Limits = NO_LIMITS
     state: object = field(init=False, repr=False)
+    wrt_cache: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", self.executor.prepare(self))  # frozen: set once here
@@ -130,8 +134,7 @@ class Plan:
         On a batched plan, `reduce` ("none", "sum" or "mean") says what shared nodes'
         gradients are (CONTRACT section 5); elsewhere it changes nothing.
         """
-        reported = self._reported(wrt)
-        needed = self.ancestors if wrt is None else self._needed(reported)
+        reported, needed = self.needed_for(wrt)
         if self.is_batched:
             return batch.run_batch(self, sources, seed=seed, reported=reported, needed=needed,
                                    forward_only=forward_only, deadline=deadline, reduce=reduce)
@@ -152,9 +155,20 @@ class Plan:
         return sorted({self.index[name] for name in wrt})
 
     def needed_for(self, wrt: Sequence[str] | None) -> tuple[list[int], np.ndarray]:
-        """The reported positions for `wrt`, and which nodes the backward pass must visit."""
-        reported = self._reported(wrt)
-        return reported, self.ancestors if wrt is None else self._needed(reported)
+        """The reported positions for `wrt`, and which nodes the backward pass must visit.
+
+        Remembered for the last few `wrt` lists: clients repeat theirs."""
+        if wrt is None:
+            return list(range(len(self.ids))), self.ancestors
+        key = tuple(wrt)
+        known = self.wrt_cache.get(key)
+        if known is None:
+            reported = self._reported(wrt)
+            known = (reported, self._needed(reported))
+            if len(self.wrt_cache) >= WRT_CACHE_SIZE:
+                self.wrt_cache.clear()
+            self.wrt_cache[key] = known
+        return list(known[0]), known[1]
 
     def _needed(self, reported: list[int]) -> np.ndarray:
         """Nodes whose gradient is needed: on a path from a reported node to the output."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from engine import ENGINE_VERSION, Limits
+from engine import ENGINE_VERSION, WORKSPACES, Limits
 from service import errors
 from service.api import api_blueprint, probes_blueprint
 from service.config import load_config
@@ -49,6 +49,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     jsonlog.init_app(app)
     errors.init_app(app)
     metrics = ServiceMetrics(settings["PROMETHEUS_MULTIPROC_DIR"])
+    # batched runs' work arrays kept between runs (per process; engine/executors/workspace.py)
+    WORKSPACES.resize(settings["BATCH_WORKSPACE_BYTES"])
     limits = Limits(
         max_nodes=settings["MAX_NODES"],
         max_elements=settings["MAX_ELEMENTS"],

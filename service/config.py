@@ -58,6 +58,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "NEAR_CACHE_MAX_BYTES": (32 * 1024 * 1024, _non_negative_int),
     "PLAN_CACHE_SIZE": (256, _positive_int),
     "PLAN_CACHE_MAX_NODES": (500_000, _positive_int),
+    "BATCH_WORKSPACE_BYTES": (128 * 1024 * 1024, _non_negative_int),
     "MAX_BODY_BYTES": (32 * 1024 * 1024, _positive_int),
     "MAX_NODES": (200_000, _positive_int),
     "MAX_ELEMENTS": (10_000_000, _positive_int),

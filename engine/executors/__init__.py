@@ -19,6 +19,7 @@ from engine.executors.batched import BatchedExecutor
 from engine.executors.levels import LevelsExecutor
 from engine.executors.scalar import ScalarExecutor
 from engine.executors.tensor import TensorExecutor
+from engine.executors.workspace import POOL as WORKSPACES
 from engine.ops import Op, Shape
 
 # A scalar graph whose topological levels hold this many nodes on average runs level by level.
@@ -64,4 +65,11 @@ def choose_executor(
     return SCALAR
 
 
-__all__ = ["BATCHED", "EXECUTORS", "BatchedExecutor", "Executor", "choose_executor"]
+__all__ = [
+    "BATCHED",
+    "EXECUTORS",
+    "WORKSPACES",
+    "BatchedExecutor",
+    "Executor",
+    "choose_executor",
+]

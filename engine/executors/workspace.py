@@ -1,10 +1,10 @@
 """Work arrays kept between batched runs, so that a run does not fault in fresh pages.
 
-A batched run keeps every batched node's value and gradient alive until it ends: B x nodes
-floats each. Allocated afresh, those pages are faulted in on every run (glibc hands freed
-memory back to the OS) and the faults cost about twice the arithmetic. A Workspace is one
-flat float64 array cut into per-node views; the pool lends workspaces to runs and takes them
-back, keeping at most `max_bytes` of them (a workspace is never shared by two runs at once).
+A batched run keeps every batched node's value alive until it ends: B x nodes floats.
+Allocated afresh, those pages are faulted in on every run (glibc hands freed memory back to
+the OS) and the faults cost about twice the arithmetic. A Workspace is one flat float64 array
+cut into per-node views; the pool lends workspaces to runs and takes them back, keeping at
+most `max_bytes` of them (a workspace is never shared by two runs at once).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import threading
 
 import numpy as np
 
-# What the pool keeps between runs: enough for a 1,000-node graph at 10,000 points twice over.
-DEFAULT_POOL_BYTES = 256 * 2**20
+# What the pool keeps between runs (per process): the values and gradients of a 1,000-node
+# graph at 10,000 points take 2 x 38 MiB.
+DEFAULT_POOL_BYTES = 128 * 2**20
 
 
 class WorkspacePool:
@@ -41,8 +42,22 @@ class WorkspacePool:
         with self._lock:
             self._free.append(array)
             self._free.sort(key=lambda a: a.size)
-            while sum(a.nbytes for a in self._free) > self.max_bytes:
-                self._free.pop()
+            self._trim()
+
+    def _trim(self) -> None:
+        while self._free and sum(a.nbytes for a in self._free) > self.max_bytes:
+            self._free.pop()
+
+    def resize(self, max_bytes: int) -> None:
+        """A new budget; kept arrays over it are let go, the largest first."""
+        with self._lock:
+            self.max_bytes = max_bytes
+            self._trim()
+
+    def clear(self) -> None:
+        """Let go of every kept array."""
+        with self._lock:
+            self._free.clear()
 
     @property
     def held_bytes(self) -> int:
@@ -54,25 +69,25 @@ POOL = WorkspacePool()
 
 
 class Workspace:
-    """One run's storage for batched values and gradients: node i's at `offsets[i]` of a flat
-    array borrowed from the pool (in units of B floats), returned by `release`."""
+    """One run's storage for batched values: `views[i]` is node i's (B, *shape)
+    slot of a flat array borrowed from the pool (None for a node without one); `release`
+    gives the array back."""
 
-    def __init__(self, offsets: dict[int, tuple[int, tuple[int, ...]]], elements: int,
-                 size: int, pool: WorkspacePool = POOL):
-        self.offsets = offsets  # node -> (start in points, point shape)
-        self.size = size
+    def __init__(self, slots: tuple[tuple[int, int, int, tuple[int, ...]], ...], elements: int,
+                 size: int, nodes: int, scalar_slots: bool, pool: WorkspacePool = POOL):
         self.pool = pool
         self.flat = pool.take(elements * size)
-
-    def view(self, i: int) -> np.ndarray | None:
-        """Node i's (B, *shape) slot, or None when it has none."""
-        entry = self.offsets.get(i)
-        if entry is None:
-            return None
-        start, shape = entry
-        count = int(np.prod(shape, dtype=np.int64)) * self.size
-        return self.flat[start * self.size : start * self.size + count].reshape(self.size, *shape)
+        self.views: list[np.ndarray | None] = [None] * nodes
+        if scalar_slots:  # one row per node: cheap views
+            rows = list(self.flat[: elements * size].reshape(elements, size))
+            for (node, _, _, _), row in zip(slots, rows, strict=True):
+                self.views[node] = row
+            return
+        for node, start, count, shape in slots:
+            self.views[node] = self.flat[start * size : (start + count) * size].reshape(
+                size, *shape)
 
     def release(self) -> None:
         self.pool.give(self.flat)
         self.flat = None
+        self.views = []

@@ -6,7 +6,19 @@ outside this package names a particular op.
 
 from __future__ import annotations
 
-from engine.ops import binary, nn, reductions, shape, sources, unary
+from engine.ops import (
+    activations,
+    aggregates,
+    binary,
+    conv,
+    indexing,
+    losses,
+    nn,
+    reductions,
+    shape,
+    sources,
+    unary,
+)
 from engine.ops.base import (
     ATTR_KINDS,
     Attr,
@@ -33,6 +45,12 @@ OP_TABLE: tuple[Op, ...] = (
     *reductions.ROWS,
     *shape.ROWS,
     *nn.ROWS,
+    # catalog 1.1
+    *activations.ROWS,
+    *aggregates.ROWS,
+    *indexing.ROWS,
+    *losses.ROWS,
+    *conv.ROWS,
 )
 
 OPS: dict[str, Op] = {op.name: op for op in OP_TABLE}
@@ -50,7 +68,7 @@ def describe_ops() -> list[dict]:
             "min_inputs": op.min_arity,
             "max_inputs": op.max_arity,
             "attrs": [
-                {"name": a.name, "type": ATTR_KINDS[a.kind],
+                {"name": a.name, "type": a.type_text,
                  "default": None if a.required else a.default, "required": a.required}
                 for a in op.attrs
             ],

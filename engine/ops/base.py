@@ -55,15 +55,23 @@ REQUIRED = object()
 
 @dataclass(frozen=True, slots=True)
 class Attr:
-    """An op attribute: `kind` is one of number, int, bool, axis, axes, shape."""
+    """An op attribute: `kind` is a key of ATTR_KINDS; a "choice" attr lists its `choices`."""
 
     name: str
     kind: str
     default: object = REQUIRED
+    choices: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
+
+    @property
+    def type_text(self) -> str:
+        """What a value of this attr must be, as GET /v1/ops and error messages say it."""
+        if self.kind == "choice":
+            return "one of " + ", ".join(f'"{c}"' for c in self.choices)
+        return ATTR_KINDS[self.kind]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +120,9 @@ class Op:
     elementwise: bool = False
     batch: BatchRule | None = None
     scalar: ScalarKernels | None = None
+    # elements of the largest temporary array forward or vjp allocates, for ops whose
+    # temporaries can outgrow their inputs and output (compiling holds it to the tensor limit)
+    work_size: Callable[[list[Shape], dict], int] | None = None
 
     def __post_init__(self) -> None:
         gate_parts = (self.infer_shape, self.forward, self.vjp)
@@ -155,6 +166,13 @@ ATTR_KINDS = {
     "axis": "an integer, a list of integers, or null",
     "axes": "a list of integers or null",
     "shape": "a list of integers",
+    "number_or_null": "a number or null",
+    "int_or_null": "an integer or null",
+    "int_list": "a list of integers",
+    "indices": "an integer or a rectangular nested list of integers",
+    "slices": "a list with one entry per leading axis: an integer, or [start, stop] or "
+              "[start, stop, step] of integers or nulls",
+    "choice": "one of the listed strings",
 }
 
 
@@ -174,7 +192,7 @@ def coerce_attr(attr: Attr, value: object, node: str) -> object:
     """Check one attr value against its kind; return it normalised (lists become tuples)."""
     kind = attr.kind
     if kind == "number" and is_number(value):
-        if not math.isfinite(value):
+        if not math.isfinite(_as_float(value)):
             raise BadAttr(f"attr '{attr.name}' must be a finite number", node)
         return float(value)
     if kind == "int" and is_int(value):
@@ -187,7 +205,74 @@ def coerce_attr(attr: Attr, value: object, node: str) -> object:
         return None if value is None else tuple(value)
     if kind == "shape" and _int_list(value):
         return tuple(value)
-    raise BadAttr(f"attr '{attr.name}' must be {ATTR_KINDS[kind]}, got {value!r}", node)
+    if kind in ("number_or_null", "int_or_null") and value is None:
+        return None
+    if kind == "number_or_null" and is_number(value):
+        return coerce_attr(Attr(attr.name, "number"), value, node)
+    if kind == "int_or_null" and is_int(value):
+        return value
+    if kind == "int_list" and _int_list(value):
+        return tuple(value)
+    if kind == "choice" and isinstance(value, str) and value in attr.choices:
+        return value
+    if kind == "indices":
+        indices = nested_ints(value)
+        if indices is not None:
+            return indices
+    if kind == "slices" and isinstance(value, list | tuple):
+        entries = [_slice_entry(entry) for entry in value]
+        if all(entry is not None for entry in entries):
+            return tuple(entries)
+    raise BadAttr(f"attr '{attr.name}' must be {attr.type_text}, got {_shown(value)}", node)
+
+
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int past the float range
+        return math.inf
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _slice_entry(entry: object) -> int | tuple | None:
+    """One `slices` entry as an int or a (start, stop, step) triple; None when ill-typed."""
+    if is_int(entry):
+        return entry
+    well_formed = isinstance(entry, list | tuple) and len(entry) in (2, 3)
+    if well_formed and all(part is None or is_int(part) for part in entry):
+        return tuple(entry) + (None,) * (3 - len(entry))
+    return None
+
+
+def nested_ints(value: object) -> int | tuple | None:
+    """An int, or a rectangular nested list of ints as nested tuples; None for anything else.
+
+    Walked with an explicit stack (the lists come from strangers), then shaped by numpy, which
+    refuses ragged nesting and more than its maximum number of dimensions.
+    """
+    if is_int(value):
+        return value
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+        elif not is_int(item):
+            return None
+    try:
+        array = np.array(value, dtype=np.int64)
+    except (ValueError, OverflowError):
+        return None
+    return _as_tuples(array.tolist())
+
+
+def _as_tuples(value: list) -> tuple:
+    """Nested lists as nested tuples (hashable, as attrs must be); depth is numpy's limit."""
+    return tuple(_as_tuples(v) if isinstance(v, list) else v for v in value)
 
 
 def checked_attrs(op: Op, attrs: Mapping[str, object], node: str) -> dict:
@@ -229,6 +314,17 @@ def normalize_axes(axis: object, ndim: int, node: str, attr: str = "axis") -> tu
 
 
 # ---------------------------------------------------------------- shared shape rules
+
+# Results of more dimensions than this are refused (numpy's own limit is 64, and some of its
+# routines, np.add.at among them, fail well before it).
+MAX_RANK = 32
+
+
+def check_rank(rank: int, node: str) -> None:
+    if rank > MAX_RANK:
+        raise ShapeMismatch(f"the result would have {rank} dimensions; at most {MAX_RANK} "
+                            "are allowed", node)
+
 
 def same_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     return shapes[0]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import BadAttr, ShapeMismatch
-from engine.ops.base import IDENTITY_ON_SCALARS, Attr, Batched, Op, Shape
+from engine.ops.base import IDENTITY_ON_SCALARS, Attr, Batched, Op, Shape, check_rank
 
 
 def _matmul_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
@@ -196,6 +196,7 @@ def _reshape_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     target = attrs["shape"]
     size = math.prod(shape)
     unknown = [i for i, n in enumerate(target) if n == -1]
+    check_rank(len(target), node)
     if any(n < -1 for n in target) or len(unknown) > 1:
         raise BadAttr(f"shape {list(target)}: sizes must be >= 0, with at most one -1", node)
     known = math.prod(n for n in target if n != -1)

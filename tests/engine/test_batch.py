@@ -303,3 +303,56 @@ def test_jacobian_over_the_limit_is_refused():
                         {"z": (50,)}, Limits(max_total_elements=1000))
     with pytest.raises(TooLarge):
         jacobian(plan, {"z": np.zeros(50)}, ["z"])
+
+
+@pytest.mark.parametrize("op", ["inv", "log", "sqrt", "exp", "abs", "relu", "sigmoid", "tanh"])
+def test_shared_float_gates_agree_with_numpy_on_edge_values(op):
+    """Shared 0-d gates run on float kernels; where those raise, numpy's rule decides."""
+    edges = [0.0, -0.0, 1e-310, -2.0, 710.0, -710.0, math.inf, -math.inf, math.nan]
+    nodes = [node("x", "input")]
+    for k, _ in enumerate(edges):
+        nodes += [node(f"w{k}", "input"), node(f"f{k}", op, [f"w{k}"]),
+                  node(f"p{k}", "mul", [f"f{k}", "x"])]
+    nodes.append(node("out", "add", [f"p{k}" for k in range(len(edges))]))
+    g = graph(*nodes, output="out")
+    sources = {f"w{k}": np.array(v) for k, v in enumerate(edges)}
+    sources["x"] = np.array([0.5, -1.5])
+    shapes = {name: () for name in sources}
+    plan = compile_plan(g, shapes, batched={"x"})
+    per_point = plan.run(sources)  # reduce none: the sums below would meet inf - inf
+    summed = plan.run(sources, reduce="sum")
+    tensor = compile_plan(g, shapes, strategy="tensor")
+    reference = [tensor.run({**sources, "x": point}) for point in sources["x"]]
+    for k in range(len(edges)):
+        np.testing.assert_allclose(per_point.values[f"f{k}"], reference[0].values[f"f{k}"],
+                                   rtol=1e-12)
+        np.testing.assert_allclose(per_point.grads[f"w{k}"],
+                                   [r.grads[f"w{k}"] for r in reference], rtol=1e-12)
+        np.testing.assert_allclose(summed.grads[f"f{k}"],
+                                   sum(r.grads[f"f{k}"] for r in reference), rtol=1e-12)
+
+
+def test_the_workspace_pool_lends_and_keeps_within_its_budget():
+    from engine.executors.workspace import WorkspacePool
+
+    pool = WorkspacePool(max_bytes=1000 * 8)
+    first = pool.take(600)
+    assert first.size == 600
+    pool.give(first)
+    assert pool.held_bytes == 600 * 8
+    assert pool.take(500) is first  # the smallest kept array that fits
+    pool.give(first)
+    pool.give(np.empty(500))  # over the budget with the first: the larger goes
+    assert pool.held_bytes == 500 * 8
+    pool.give(np.empty(2000))  # larger than the whole budget: not kept
+    assert pool.held_bytes == 500 * 8
+    pool.clear()
+    assert pool.held_bytes == 0
+
+
+def test_a_batched_run_past_its_deadline_stops():
+    from engine import DeadlineExceeded
+
+    plan = compile_plan(_affine(), {"x": (2,), "w": (2,)}, batched={"x"})
+    with pytest.raises(DeadlineExceeded):
+        plan.run({"x": np.zeros((3, 2)), "w": np.zeros(2)}, deadline=0.0)

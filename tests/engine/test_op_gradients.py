@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine import OPS, compile_plan, gradcheck
+from tests.engine.cases_v11 import V11_CASES
 from tests.engine.graphs import graph, node
 
 SHAPES = [(), (4,), (3, 4), (1, 4)]
@@ -49,6 +50,7 @@ for _name in ("sum", "mean"):
 for _name in ("softmax", "log_softmax"):
     CASES[_name] = [([(4,)], {}, "any"), ([(3, 4)], {}, "any"), ([(3, 4)], {"axis": 0}, "any"),
                     ([(1, 4)], {"axis": -1}, "any"), ([(1, 4)], {"axis": 0}, "any")]
+CASES.update(V11_CASES)
 
 
 def _case_params():

@@ -124,7 +124,10 @@ def test_random_dags_agree_with_finite_differences(g):
 
 SCALAR_ATTRS = {"add_const": {"c": 0.5}, "scale": {"a": -1.5}, "pow": {"exponent": 3.0},
                 "sum": {"axis": None}, "mean": {"axis": None}, "transpose": {"axes": None},
-                "reshape": {"shape": []}}
+                "reshape": {"shape": []},
+                # catalog 1.1
+                "leaky_relu": {"slope": 0.2}, "clip": {"lo": 0.8, "hi": 1.5},
+                "slice": {"slices": []}, "broadcast_to": {"shape": []}}
 
 
 @pytest.mark.parametrize("op", sorted(name for name in SCALAR_OPS if not OPS[name].is_source))

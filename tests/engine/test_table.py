@@ -40,7 +40,9 @@ def test_scalar_ops_are_the_rows_with_float_kernels_and_the_sources():
     assert with_kernels | sources == SCALAR_OPS
     assert {"matmul", "softmax", "log_softmax"}.isdisjoint(SCALAR_OPS)
     identities = {op.name for op in OP_TABLE if op.scalar is not None and op.scalar.identity}
-    assert identities == {"sum", "mean", "transpose", "reshape"}
+    assert identities == {"sum", "mean", "transpose", "reshape",
+                          # catalog 1.1
+                          "amax", "amin", "logsumexp", "slice", "broadcast_to"}
 
 
 @pytest.mark.parametrize(

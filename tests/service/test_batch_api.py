@@ -196,3 +196,26 @@ def test_b_times_a_points_elements_over_the_limits_is_413(client):
                             {"id": "s", "op": "softmax", "inputs": ["z"]}], "output": "s"},
         "wrt": ["z"]}, 413)
     assert jac["code"] == "too_large"
+
+
+def test_the_workspace_budget_is_a_setting(make_app):
+    from engine import WORKSPACES
+
+    make_app({"BATCH_WORKSPACE_BYTES": 0})
+    assert WORKSPACES.max_bytes == 0
+    client = make_app({"BATCH_WORKSPACE_BYTES": 0}).test_client()
+    assert ok(client, "/v1/gradients", layer_request(batch={"x": XS.tolist()}))["nodes"]
+    assert WORKSPACES.held_bytes == 0  # nothing kept with a budget of 0
+    make_app({})
+    assert WORKSPACES.max_bytes == 128 * 2**20
+
+
+def test_a_b64_batch_is_the_same_request_as_a_nested_list(client):
+    data = np.ascontiguousarray(XS, dtype="<f8")
+    encoded = {"dtype": "float64", "shape": list(XS.shape),
+               "b64": base64.b64encode(data.tobytes()).decode()}
+    as_list = client.post("/v1/gradients", json=layer_request(batch={"x": XS.tolist()}))
+    as_b64 = client.post("/v1/gradients", json=layer_request(batch={"x": encoded}))
+    assert as_b64.status_code == 200
+    assert as_b64.headers["ETag"] == as_list.headers["ETag"]
+    assert as_b64.headers["X-Cache"] == "hit"
