@@ -34,6 +34,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.batch
 	$(BIN)/python -m bench.cnn
+	$(BIN)/python -m bench.graphs
 	$(BIN)/python -m bench.optimize
 
 lint: $(TEST_STAMP)

@@ -13,8 +13,8 @@ spelling never reach the canonical form.
 
 `graph_id` is the SHA-256 of the canonical graph's text: the id of a registered graph.
 
-What goes into `request_hash` (SHA-256, lowercase hex, over a header serialised by orjson with
-sorted keys, followed by the value bytes):
+What goes into `request_hash` (SHA-256, lowercase hex, over the canonical graph's text, then a
+header serialised by orjson with sorted keys, then the value bytes):
 
 - the canonical graph, as above;
 - the effective source values: the `sources` of `engine.bind_sources` (an input's value from
@@ -48,6 +48,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
 import orjson
@@ -78,25 +79,36 @@ _BATCH_FIELDS = frozenset({"batch", "reduce"})
 
 @dataclass(frozen=True, slots=True)
 class CanonicalGraph:
-    """A graph's canonical form as JSON text (sorted keys), and its id."""
+    """A graph's canonical form as JSON text (sorted keys), its id, and a SHA-256 that has
+    read the text: every request hash over this graph continues a copy of it, so the text is
+    digested once however many requests use it (a registered graph's)."""
 
     text: bytes
     id: str
+    digest: Any  # a hashlib sha256 object fed with `text`; copied, never updated
+
+    @classmethod
+    def of(cls, text: bytes) -> CanonicalGraph:
+        digest = hashlib.sha256(text)
+        return cls(text, digest.hexdigest(), digest)
 
 
 def canonical_graph(graph: Graph) -> CanonicalGraph:
     """The canonical form of `graph`, serialised once, and its SHA-256 (the graph id)."""
     with gc_paused():
-        nodes = sorted(graph.nodes, key=attrgetter("id"))
+        nodes = sorted(graph.nodes, key=_NODE_ID)
+        defaults = _DEFAULT_ATTRS
         form = {
             "nodes": [
-                [node.id, node.op, node.inputs, _canonical_attrs(node.op, node.attrs, node.id)]
+                (node.id, node.op, node.inputs,
+                 _canonical_attrs(node.op, node.attrs, node.id) if node.attrs
+                 else defaults[node.op])
                 for node in nodes
             ],
             "output": graph.output,
         }
         text = orjson.dumps(form, option=_SORTED)
-    return CanonicalGraph(text, hashlib.sha256(text).hexdigest())
+    return CanonicalGraph.of(text)
 
 
 def graph_id(graph: Graph) -> str:
@@ -104,9 +116,32 @@ def graph_id(graph: Graph) -> str:
     return canonical_graph(graph).id
 
 
+# Canonical attrs by (op, the attrs as orjson writes them): big graphs repeat a few spellings
+# (every "scale" by 0.5) many times. Bounded by clearing: a graph of all-distinct attrs just
+# misses.
+_ATTRS_SEEN: dict[tuple[str, bytes], dict] = {}
+_ATTRS_SEEN_MAX = 4096
+
+
 def _canonical_attrs(op_name: str, attrs: dict, node: str) -> dict:
     if not attrs:  # most nodes: their op's defaults, checked once per op
         return _default_attrs(op_name)
+    try:
+        spelling = orjson.dumps(attrs)
+    except orjson.JSONEncodeError:
+        return _checked_or_given(op_name, attrs, node)
+    if b"null" in spelling:  # orjson writes NaN as null too: those two must not share a key
+        return _checked_or_given(op_name, attrs, node)
+    key = (op_name, spelling)
+    canonical = _ATTRS_SEEN.get(key)
+    if canonical is None:
+        if len(_ATTRS_SEEN) >= _ATTRS_SEEN_MAX:
+            _ATTRS_SEEN.clear()
+        canonical = _ATTRS_SEEN[key] = _checked_or_given(op_name, attrs, node)
+    return canonical
+
+
+def _checked_or_given(op_name: str, attrs: dict, node: str) -> dict:
     op = OPS.get(op_name)
     if op is None:
         return _as_given(attrs)
@@ -114,6 +149,17 @@ def _canonical_attrs(op_name: str, attrs: dict, node: str) -> dict:
         return _checked_attrs(op, attrs, node)
     except EngineError:
         return _as_given(attrs)
+
+
+class _DefaultAttrs(dict):
+    """op name -> `_default_attrs(op name)`, filled on first use."""
+
+    def __missing__(self, op_name: str) -> dict:
+        attrs = self[op_name] = _default_attrs(op_name)
+        return attrs
+
+
+_NODE_ID = attrgetter("id")
 
 
 @cache
@@ -155,6 +201,9 @@ def _as_given(value: object) -> object:
     return value
 
 
+_DEFAULT_ATTRS = _DefaultAttrs()
+
+
 # ---------------------------------------------------------------- request hash
 
 
@@ -184,17 +233,16 @@ def _request_hash(
     arrays = [np.asarray(sources[name], dtype=np.float64) for name in names]
     fields, seed = _kind_fields(kind, request)
     shapes = [[name, list(array.shape)] for name, array in zip(names, arrays, strict=True)]
-    # orjson writes a dict with sorted keys as these parts in this order; the graph's text is
-    # spliced in rather than serialised again.
+    # The canonical graph's text comes first (a JSON object: it ends unambiguously), read
+    # once per graph; then the rest of the header, as orjson writes a dict with sorted keys.
     header = b"".join([
         b'{"engine":', orjson.dumps(engine.ENGINE_VERSION),
         b',"fields":', orjson.dumps(fields, option=_SORTED),
-        b',"graph":', graph.text,
         b',"kind":', orjson.dumps(kind),
         b',"sources":', orjson.dumps(shapes),
         b"}",
     ])
-    digest = hashlib.sha256()
+    digest = graph.digest.copy()
     _update_framed(digest, header)
     # The header holds every shape, so these bytes have one reading.
     digest.update(_canonical_bytes(arrays))

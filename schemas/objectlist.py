@@ -133,6 +133,15 @@ class _Column:
         self.check = _strings_check(field) or _list_check(field) or _dict_check(field)
         numbers = getattr(field, "load_numbers", None)
         self.load_numbers = numbers if _plain(field) and not field.validators else None
+        # A list or dict column whose absent value is an empty one (tuple(), list(), dict()):
+        # an absent field reads as an empty container, which converts to just that, so the
+        # column needs no separate pass for its absent rows.
+        self.empty = (
+            [] if self.check is not None and self.absent in (tuple, list) and
+            type(field) in (fields.List, TupleList)
+            else {} if self.check is not None and self.absent is dict and type(field) is fields.Dict
+            else missing
+        )
 
     def default(self):
         return self.absent() if callable(self.absent) else self.absent
@@ -146,6 +155,8 @@ class _Column:
 
     def load(self, rows: list, failed: set[int]) -> list:
         """This field's loaded value for every row; rows whose value fails go into `failed`."""
+        if self.empty is not missing:  # the check refuses null (its type check) and converts
+            return self.check(list(map(dict.get, rows, repeat(self.key), repeat(self.empty))))
         raw = list(map(dict.get, rows, repeat(self.key), repeat(missing)))
         kinds = set(map(type, raw))
         has_missing = _MissingType in kinds

@@ -16,8 +16,13 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import INCLUDE, Schema, fields
 
 from engine import ENGINE_VERSION, GraphError
-from schemas.jsontext import NONFINITE_SPELLINGS
-from schemas.requests import REQUEST_SCHEMAS, GraphSchema, NodeSchema
+from schemas.requests import (
+    REGISTERED_SCHEMAS,
+    REQUEST_SCHEMAS,
+    GraphSchema,
+    NodeSchema,
+    RegisterGraphSchema,
+)
 from schemas.responses import (
     HASH_PATTERN,
     CheckSchema,
@@ -26,6 +31,8 @@ from schemas.responses import (
     EvaluateResponseSchema,
     GradcheckResponseSchema,
     GradientsResponseSchema,
+    GraphResourceSchema,
+    GraphSummarySchema,
     JacobianResponseSchema,
     NodeGradientSchema,
     NodeValueSchema,
@@ -33,7 +40,9 @@ from schemas.responses import (
     TrajectoryEntrySchema,
     WireFloat,
 )
-from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
+from schemas.tensors import NONFINITE_SCHEMA as _NONFINITE
+from schemas.tensors import TENSOR_COMPONENTS as _TENSOR_COMPONENTS
+from schemas.tensors import Tensor
 
 API_VERSION = "1"
 
@@ -52,47 +61,6 @@ _ERROR_CODES_TEXT = (
     "method_not_allowed (405), deadline_exceeded (504), diagram_unavailable (503, "
     "/v1/diagram: Graphviz cannot draw), not_ready (503, /readyz), internal (500)."
 )
-
-_NONFINITE = {"type": "string", "enum": list(NONFINITE_SPELLINGS)}
-
-_TENSOR_COMPONENTS = {
-    "NestedNumbers": {
-        "type": "array",
-        "description": "A rectangular nested list of numbers, nested to any depth (ragged "
-        "lists are refused). Items are numbers, non-finite spellings, or lists of the same kind "
-        "(not written as a recursive schema: some OpenAPI tools cannot follow one).",
-        "items": {"oneOf": [{"type": "number"}, _NONFINITE, {"type": "array", "items": {}}]},
-    },
-    "EncodedTensor": {
-        "type": "object",
-        "description": "Raw little-endian C-order bytes; their count must equal dtype size "
-        "x the product of shape.",
-        "properties": {
-            "dtype": {"type": "string", "enum": list(WIRE_DTYPES)},
-            "shape": {
-                "type": "array",
-                "items": {"type": "integer", "minimum": 0},
-                "maxItems": MAX_NDIM,
-            },
-            "b64": {"type": "string", "format": "byte"},
-        },
-        "required": ["dtype", "shape", "b64"],
-        "additionalProperties": False,
-    },
-    "Tensor": {
-        "description": "A tensor: a number (0-d), a rectangular nested list, or an encoded "
-        "object. Non-finite numbers are the strings "
-        + ", ".join(f'"{spelling}"' for spelling in NONFINITE_SPELLINGS)
-        + "; inputs holding them need allow_nonfinite.",
-        "oneOf": [
-            {"type": "number"},
-            _NONFINITE,
-            {"$ref": "#/components/schemas/NestedNumbers"},
-            {"$ref": "#/components/schemas/EncodedTensor"},
-        ],
-    },
-}
-
 
 class OpAttrSchema(Schema):
     name = fields.String(required=True)
@@ -156,13 +124,22 @@ def request_component(kind: str) -> str:
     return f"{kind.capitalize()}Request"
 
 
+def registered_request_component(kind: str) -> str:
+    """The component name of a kind's request against a registered graph (without `graph`)."""
+    return f"Registered{request_component(kind)}"
+
+
 # Binary image formats; the others are text.
 _BINARY_IMAGES = frozenset({"image/png"})
 
-_SCHEMAS: dict[str, type[Schema]] = {
+_SCHEMAS: dict[str, type[Schema] | Schema] = {
     "Node": NodeSchema,
     "Graph": GraphSchema,
     **{request_component(kind): type(schema) for kind, schema in REQUEST_SCHEMAS.items()},
+    **{registered_request_component(kind): schema for kind, schema in REGISTERED_SCHEMAS.items()},
+    "RegisterGraphRequest": RegisterGraphSchema,
+    "GraphSummary": GraphSummarySchema,
+    "GraphResource": GraphResourceSchema,
     "NodeGradient": NodeGradientSchema,
     "NodeValue": NodeValueSchema,
     "GradientsResponse": GradientsResponseSchema,
@@ -255,6 +232,7 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
     for endpoint in endpoints:
         spec.path(path=endpoint.path, operations={"post": _endpoint_operation(endpoint)})
     _add_fixed_paths(spec, [e for e in endpoints if e.response_schema])
+    _add_graph_paths(spec, endpoints)
     return spec.to_dict()
 
 
@@ -285,7 +263,7 @@ def _add_shared_components(spec: APISpec) -> None:
         )
 
 
-def _endpoint_operation(endpoint: ComputeEndpoint) -> dict:
+def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -> dict:
     if endpoint.response_schema is not None:
         ok = _result_ok(endpoint.response_schema, endpoint.response_description)
         if endpoint.streams:
@@ -299,7 +277,7 @@ def _endpoint_operation(endpoint: ComputeEndpoint) -> dict:
                         for media_type in endpoint.image_types},
         }
     return _compute_operation(
-        endpoint.summary, request_component(endpoint.kind), ok, *endpoint.errors
+        endpoint.summary, request or request_component(endpoint.kind), ok, *endpoint.errors
     )
 
 
@@ -377,3 +355,61 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
         }}},
     )
 
+
+
+# ---------------------------------------------------------------- graphs as resources
+
+_GRAPH_ID = {"name": "id", "in": "path", "required": True,
+             "description": "the id POST /v1/graphs answered",
+             "schema": {"type": "string", "pattern": HASH_PATTERN}}
+_EXAMPLE_GRAPH = {
+    "nodes": [
+        {"id": "x", "op": "input", "value": -2},
+        {"id": "y", "op": "input", "value": 5},
+        {"id": "z", "op": "input", "value": -4},
+        {"id": "q", "op": "add", "inputs": ["x", "y"]},
+        {"id": "f", "op": "mul", "inputs": ["q", "z"]},
+    ],
+    "output": "f",
+}
+
+
+def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> None:
+    """POST /v1/graphs, GET /v1/graphs/{id} and one POST per computing endpoint under it."""
+    registration = _compute_operation(
+        "Register a graph: later requests send only their values",
+        "RegisterGraphRequest",
+        _json_body("GraphSummary", "Registered already: the same id as before."),
+    )
+    registration["responses"]["201"] = {
+        **_json_body("GraphSummary", "Registered: its id, size, inputs and output."),
+        "headers": {"X-Request-ID": "X-Request-ID", "Location": {
+            "schema": {"type": "string"}, "description": "/v1/graphs/{id}"}},
+    }
+    del registration["responses"]["504"]
+    registration["requestBody"]["content"]["application/json"]["example"] = {
+        "graph": _EXAMPLE_GRAPH
+    }
+    spec.path(path="/v1/graphs", operations={"post": registration})
+    spec.path(
+        path="/v1/graphs/{id}",
+        parameters=[_GRAPH_ID],
+        operations={"get": {
+            "summary": "A registered graph, in canonical form",
+            "parameters": ["RequestId"],
+            "responses": {"200": _json_body("GraphResource", "The graph and its summary."),
+                          **_errors("NotFound")},
+        }},
+    )
+    for endpoint in endpoints:
+        operation = _endpoint_operation(endpoint, registered_request_component(endpoint.kind))
+        operation["summary"] = f"{endpoint.summary}, on a registered graph"
+        operation["responses"].update(_errors("NotFound"))
+        operation["requestBody"]["content"]["application/json"]["example"] = {
+            "inputs": {"x": 3.0}
+        }
+        spec.path(
+            path=f"/v1/graphs/{{id}}/{endpoint.kind}",
+            parameters=[_GRAPH_ID],
+            operations={"post": operation},
+        )

@@ -8,6 +8,10 @@ non-finite values are left to the engine, which names the node too. Each kind ta
 fields that mean something for it: the rest are unknown fields. Optional fields take their
 default when absent (the Request dataclass's default where the schema gives none); null is
 never a value.
+
+A registered graph (CONTRACT section 7) is loaded once by `load_graph` (`{"graph": ...}`, the
+body of POST /v1/graphs); the requests against it are each kind's schema without `graph`
+(`REGISTERED_SCHEMAS`, derived from REQUEST_SCHEMAS), loaded by `load_request(..., graph=)`.
 """
 
 from __future__ import annotations
@@ -326,21 +330,53 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
 }
 
 
-def load_request(kind: str, data: object, *, max_elements: int | None = None) -> Request:
+# The requests against a registered graph: each kind's fields but `graph`.
+REGISTERED_SCHEMAS: dict[str, Schema] = {
+    kind: type(schema)(exclude=("graph",)) for kind, schema in REQUEST_SCHEMAS.items()
+}
+
+
+class RegisterGraphSchema(StrictSchema):
+    """The body of POST /v1/graphs."""
+
+    graph = fields.Nested(GraphSchema, required=True)
+
+
+REGISTER_GRAPH_SCHEMA = RegisterGraphSchema()
+
+
+def load_request(
+    kind: str, data: object, *, max_elements: int | None = None, graph: Graph | None = None
+) -> Request:
     """Validate a parsed body of endpoint `kind` and decode it into a Request.
 
-    Raises marshmallow.ValidationError for field errors, TooLarge for a tensor over
-    `max_elements`, and UnknownOp (naming the node) for an op missing from the catalog.
+    With `graph` (a registered graph, already loaded and checked), the body is the kind's
+    request without `graph`. Raises marshmallow.ValidationError for field errors, TooLarge for
+    a tensor over `max_elements`, and UnknownOp (naming the node) for an op missing from the
+    catalog.
     """
-    schema = REQUEST_SCHEMAS.get(kind)
+    schemas = REQUEST_SCHEMAS if graph is None else REGISTERED_SCHEMAS
+    schema = schemas.get(kind)
     if schema is None:
         raise ValueError(f"unknown request kind {kind!r}; expected one of {REQUEST_KINDS}")
     # Loading a big graph allocates many acyclic objects; the collector's scans would cost
     # about as much as the loading.
     with element_limit(max_elements), gc_paused():
         loaded = schema.load(data)
-    _check_ops(loaded["graph"])
+    if graph is None:
+        _check_ops(loaded["graph"])
+    else:
+        loaded["graph"] = graph
     return Request(**loaded)
+
+
+def load_graph(data: object, *, max_elements: int | None = None) -> Graph:
+    """The graph of a POST /v1/graphs body (`{"graph": {...}}`), checked as `load_request`
+    checks an inline one."""
+    with element_limit(max_elements), gc_paused():
+        graph = REGISTER_GRAPH_SCHEMA.load(data)["graph"]
+    _check_ops(graph)
+    return graph
 
 
 def _check_ops(graph: Graph) -> None:
@@ -357,11 +393,13 @@ __all__ = [
     "StrictBoolean",
     "StrictSchema",
     "REQUEST_KINDS",
+    "REGISTERED_SCHEMAS",
     "REQUEST_SCHEMAS",
     "BatchValues",
     "GraphSchema",
     "NodeSchema",
     "Request",
+    "load_graph",
     "load_request",
     "node_from_fields",
 ]

@@ -16,7 +16,7 @@ from marshmallow import Schema, fields, validate
 from engine import GradCheck, JacobianResult, RunResult, gc_paused
 from engine.optimize import OptimizeResult
 from schemas.jsontext import NONFINITE_SPELLINGS, spell_float
-from schemas.requests import DEFAULT_ENCODING
+from schemas.requests import DEFAULT_ENCODING, GraphSchema
 from schemas.tensors import Tensor, tensor_json
 
 CACHED_FALSE_SUFFIX = b',"cached":false}'
@@ -127,6 +127,34 @@ class GradcheckResponseSchema(Schema):
     )
     passed = fields.Boolean(required=True, metadata={"description": "no verdict is wrong"})
     cached = fields.Boolean(required=True)
+
+
+class GraphSummarySchema(Schema):
+    """The answer of POST /v1/graphs (CONTRACT section 7)."""
+
+    id = ResultHash(
+        required=True,
+        metadata={"description": "SHA-256 of the canonical graph: its structure and values"},
+    )
+    nodes = fields.Integer(required=True, metadata={"description": "how many nodes it has"})
+    inputs = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.Integer(), allow_none=True),
+        required=True,
+        metadata={"description": "each input node's default shape, or null without a default"},
+    )
+    output = fields.String(required=True)
+
+
+class GraphResourceSchema(GraphSummarySchema):
+    """The answer of GET /v1/graphs/{id}: the summary and the canonical graph."""
+
+    graph = fields.Nested(
+        GraphSchema,
+        required=True,
+        metadata={"description": "nodes sorted by id, every attr spelled out; posting it "
+                  "back registers the same id"},
+    )
 
 
 class TrajectoryEntrySchema(Schema):

@@ -180,6 +180,32 @@ def _is_shape(shape: object) -> bool:
     )
 
 
+# An encoded float64 scalar: 8 bytes, 12 base64 characters.
+_SCALAR_B64_LENGTH = 12
+
+
+def _is_encoded_scalar(value: dict) -> bool:
+    text = value.get("b64")
+    return (
+        value.keys() == ENCODED_KEYS and value["dtype"] == "float64" and value["shape"] == []
+        and type(text) is str and len(text) == _SCALAR_B64_LENGTH
+    )
+
+
+def _encoded_scalars(values: list[dict]) -> list[np.ndarray] | None:
+    """Encoded float64 scalars decoded in one pass (a registered graph's many input values);
+    None unless every one is exactly such an object with valid base64."""
+    if not all(map(_is_encoded_scalar, values)):
+        return None
+    try:  # the decoder _decode_encoded uses, so both paths accept the same texts
+        raw = b"".join([b64decode(value["b64"], validate=True) for value in values])
+    except ValueError:
+        return None
+    if len(raw) != 8 * len(values):
+        return None
+    return [np.array(number) for number in np.frombuffer(raw, "<f8").tolist()]
+
+
 def _decode_encoded(value: dict, node: str | None) -> np.ndarray:
     keys = value.keys()
     if keys != ENCODED_KEYS:
@@ -255,6 +281,48 @@ def _spelled_list(array: np.ndarray) -> list:
     return spelled.tolist()
 
 
+NONFINITE_SCHEMA = {"type": "string", "enum": list(NONFINITE_SPELLINGS)}
+
+# The wire forms of a tensor as OpenAPI components (schemas/openapi.py).
+TENSOR_COMPONENTS = {
+    "NestedNumbers": {
+        "type": "array",
+        "description": "A rectangular nested list of numbers, nested to any depth (ragged "
+        "lists are refused). Items are numbers, non-finite spellings, or lists of the same kind "
+        "(not written as a recursive schema: some OpenAPI tools cannot follow one).",
+        "items": {"oneOf": [{"type": "number"}, NONFINITE_SCHEMA, {"type": "array", "items": {}}]},
+    },
+    "EncodedTensor": {
+        "type": "object",
+        "description": "Raw little-endian C-order bytes; their count must equal dtype size "
+        "x the product of shape.",
+        "properties": {
+            "dtype": {"type": "string", "enum": list(WIRE_DTYPES)},
+            "shape": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "maxItems": MAX_NDIM,
+            },
+            "b64": {"type": "string", "format": "byte"},
+        },
+        "required": ["dtype", "shape", "b64"],
+        "additionalProperties": False,
+    },
+    "Tensor": {
+        "description": "A tensor: a number (0-d), a rectangular nested list, or an encoded "
+        "object. Non-finite numbers are the strings "
+        + ", ".join(f'"{spelling}"' for spelling in NONFINITE_SPELLINGS)
+        + "; inputs holding them need allow_nonfinite.",
+        "oneOf": [
+            {"type": "number"},
+            NONFINITE_SCHEMA,
+            {"$ref": "#/components/schemas/NestedNumbers"},
+            {"$ref": "#/components/schemas/EncodedTensor"},
+        ],
+    },
+}
+
+
 # ---------------------------------------------------------------- the field
 
 
@@ -276,10 +344,14 @@ class Tensor(fields.Field):
         return tensor_json(value)
 
     def load_numbers(self, values: list) -> list[np.ndarray] | None:
-        """Decode a column of plain numbers at once; None when it holds anything else.
+        """Decode a column of plain numbers, or of encoded float64 scalars, at once; None when
+        it holds anything else.
 
-        Used by the fast node loader; agrees with `deserialize` on every value it accepts.
+        Used by the fast loaders; agrees with `deserialize` on every value it accepts.
         """
-        if not set(map(type, values)) <= _NUMBER_TYPES:
-            return None
-        return [np.array(_number(v), dtype=np.float64) for v in values]
+        kinds = set(map(type, values))
+        if kinds <= _NUMBER_TYPES:
+            return [np.array(_number(v), dtype=np.float64) for v in values]
+        if kinds == {dict}:
+            return _encoded_scalars(values)
+        return None

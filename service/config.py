@@ -53,6 +53,7 @@ def default_worker_count() -> int:
 SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "REDIS_URL": (None, _optional_str),
     "CACHE_TTL_SECONDS": (3600, _positive_int),
+    "GRAPH_TTL_SECONDS": (86400, _positive_int),
     "CACHE_MAX_ENTRY_BYTES": (8 * 1024 * 1024, _positive_int),
     "MEMORY_CACHE_MAX_BYTES": (256 * 1024 * 1024, _positive_int),
     "NEAR_CACHE_MAX_BYTES": (32 * 1024 * 1024, _non_negative_int),

@@ -2,14 +2,19 @@
 
 Clients repeat byte-identical requests (the SDK, retries, dashboards). For those the result
 hash is already known, so a cache hit needs no parsing, schema load, binding or canonical
-hashing: digest the body, look up the hash, fetch the stored result. The mapping is exact:
-within one app (one configuration, one engine version) the same bytes always load to the
-same request, and only bodies that loaded successfully are remembered.
+hashing: digest the body, look up the hash, fetch the stored result. Bodies that differ only
+in whitespace or key order parse to the same JSON value; `json_fingerprint` names that value
+(orjson's sorted-key writing of it), so their hits skip all but the parse. The mapping is
+exact: within one app (one configuration, one engine version) the same bytes, or the same
+parsed value, always load to the same request, and only bodies that loaded successfully are
+remembered.
 """
 
 from __future__ import annotations
 
 import hashlib
+
+import orjson
 
 from service.store.lru import LockedLRU
 
@@ -28,6 +33,19 @@ class KnownRequests:
     def fingerprint(kind: str, body: bytes) -> bytes:
         """The key of a body sent to endpoint `kind`."""
         return hashlib.sha256(body, usedforsecurity=False).digest() + kind.encode()
+
+    @staticmethod
+    def json_fingerprint(kind: str, data: object) -> bytes | None:
+        """The key of a parsed body sent to endpoint `kind`; None when its writing could stand
+        for two values (orjson writes NaN and infinities as null, as it writes null)."""
+        try:
+            text = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            return None
+        if b"null" in text:
+            return None
+        digest = hashlib.sha256(text, usedforsecurity=False).digest()
+        return digest + b"json:" + kind.encode()
 
     def get(self, fingerprint: bytes) -> str | None:
         """The result hash of a body with this fingerprint, if one was loaded before."""

@@ -5,6 +5,7 @@ functions; what differs between them (limits, the plan cache, the deadline, how 
 timed) comes in as arguments, never from a request context.
 
     loaded = load("gradients", data, limits)          # schema load, bind sources, hash
+    loaded = load_registered("gradients", data, registered, limits)   # the same, graph by id
     plan = plan_of(loaded, context)                   # through the plan cache
     result = run(loaded, plan, context, forward_only=False)
 """
@@ -18,8 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from engine import Plan, RunResult, TooLarge, UnknownNode, bind_sources, check_seed, input_ids
+from engine import (
+    Graph,
+    Plan,
+    RunResult,
+    TooLarge,
+    UnknownNode,
+    bind_sources,
+    check_finite,
+    check_seed,
+    input_ids,
+)
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
+from service.graphs import RegisteredGraph, source_nodes
 from service.plans import PlanCache
 
 # Times a named stage: `with timer("load"): ...` (the views pass the request's StageTimer).
@@ -98,11 +110,35 @@ def load(kind: str, data: object, limits: RequestLimits, timer: Timer = untimed)
     with timer("load"):
         request = load_request(kind, data, max_elements=limits.max_elements)
     with timer("bind"):
-        sources = bind_request(request)
+        sources = bind_request(request, source_nodes(request.graph))
     with timer("hash"):
         graph = canonical_graph(request.graph)
         digest = request_hash(kind, request, sources, graph)
     return Loaded(kind, request, sources, graph, digest)
+
+
+def load_registered(
+    kind: str,
+    data: object,
+    registered: RegisteredGraph,
+    limits: RequestLimits,
+    timer: Timer = untimed,
+) -> Loaded:
+    """A parsed body of endpoint `kind` against a registered graph (the body without `graph`),
+    loaded, bound and hashed: the same request and hash as the inline body.
+
+    The graph was loaded, checked and put in canonical form at registration; binding reads
+    only its source nodes.
+    """
+    with timer("load"):
+        request = load_request(
+            kind, data, max_elements=limits.max_elements, graph=registered.graph
+        )
+    with timer("bind"):
+        sources = bind_request(request, registered.sources)
+    with timer("hash"):
+        digest = request_hash(kind, request, sources, registered.canonical)
+    return Loaded(kind, request, sources, registered.canonical, digest)
 
 
 def reject_oversized_graph(data: object, max_nodes: int) -> None:
@@ -114,24 +150,41 @@ def reject_oversized_graph(data: object, max_nodes: int) -> None:
         raise TooLarge(f"the graph has {len(nodes)} nodes; the limit is {max_nodes}")
 
 
-def bind_request(request: Request) -> dict[str, np.ndarray]:
+def bind_request(request: Request, source_nodes: Graph | None = None) -> dict[str, np.ndarray]:
     """The sources of `request`'s graph (MissingInput, UnknownNode, NonfiniteInput).
 
-    The engine's `bind_sources` gives every input and const its effective value and refuses
-    non-finite ones unless the request allows them; `check_seed` does the same for the seed.
-    A batched input's value is its batch array (leading axis B).
+    The engine's `bind_sources` gives every input and const its effective value; non-finite
+    ones are refused here unless the request allows them, and `check_seed` does the same for
+    the seed. A batched input's value is its batch array (leading axis B). `source_nodes` is
+    the graph's source nodes alone, when the caller has them.
     """
+    graph = source_nodes or request.graph
     given = request.inputs
     if request.batch:
-        _check_batch_keys(request)
+        _check_batch_keys(request, graph)
         given = {**request.inputs, **request.batch}
-    sources = bind_sources(request.graph, given, allow_nonfinite=request.allow_nonfinite)
+    sources = bind_sources(graph, given, allow_nonfinite=True)
+    if not request.allow_nonfinite:
+        check_finite_sources(sources)
     check_seed(request.seed, request.graph.output, allow_nonfinite=request.allow_nonfinite)
     return sources
 
 
-def _check_batch_keys(request: Request) -> None:
-    variables = set(input_ids(request.graph.nodes))
+def check_finite_sources(sources: Mapping[str, np.ndarray]) -> None:
+    """NonfiniteInput naming the first source holding NaN or infinity, as the engine's own
+    per-value check would; the scalars (most sources of big graphs) checked in one pass."""
+    scalars = [value for value in sources.values() if value.ndim == 0]
+    finite = np.isfinite(np.array(scalars, dtype=np.float64)).all() and all(
+        np.isfinite(value).all() for value in sources.values() if value.ndim
+    )
+    if finite:
+        return
+    for name, value in sources.items():
+        check_finite(value, name, f"the value of '{name}'")
+
+
+def _check_batch_keys(request: Request, graph: Graph) -> None:
+    variables = set(input_ids(graph.nodes))
     for name in request.batch:
         if name not in variables:
             raise UnknownNode(f"batch names '{name}', which is not an input node", name)

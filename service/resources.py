@@ -1,4 +1,5 @@
-"""What the views share across requests within one worker: the result store, caches, metrics."""
+"""What the views share across requests within one worker: the result store, caches, registered
+graphs, metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from service.graphs import GraphRegistry
 from service.known_requests import KnownRequests
 from service.observe.metrics import ServiceMetrics
 from service.plans import PlanCache
@@ -20,6 +22,7 @@ class Resources:
     plans: PlanCache
     known_requests: KnownRequests
     metrics: ServiceMetrics
+    graphs: GraphRegistry
 
     def close(self) -> None:
         """Release what the worker holds open (Redis connections): gunicorn's worker_exit hook

@@ -1,10 +1,12 @@
-"""The /v1 endpoints: one route per row of service/kinds.py, plus /results and /ops.
+"""The /v1 endpoints: one route per row of service/kinds.py, plus /results and /ops (the routes
+of registered graphs are in graphs.py and share the computing views here).
 
 A computing view reads the body, runs it through service/pipeline.py and answers. A cached
 kind (a JSON answer) goes through the store first: a hit returns the stored bytes with only
 "cached" flipped; `cache: false` requests neither read nor write it (X-Cache: bypass). A body
-seen before byte for byte already has a known result hash (service/known_requests.py), so its
-hit skips everything up to the store lookup. Each stage is timed into Server-Timing.
+seen before, byte for byte or as the same parsed JSON (spelled with other whitespace, keys in
+another order), already has a known result hash (service/known_requests.py), so its hit skips
+the schema load, binding and hashing. Each stage is timed into Server-Timing.
 
 A streaming kind asked for `Accept: text/event-stream` answers as events (service/api/stream.py).
 
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 from flask import Blueprint, Response, current_app, g
 
@@ -44,7 +47,8 @@ SINGLE_FLIGHT_WAIT_SHARE = 0.25
 
 
 @blueprint.before_request
-def _start_deadline() -> None:
+def start_deadline() -> None:
+    """Each request's compute deadline and how long it may wait for an identical one."""
     started = time.monotonic()
     seconds = current_app.config["COMPUTE_DEADLINE_SECONDS"]
     g.deadline = started + seconds
@@ -53,9 +57,7 @@ def _start_deadline() -> None:
 
 def _kind_view(kind: Kind):
     def view() -> Response:
-        if kind.streams and wants_event_stream():
-            return _streamed_computation(kind)
-        return _cached_computation(kind) if kind.cached else _fresh_computation(kind)
+        return computation(kind, read_json_body(), partial(_load, kind))
 
     view.__name__ = kind.name
     return view
@@ -87,32 +89,53 @@ def op_catalog() -> dict:
 
 # ---------------------------------------------------------------- computing views
 
-
-def _fresh_computation(kind: Kind) -> Response:
-    loaded = _load(kind, read_json_body())
-    body = _answer(kind, loaded)
-    return Response(body, mimetype=kind.media_type(loaded), headers={"ETag": f'"{loaded.hash}"'})
+# Loads a parsed request body (inline, or against a registered graph).
+Loader = Callable[[object], Loaded]
 
 
-def _cached_computation(kind: Kind) -> Response:
-    body = read_json_body()
+def computation(kind: Kind, body: bytes, load: Loader, scope: str = "") -> Response:
+    """The answer of `kind` to `body`, loaded by `load`. `scope` tells apart bodies that load
+    differently though their bytes are equal (the registered graph they are sent to)."""
+    if kind.streams and wants_event_stream():
+        return _streamed_computation(kind, load(body))
+    if kind.cached:
+        return _cached_computation(kind, body, load, scope)
+    return _fresh_computation(kind, body, load)
+
+
+def _fresh_computation(kind: Kind, body: bytes, load: Loader) -> Response:
+    loaded = load(_parsed(body))
+    answer = _answer(kind, loaded)
+    return Response(
+        answer, mimetype=kind.media_type(loaded), headers={"ETag": f'"{loaded.hash}"'}
+    )
+
+
+def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Response:
+    """A known body (by its bytes, else by its parsed JSON) answers from the store without
+    loading; any other is loaded, hashed and looked up, computing on a miss."""
     shared = resources()
+    known = shared.known_requests
     timer = g.timer
     with timer("fingerprint"):
-        fingerprint = shared.known_requests.fingerprint(kind.name, body)
-        known_hash = shared.known_requests.get(fingerprint)
-    if known_hash is not None:
-        with timer("cache_read"):
-            stored = shared.results.get(known_hash)
-        if stored is not None:
-            shared.metrics.count_cache_lookup("hit")
-            return _json_response(mark_cached(stored), known_hash, "hit")
+        fingerprint = known.fingerprint(kind.name + scope, body)
+    hit = _known_hit(fingerprint)
+    if hit is not None:
+        return hit
+    with timer("parse"):  # the parsed value's fingerprint is part of reading it
+        data = parse_json(body)
+        json_fingerprint = known.json_fingerprint(kind.name + scope, data)
+    hit = _known_hit(json_fingerprint)
+    if hit is not None:
+        known.put(fingerprint, hit.headers["ETag"].strip('"'))
+        return hit
 
-    loaded = _load(kind, body)
+    loaded = load(data)
     if not loaded.request.cache:
         shared.metrics.count_cache_lookup("bypass")
         return _json_response(_answer(kind, loaded), loaded.hash, "bypass")
-    shared.known_requests.put(fingerprint, loaded.hash)
+    for key in (fingerprint, json_fingerprint):
+        known.put(key, loaded.hash)
     result, outcome = fetch_or_compute(
         shared.results, loaded.hash, lambda: _storable_answer(kind, loaded),
         wait_until=g.wait_until, timer=timer,
@@ -121,16 +144,36 @@ def _cached_computation(kind: Kind) -> Response:
     return _json_response(mark_cached(result) if outcome == "hit" else result, loaded.hash, outcome)
 
 
-def _load(kind: Kind, body: bytes) -> Loaded:
+def _known_hit(fingerprint: bytes | None) -> Response | None:
+    """The stored answer of a body seen before, or None."""
+    shared = resources()
+    known_hash = shared.known_requests.get(fingerprint) if fingerprint is not None else None
+    if known_hash is None:
+        return None
+    with g.timer("cache_read"):
+        stored = shared.results.get(known_hash)
+    if stored is None:
+        return None
+    shared.metrics.count_cache_lookup("hit")
+    return _json_response(mark_cached(stored), known_hash, "hit")
+
+
+def _parsed(body: bytes) -> object:
     with g.timer("parse"):
-        data = parse_json(body)
-    loaded = load(kind.name, data, _limits(), g.timer)
-    resources().metrics.graph_nodes.labels(kind.name).observe(len(loaded.request.graph.nodes))
+        return parse_json(body)
+
+
+def _load(kind: Kind, data: object) -> Loaded:
+    return observed(load(kind.name, data, request_limits(), g.timer))
+
+
+def observed(loaded: Loaded) -> Loaded:
+    """`loaded`, its graph's size counted in the metrics."""
+    resources().metrics.graph_nodes.labels(loaded.kind).observe(len(loaded.request.graph.nodes))
     return loaded
 
 
-def _streamed_computation(kind: Kind) -> Response:
-    loaded = _load(kind, read_json_body())
+def _streamed_computation(kind: Kind, loaded: Loaded) -> Response:
     # built here, where the app is current; its stages are timed apart from the request's,
     # as they run in the stream's thread after the headers went out
     context = _compute_context(kind, StageTimer())
@@ -159,7 +202,7 @@ def _storable_answer(
     return body if kind.stored(answer) else Unstored(body)
 
 
-def _limits() -> RequestLimits:
+def request_limits() -> RequestLimits:
     return RequestLimits.from_config(current_app.config)
 
 
@@ -185,7 +228,7 @@ def _compute_context(kind: Kind, timer: Timer | None = None) -> ComputeContext:
 
     return ComputeContext(
         plans=shared.plans,
-        limits=_limits(),
+        limits=request_limits(),
         deadline=g.deadline,
         timer=timer,
         engine_stage=engine_stage,

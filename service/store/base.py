@@ -1,7 +1,9 @@
 """The store Protocol: response bodies by result hash, bytes in and bytes out.
 
-A store keeps bodies (`get`/`put`) and the claims single flight needs (`claim`,
-`put_and_release`, `waiting`); the waiting policy itself is service/store/single_flight.py.
+A store keeps bodies (`get`/`put`), the claims single flight needs (`claim`,
+`put_and_release`, `waiting`; the waiting policy itself is service/store/single_flight.py) and
+registered graphs (`get_graph`/`put_graph`, CONTRACT section 7: records written by
+service/graphs.py, kept GRAPH_TTL_SECONDS from their last use).
 A store only ever accelerates: a backend failure never raises, it reads as a miss (and
 `claim` answers "" so the caller computes without a claim).
 """
@@ -32,6 +34,15 @@ class Store(Protocol):
 
     def waiting(self, key: str) -> tuple[bytes | None, bool]:
         """While waiting on another's claim: (the body if stored, whether the claim still holds)."""
+
+    def get_graph(self, graph_id: str) -> bytes | None:
+        """A registered graph's record, its TTL refreshed (the full graph TTL from now); None
+        when absent, expired, or the backend is unavailable."""
+
+    def put_graph(self, graph_id: str, body: bytes) -> None:
+        """Keep a registered graph's record for the graph TTL. Idempotent (an id always names
+        the same bytes), so concurrent puts of one id are fine; not bound by the result entry
+        size limit (a registered graph is as large as the body that brought it)."""
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
         """None when the backend answers, else a sentence saying why it does not. With

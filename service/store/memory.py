@@ -1,4 +1,5 @@
-"""The in-process store: a byte-bounded LRU of response bodies with a TTL, and local claims.
+"""The in-process store: a byte-bounded LRU of response bodies and registered graphs, each with
+a TTL, and local claims.
 
 The default without REDIS_URL; each gunicorn worker has its own, so hits are per worker.
 Also the near cache in front of Redis (service/store/near.py).
@@ -12,19 +13,32 @@ import time
 
 from service.store.lru import LockedLRU
 
+# Registered graphs share the byte budget with results, under keys no result hash can take.
+GRAPH_KEY_PREFIX = "graph:"
+DEFAULT_GRAPH_TTL_SECONDS = 86400
+
 
 def _entry_bytes(key: str, entry: tuple[float, bytes]) -> int:
     return len(key) + len(entry[1])
 
 
 class MemoryStore:
-    """Bodies by hash, at most `max_bytes` in all (keys counted), each kept `ttl_seconds`."""
+    """Bodies by hash, at most `max_bytes` in all (keys counted), each kept `ttl_seconds`;
+    registered graphs kept `graph_ttl_seconds` from their last use."""
 
     backend = "memory"
 
-    def __init__(self, *, max_bytes: int, max_entry_bytes: int, ttl_seconds: float):
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        max_entry_bytes: int,
+        ttl_seconds: float,
+        graph_ttl_seconds: float = DEFAULT_GRAPH_TTL_SECONDS,
+    ):
         self.max_entry_bytes = max_entry_bytes
         self.ttl_seconds = ttl_seconds
+        self.graph_ttl_seconds = graph_ttl_seconds
         # key -> (expiry as a time.monotonic() value, body)
         self._entries: LockedLRU[str, tuple[float, bytes]] = LockedLRU(
             max_cost=max_bytes, cost=_entry_bytes
@@ -52,6 +66,17 @@ class MemoryStore:
     def put(self, key: str, body: bytes) -> None:
         if len(body) <= self.max_entry_bytes:
             self._entries.put(key, (time.monotonic() + self.ttl_seconds, body))
+
+    def get_graph(self, graph_id: str) -> bytes | None:
+        key = GRAPH_KEY_PREFIX + graph_id
+        body = self.get(key)
+        if body is not None:  # refresh: a graph lives on while it is used
+            self._entries.put(key, (time.monotonic() + self.graph_ttl_seconds, body))
+        return body
+
+    def put_graph(self, graph_id: str, body: bytes) -> None:
+        key = GRAPH_KEY_PREFIX + graph_id
+        self._entries.put(key, (time.monotonic() + self.graph_ttl_seconds, body))
 
     def claim(self, key: str) -> str | None:
         with self._claims_lock:

@@ -2,6 +2,8 @@
 
 A body never changes for its hash (the engine version is part of the hash), so a copy kept in
 the worker can never be stale, and it keeps serving hits while the shared store is away.
+Registered graphs go straight to the shared store: their TTL lives there, and the worker keeps
+its own loaded copies (service/graphs.py).
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ class NearCachedStore:
         if body is not None:
             self.near.put(key, body)
         return body, claimed
+
+    def get_graph(self, graph_id: str) -> bytes | None:
+        return self.far.get_graph(graph_id)
+
+    def put_graph(self, graph_id: str, body: bytes) -> None:
+        self.far.put_graph(graph_id, body)
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
         return self.far.unavailable_reason(probe=probe)

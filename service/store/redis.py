@@ -51,6 +51,7 @@ class RedisStore:
         *,
         engine_version: str,
         ttl_seconds: int,
+        graph_ttl_seconds: int = 86400,
         max_entry_bytes: int,
         timeout_seconds: float,
         claim_ttl_seconds: float,
@@ -61,6 +62,7 @@ class RedisStore:
     ):
         self.keys = KeyLayout(engine_version)
         self.ttl_seconds = ttl_seconds
+        self.graph_ttl_seconds = graph_ttl_seconds
         self.max_entry_bytes = max_entry_bytes
         self.claim_ttl_ms = max(1, int(claim_ttl_seconds * 1000))
         self.on_error = on_error
@@ -173,6 +175,27 @@ class RedisStore:
             return None, False
         self._succeeded()
         return body, bool(claimed)
+
+    def get_graph(self, graph_id: str) -> bytes | None:
+        if not self._available():
+            return None
+        try:  # GETEX (Redis 6.2): read and refresh the TTL in one round trip
+            body = self.client.getex(self.keys.graph(graph_id), ex=self.graph_ttl_seconds)
+        except redis.RedisError as error:
+            self._failed("get_graph", error)
+            return None
+        self._succeeded()
+        return body
+
+    def put_graph(self, graph_id: str, body: bytes) -> None:
+        if not self._available():
+            return
+        try:
+            self.client.set(self.keys.graph(graph_id), body, ex=self.graph_ttl_seconds)
+        except redis.RedisError as error:
+            self._failed("put_graph", error)
+            return
+        self._succeeded()
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
         # A probe asks Redis even while backing off: readiness checks are rare, and a success

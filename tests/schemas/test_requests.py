@@ -329,3 +329,49 @@ def test_many_scalar_inputs_load_like_one():
         assert array.shape == () and array.dtype == np.float64 and array == value
     mixed = load_request("gradients", circuit_request(inputs={"x": 1, "y": [2.0]}))
     assert mixed.inputs["x"].shape == () and mixed.inputs["y"].shape == (1,)
+
+
+# ---------------------------------------------------------------- many encoded scalar inputs
+
+
+def _b64(number: float, dtype: str = "<f8") -> str:
+    import base64
+
+    return base64.b64encode(np.asarray(number, dtype=dtype).tobytes()).decode()
+
+
+def _encoded(number: float) -> dict:
+    return {"dtype": "float64", "shape": [], "b64": _b64(number)}
+
+
+def test_many_encoded_scalar_inputs_load_as_one_by_one():
+    numbers = [0.5, -0.0, 1e-300, np.nan, np.inf, 3.0]
+    inputs = {f"x{i}": _encoded(v) for i, v in enumerate(numbers)}
+    many = load_request("gradients", {**circuit_request(), "inputs": inputs}).inputs
+    for key, value in inputs.items():
+        alone = load_request("gradients", {**circuit_request(), "inputs": {key: value}}).inputs
+        assert alone[key].shape == many[key].shape == ()
+        assert alone[key].tobytes() == many[key].tobytes()
+
+
+@pytest.mark.parametrize("odd_one", [
+    {"dtype": "float64", "shape": [], "b64": "not base64!!"},
+    {"dtype": "float64", "shape": [], "b64": _b64(1.0)[:-1] + "x"},
+    {"dtype": "float32", "shape": [], "b64": _b64(1.0, "<f4")},
+    {"dtype": "float64", "shape": [1], "b64": _b64(1.0)},
+    {"dtype": "float64", "shape": [], "b64": _b64(1.0), "extra": 1},
+])
+def test_an_odd_encoded_input_among_many_loads_or_fails_as_it_would_alone(odd_one):
+    inputs = {"a": _encoded(1.0), "b": odd_one, "c": _encoded(2.0)}
+
+    def outcome(value: dict) -> object:
+        try:
+            return load_request("gradients", {**circuit_request(), "inputs": value}).inputs["b"]
+        except ValidationError as error:
+            return error.messages
+
+    together, alone = outcome(inputs), outcome({"b": odd_one})
+    if isinstance(alone, dict):
+        assert together == alone
+    else:
+        assert together.tobytes() == alone.tobytes() and together.shape == alone.shape

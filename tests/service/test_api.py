@@ -304,3 +304,23 @@ def test_one_deadline_per_request_covers_waiting_and_computing(
     assert deadlines and len(set(deadlines)) == 1
     # Set when the request started (not when waiting ended or a stage began).
     assert started < deadlines[0] - 2.0 < started + 0.25
+
+
+def test_a_reformatted_repeat_hits_after_parsing_only(client, circuit):
+    client.post("/v1/gradients", json=circuit)
+    spaced = orjson.dumps(circuit).replace(b",", b", ").replace(b":", b": ")
+    reordered = orjson.dumps(dict(reversed(list(circuit.items()))))
+    for body in (spaced, reordered):
+        hit = client.post("/v1/gradients", data=body, content_type="application/json")
+        assert hit.headers["X-Cache"] == "hit"
+        assert stages_of(hit) == ["fingerprint", "parse", "cache_read"]
+
+
+def test_an_infinite_literal_and_null_are_never_one_known_body(client, circuit):
+    allowed = {**circuit, "allow_nonfinite": True}
+    body = orjson.dumps({**allowed, "inputs": {"x": 1}}).replace(b'"x":1', b'"x":1e999')
+    first = client.post("/v1/gradients", data=body, content_type="application/json")
+    assert first.status_code == 200 and first.get_json()["nodes"]["x"]["value"] == "Infinity"
+    null = orjson.dumps({**allowed, "inputs": {"x": None}})
+    refused = client.post("/v1/gradients", data=null, content_type="application/json")
+    assert refused.status_code == 422

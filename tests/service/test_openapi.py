@@ -123,3 +123,23 @@ def test_readyz_answers_503_not_ready(spec):
         "$ref": "#/components/schemas/Error"
     }
     assert "not_ready" in not_ready["description"]
+
+
+def test_graphs_as_resources_are_described_for_every_kind(spec):
+    paths = spec["paths"]
+    register = paths["/v1/graphs"]["post"]
+    assert {"200", "201", "413", "422"} <= set(register["responses"])
+    assert register["responses"]["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/GraphSummary"
+    }
+    assert "example" in register["requestBody"]["content"]["application/json"]
+    assert "404" in paths["/v1/graphs/{id}"]["get"]["responses"]
+    for kind, schema in REQUEST_SCHEMAS.items():
+        post = paths[f"/v1/graphs/{{id}}/{kind}"]["post"]
+        body = post["requestBody"]["content"]["application/json"]
+        component = f"Registered{kind.capitalize()}Request"
+        assert body["schema"] == {"$ref": f"#/components/schemas/{component}"}
+        described = spec["components"]["schemas"][component]
+        assert set(described["properties"]) == set(schema.fields) - {"graph"}
+        assert "404" in post["responses"]
+        assert post["responses"]["200"] == paths[f"/v1/{kind}"]["post"]["responses"]["200"]

@@ -1,0 +1,75 @@
+"""The path around the engine: one canonical pass per request, no collector scans inside one."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+import service.graphs
+import service.pipeline
+import service.plans
+from schemas import canonical
+from tests.service.conftest import chain_request
+
+
+@pytest.fixture
+def canonical_passes(monkeypatch) -> list[int]:
+    """How many graphs were put in canonical form (every caller in the service counted)."""
+    calls: list[int] = []
+
+    def counted(graph):
+        calls.append(len(graph.nodes))
+        return canonical.canonical_graph(graph)
+
+    for module in (service.pipeline, service.graphs):
+        monkeypatch.setattr(module, "canonical_graph", counted)
+    monkeypatch.setattr(service.plans, "graph_id", lambda graph: counted(graph).id)
+    return calls
+
+
+def test_an_inline_request_puts_its_graph_in_canonical_form_once(client, canonical_passes):
+    body = chain_request(50)
+    first = client.post("/v1/gradients", json=body)  # miss: hash, plan key, compile
+    assert first.status_code == 200 and canonical_passes == [51]
+    again = client.post("/v1/gradients", json={**body, "inputs": {"x": 0.25}})  # plan cached
+    assert again.status_code == 200 and canonical_passes == [51, 51]
+
+
+def test_a_registered_request_needs_no_canonical_pass(client, canonical_passes):
+    graph_id = client.post("/v1/graphs", json={"graph": chain_request(50)["graph"]}).json["id"]
+    assert canonical_passes == [51]  # registration: id, record and the plan key
+    for x in (0.1, 0.2):
+        answer = client.post(f"/v1/graphs/{graph_id}/gradients", json={"inputs": {"x": x}})
+        assert answer.status_code == 200
+    assert canonical_passes == [51]
+
+
+def test_the_collector_is_held_off_while_a_request_is_served(app, client):
+    seen = []
+    app.add_url_rule("/probe-collector", "probe", lambda: seen.append(gc.isenabled()) or "ok")
+    assert gc.isenabled()
+    assert client.get("/probe-collector").status_code == 200
+    assert seen == [False] and gc.isenabled()
+
+
+def test_no_collection_runs_inside_a_request_however_much_the_worker_holds(app, client):
+    """Parse and load allocate in bulk; a collection among them would scan everything the
+    worker holds (cached plans included), so its cost would grow with each repeat."""
+    inside: list[bool] = []
+    collections_inside = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start" and inside:
+            collections_inside.append(info["generation"])
+
+    app.before_request(lambda: inside.append(True))
+    app.teardown_request(lambda error: inside.clear())
+    gc.callbacks.append(count)
+    try:
+        for x in range(6):  # a new structure each time: every plan is kept
+            body = chain_request(20_000 + x, start=0.1 * x)
+            assert client.post("/v1/gradients", json=body).status_code == 200
+    finally:
+        gc.callbacks.remove(count)
+    assert collections_inside == []
