@@ -97,7 +97,7 @@ def computation(kind: Kind, body: bytes, load: Loader, scope: str = "") -> Respo
     """The answer of `kind` to `body`, loaded by `load`. `scope` tells apart bodies that load
     differently though their bytes are equal (the registered graph they are sent to)."""
     if kind.streams and wants_event_stream():
-        return _streamed_computation(kind, load(body))
+        return _streamed_computation(kind, load(_parsed(body)))
     if kind.cached:
         return _cached_computation(kind, body, load, scope)
     return _fresh_computation(kind, body, load)

@@ -317,3 +317,16 @@ def test_a_client_that_leaves_ends_the_run(make_app):
         server.shutdown()
         serving.join(timeout=10)
         server.server_close()
+
+
+def test_a_registered_graph_optimises_and_streams_with_the_inline_hash(client):
+    request = square_request(record_every=10)
+    registered = client.post("/v1/graphs", json={"graph": request.pop("graph")}).get_json()
+    path = f"/v1/graphs/{registered['id']}/optimize"
+    inline = client.post("/v1/optimize", json=square_request(record_every=10)).get_json()
+    plain = client.post(path, json=request).get_json()
+    assert plain == {**inline, "cached": True}  # the inline request stored it, same hash
+    events = events_of(client.post(path, json={**request, "cache": False},
+                                   headers=EVENT_STREAM).data)
+    assert [name for name, _ in events] == ["step"] * 5 + ["result"]
+    assert events[-1][1] == {**inline, "hash": events[-1][1]["hash"]}
