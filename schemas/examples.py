@@ -25,6 +25,9 @@ REQUEST_EXAMPLES: dict[str, dict] = {
     "gradcheck": {"graph": EXAMPLE_GRAPH, "check": ["x", "z"]},
     "diagram": {"graph": EXAMPLE_GRAPH, "format": "dot"},
     "jacobian": {"graph": EXAMPLE_GRAPH, "wrt": ["x", "z"]},
+    # the update rule of the backprop notes: one step of 0.01 along the gradient, uphill
+    "optimize": {"graph": EXAMPLE_GRAPH, "params": ["x", "y", "z"], "goal": "maximize",
+                 "optimizer": {"name": "sgd", "lr": 0.01}, "steps": 1},
 }
 
 RESPONSE_EXAMPLES: dict[str, object] = {
@@ -65,6 +68,16 @@ RESPONSE_EXAMPLES: dict[str, object] = {
         "output": "f",
         "value": -12.0,
         "jacobian": {"x": -4.0, "z": 3.0},
+        "cached": False,
+    },
+    "optimize": {
+        "hash": "3f54ab391a6fc8dd52cc09c2346902049b055c2bb3248c9ac1d8e6ee71bc2399",
+        "params": {"x": -2.04, "y": 4.96, "z": -3.97},
+        "value": -11.5924,
+        "steps": 1,
+        "stopped": "steps",
+        "trajectory": [{"step": 0, "value": -12.0, "grad_norm": 6.4031242374328485},
+                       {"step": 1, "value": -11.5924, "grad_norm": 6.328364717681812}],
         "cached": False,
     },
     # the start of the DOT text; the whole of it runs to about 40 lines

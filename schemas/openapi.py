@@ -16,8 +16,9 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import INCLUDE, Schema, fields
 
-from engine import ENGINE_VERSION, GraphError
+from engine import ENGINE_VERSION
 from schemas import examples
+from schemas.error_codes import ERRORS_SECTION, GRAPH_FAULT_CODES, VALIDATION_ERROR
 from schemas.jsonschema_forms import (
     TENSOR_COMPONENTS,
     exclusive_bounds,
@@ -44,6 +45,8 @@ from schemas.responses import (
     JacobianResponseSchema,
     NodeGradientSchema,
     NodeValueSchema,
+    OptimizeResponseSchema,
+    TrajectoryEntrySchema,
 )
 
 
@@ -54,40 +57,6 @@ def package_version() -> str:
     except PackageNotFoundError:  # a source tree that was never installed
         return "0+unknown"
 
-
-VALIDATION_ERROR = "validation_error"
-# The engine's graph faults, each naming its node. UnexpectedValue (a value on a gate) shares
-# validation_error: the request schema refuses that as a field error before the engine sees it.
-GRAPH_FAULT_CODES = sorted(
-    {cls.code for cls in GraphError.__subclasses__()} - {VALIDATION_ERROR}
-)
-
-# The one statement of the error codes: the document's description shows it once, and each
-# error response refers to it.
-ERRORS_SECTION = "\n".join([
-    "## Errors",
-    "",
-    "Every error, for every status, has the body `{\"error\": {\"code\", \"message\", "
-    "\"node\", \"details\"}}` (the `Error` schema), and the response carries `X-Request-ID`.",
-    "",
-    "| status | code | when |",
-    "|---|---|---|",
-    "| 400 | `bad_json` | the body is not JSON |",
-    "| 413 | `too_large` | the body, the graph or a tensor is over its limit (numpy's own "
-    "included), `node` set where one is to blame |",
-    "| 415 | `unsupported_media_type` | the body is not `application/json` |",
-    f"| 422 | `{VALIDATION_ERROR}` | fields wrong per the request schema: `details` holds the "
-    "field errors, shaped like the request; `node` names the node under `graph.nodes.N` |",
-    "| 422 | " + ", ".join(f"`{code}`" for code in GRAPH_FAULT_CODES)
-    + " | graph faults, with `node` set; `cycle` lists the cycle and `missing_input` every "
-    "missing input in `details` |",
-    "| 404 | `not_found` | unknown hash or route |",
-    "| 405 | `method_not_allowed` | a route that does not take the method |",
-    "| 504 | `deadline_exceeded` | the computation ran past its time limit |",
-    "| 503 | `diagram_unavailable` | /v1/diagram: the server's Graphviz cannot draw |",
-    "| 503 | `not_ready` | /readyz: Redis is configured and unreachable |",
-    "| 500 | `internal` | a bug: no traceback in the body; the log holds the request id |",
-])
 
 class OpAttrSchema(Schema):
     name = fields.String(required=True)
@@ -134,6 +103,16 @@ class ComputeEndpoint:
     response_description: str
     image_types: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    streams: bool = False
+
+
+# What a streaming endpoint answers to `Accept: text/event-stream`.
+EVENT_STREAM_DESCRIPTION = (
+    "With Accept: text/event-stream: server-sent events, one `event: step` per recorded "
+    'trajectory entry (data {"step", "value", "grad_norm"}) as it is computed, then `event: '
+    "result` with the JSON body, or `event: error` with the error body if the run fails once "
+    "the stream has begun."
+)
 
 
 def request_component(kind: str) -> str:
@@ -167,6 +146,8 @@ _SCHEMAS: dict[str, type[Schema] | Schema] = {
     "Check": CheckSchema,
     "GradcheckResponse": GradcheckResponseSchema,
     "JacobianResponse": JacobianResponseSchema,
+    "TrajectoryEntry": TrajectoryEntrySchema,
+    "OptimizeResponse": OptimizeResponseSchema,
     "ErrorDetail": ErrorDetailSchema,
     "Error": ErrorSchema,
     "OpAttr": OpAttrSchema,
@@ -294,6 +275,9 @@ def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -
     answer = examples.RESPONSE_EXAMPLES.get(endpoint.kind)
     if endpoint.response_schema is not None:
         ok = _result_ok(endpoint.response_schema, endpoint.response_description, answer)
+        if endpoint.streams:
+            ok["content"]["text/event-stream"] = {
+                "schema": {"type": "string", "description": EVENT_STREAM_DESCRIPTION}}
     else:
         ok = {
             "description": endpoint.response_description,

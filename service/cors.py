@@ -13,7 +13,7 @@ from flask import Flask, Response, current_app, request
 
 # What a browser script may read from a response besides the simple headers.
 EXPOSED_HEADERS = "ETag, X-Cache, X-Request-ID, Server-Timing"
-ALLOWED_REQUEST_HEADERS = "Content-Type, Accept, If-None-Match, X-Request-ID"
+ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, Accept, If-None-Match, X-Request-ID"
 PREFLIGHT_MAX_AGE_SECONDS = "600"
 
 
