@@ -1,8 +1,12 @@
-"""Small builders for engine tests: graphs from terse node tuples, random scalar DAGs."""
+"""Small builders for engine tests: graphs from terse node tuples, random scalar DAGs, random
+(2, 3) tensor DAGs for property tests."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from hypothesis import strategies as st
 
 from engine import Graph, Node
 
@@ -55,3 +59,19 @@ def chain(n: int, *, gates=("add_const", "sigmoid", "scale", "tanh")) -> Graph:
         op = gates[i % len(gates)]
         nodes.append(node(f"c{i}", op, [nodes[-1].id], **attrs.get(op, {})))
     return Graph(tuple(nodes), nodes[-1].id)
+
+
+def random_tensor_dag(draw: Callable, step: Callable) -> Graph:
+    """One to three (2, 3) inputs, one to six steps, the last one summed into the loss.
+
+    `draw` is hypothesis's (inside an `@st.composite`); `step(draw, pool, nodes, k)` appends
+    step k's nodes and answers the id of its (2, 3) result, which joins the pool.
+    """
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    nodes = [node(f"x{i}", "input", value=rng.uniform(-1.5, 1.5, size=(2, 3)))
+             for i in range(draw(st.integers(1, 3)))]
+    pool = [n.id for n in nodes]
+    for k in range(draw(st.integers(1, 6))):
+        pool.append(step(draw, pool, nodes, k))
+    nodes.append(node("loss", "sum", [pool[-1]]))
+    return graph(*nodes, output="loss")

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import bind_sources, compile_plan, gradcheck
-from tests.engine.graphs import graph, node
+from tests.engine.graphs import node, random_tensor_dag
 
 UNARY = ("sin", "cos", "softplus", "gelu", "leaky_relu")
 REDUCTIONS = ("amax", "amin", "logsumexp", "var")
@@ -91,14 +91,7 @@ def _step(draw, pool: list[str], nodes: list, k: int) -> str:
 
 @st.composite
 def v11_dags(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    nodes = [node(f"x{i}", "input", value=rng.uniform(-1.5, 1.5, size=(2, 3)))
-             for i in range(draw(st.integers(1, 3)))]
-    pool = [n.id for n in nodes]
-    for k in range(draw(st.integers(1, 6))):
-        pool.append(_step(draw, pool, nodes, k))
-    nodes.append(node("loss", "sum", [pool[-1]]))
-    return graph(*nodes, output="loss")
+    return random_tensor_dag(draw, _step)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from engine import OPS, bind_sources, compile_plan, gradcheck, run_graph
 from engine.ops import SCALAR_OPS
-from tests.engine.graphs import chain, graph, node, random_scalar_dag
+from tests.engine.graphs import chain, graph, node, random_scalar_dag, random_tensor_dag
 
 
 def _plan(g, strategy=None):
@@ -205,14 +205,7 @@ def _tensor_step(draw, pool: list[str], nodes: list, k: int) -> str:
 
 @st.composite
 def tensor_dags(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    nodes = [node(f"x{i}", "input", value=rng.uniform(-1.5, 1.5, size=(2, 3)))
-             for i in range(draw(st.integers(1, 3)))]
-    pool = [n.id for n in nodes]
-    for k in range(draw(st.integers(1, 6))):
-        pool.append(_tensor_step(draw, pool, nodes, k))
-    nodes.append(node("loss", "sum", [pool[-1]]))
-    return graph(*nodes, output="loss")
+    return random_tensor_dag(draw, _tensor_step)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
