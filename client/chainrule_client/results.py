@@ -12,7 +12,7 @@ import numpy as np
 
 from chainrule_client.expr import Node
 
-__all__ = [
+__all__ = [  # what the package exports; Tensor is an alias for annotations
     "Check",
     "GradcheckResult",
     "JacobianResult",
@@ -20,22 +20,26 @@ __all__ = [
     "Params",
     "Result",
     "Step",
-    "Tensor",
 ]
 
 Tensor = float | np.ndarray
 
 
-def _key(node: Node | str, ids: Mapping[Node, str]) -> str:
+def known_id(node: Node | str, ids: Mapping[Node, str]) -> str | None:
+    """The id a node (of the expression sent, or named) or an id string stands for; None for
+    an unnamed node that is not part of the expression."""
     if isinstance(node, str):
         return node
     if isinstance(node, Node):
-        if node in ids:
-            return ids[node]
-        if node.id is not None:
-            return node.id
-        raise KeyError("this unnamed node is not part of the request's expression")
+        return ids.get(node, node.id)
     raise TypeError(f"expected a Node or a node id, got {type(node).__name__}")
+
+
+def _key(node: Node | str, ids: Mapping[Node, str]) -> str:
+    key = known_id(node, ids)
+    if key is None:
+        raise KeyError("this unnamed node is not part of the request's expression")
+    return key
 
 
 @dataclass(frozen=True, eq=False)
