@@ -61,17 +61,31 @@ def chain(n: int, *, gates=("add_const", "sigmoid", "scale", "tanh")) -> Graph:
     return Graph(tuple(nodes), nodes[-1].id)
 
 
+class Builder:
+    """Appends nodes with fresh ids under one step's prefix; answers each new node's id."""
+
+    def __init__(self, nodes: list, prefix: str):
+        self.nodes, self.prefix = nodes, prefix
+
+    def __call__(self, op: str, inputs: list[str], **attrs) -> str:
+        self.nodes.append(node(f"{self.prefix}_{len(self.nodes)}", op, inputs, **attrs))
+        return self.nodes[-1].id
+
+
 def random_tensor_dag(draw: Callable, step: Callable) -> Graph:
     """One to three (2, 3) inputs, one to six steps, the last one summed into the loss.
 
-    `draw` is hypothesis's (inside an `@st.composite`); `step(draw, pool, nodes, k)` appends
-    step k's nodes and answers the id of its (2, 3) result, which joins the pool.
+    `draw` is hypothesis's (inside an `@st.composite`). Step k draws two operands from the
+    nodes so far; `step(draw, add, a, b)` builds on them with `add` (a Builder) and answers a
+    (2, 3) node, which a tanh keeps moderate for the next step.
     """
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     nodes = [node(f"x{i}", "input", value=rng.uniform(-1.5, 1.5, size=(2, 3)))
              for i in range(draw(st.integers(1, 3)))]
     pool = [n.id for n in nodes]
     for k in range(draw(st.integers(1, 6))):
-        pool.append(step(draw, pool, nodes, k))
+        a, b = draw(st.sampled_from(pool)), draw(st.sampled_from(pool))
+        add = Builder(nodes, f"t{k}")
+        pool.append(add("tanh", [step(draw, add, a, b)]))
     nodes.append(node("loss", "sum", [pool[-1]]))
     return graph(*nodes, output="loss")
