@@ -1,5 +1,5 @@
-"""Small builders for engine tests: graphs from terse node tuples, random scalar DAGs, random
-(2, 3) tensor DAGs for property tests."""
+"""Small builders for engine tests: graphs from terse node tuples and compiled, random scalar
+DAGs, random (2, 3) tensor DAGs for property tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 from hypothesis import strategies as st
 
-from engine import Graph, Node
+from engine import Graph, Node, bind_sources, compile_plan
 
 BASIC_GATES = ("add", "mul", "max", "exp", "sigmoid", "inv", "pow")
 
@@ -19,6 +19,13 @@ def node(id: str, op: str, inputs=(), value=None, **attrs) -> Node:
 
 def graph(*nodes: Node, output: str) -> Graph:
     return Graph(tuple(nodes), output)
+
+
+def compiled(g: Graph, strategy: str | None = None) -> tuple:
+    """The graph's plan, compiled for the shapes of its own input values, and those values."""
+    sources = bind_sources(g)
+    plan = compile_plan(g, {k: v.shape for k, v in sources.items()}, strategy=strategy)
+    return plan, sources
 
 
 def random_scalar_dag(n: int, *, width: int, seed: int = 0, gates=BASIC_GATES) -> Graph:

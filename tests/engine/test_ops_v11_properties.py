@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import bind_sources, compile_plan, gradcheck
-from tests.engine.graphs import Builder, random_tensor_dag
+from engine import gradcheck
+from tests.engine.graphs import Builder, compiled, random_tensor_dag
 
 UNARY = ("sin", "cos", "softplus", "gelu", "leaky_relu")
 REDUCTIONS = ("amax", "amin", "logsumexp", "var")
@@ -84,8 +84,7 @@ def v11_dags(draw):
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(v11_dags())
 def test_random_dags_over_the_new_ops_agree_with_finite_differences(g):
-    sources = bind_sources(g)
-    plan = compile_plan(g, {k: v.shape for k, v in sources.items()})
+    plan, sources = compiled(g)
     for name, outcome in gradcheck(plan, sources, eps=1e-6).items():
         scale = max(1.0, float(np.max(np.abs(outcome.numeric))))
         assert float(np.max(np.abs(outcome.analytic - outcome.numeric))) < 1e-6 * scale, name
