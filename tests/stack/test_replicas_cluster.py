@@ -39,7 +39,8 @@ def cluster_stack(tmp_path_factory) -> Iterator[Stack]:
     port = free_port_block(REPLICAS + 1)
     redis_port = free_port_block(3, offset=10000)  # the cluster bus listens 10000 above
     with native_stack(log, port, redis_port, "--redis-cluster", start_seconds=90) as stack:
-        assert "redis at redis+cluster://" in stack.log_text()
+        text = log.read_text(errors="replace")
+        assert "redis at redis+cluster://" in text
         stack.shard_ports = [redis_port + i for i in range(3)]
         yield stack
 
