@@ -22,6 +22,7 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 # workers write them on every request. gunicorn creates the directory at start-up.
 ENV PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
+    LOG_FORMAT=json \
     PORT=8000 \
     PROMETHEUS_MULTIPROC_DIR=/dev/shm/chainrule-metrics
 USER chainrule

@@ -22,12 +22,13 @@ from engine.columns import Columns, node_columns, source_kinds
 from engine.errors import GraphError, MissingInput, TooLarge, UnknownNode
 from engine.executors import choose_executor
 from engine.graph import NO_LIMITS, Graph, Limits, Node
+from engine.numpy_limits import check_shape
 from engine.ops import Op, Shape, same_shape
 from engine.ordering import canonical_order, reached_from, reaching
 from engine.plan import Plan, Positions
 from engine.ragged import Ragged
 from engine.result import RunResult
-from engine.sources import bind_sources, check_seed
+from engine.sources import bind_sources, check_seed, missing_input_error
 
 
 def compile_plan(
@@ -86,6 +87,7 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
     out = int(position[columns.index[output]])
     is_source = source_kinds(columns.table)
     batched = _batched(columns, order, ins, levels, batched_sources)
+    _check_batch_axis(ids, shapes, batched)
     return Plan(
         output=output,
         out=out,
@@ -163,6 +165,13 @@ def _maps_scalars_to_scalar(op: Op, attrs: dict, arity: int) -> bool:
         return False
 
 
+def _check_batch_axis(ids, shapes, batched) -> None:
+    """A batched node's values gain a leading axis: numpy's limits must leave room for it."""
+    for name, shape, flag in zip(ids, shapes, batched, strict=True):
+        if flag:
+            check_shape((1, *shape), name)
+
+
 def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[Shape, ...]:
     shapes: list[Shape] = []
     total = 0
@@ -170,13 +179,13 @@ def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[
         op = ops[i]
         if op.is_source:
             if name not in source_shapes:
-                raise MissingInput(f"{op.name} node '{name}' has no value", name)
+                raise _missing_inputs(ids, ops, source_shapes)
             shape = tuple(source_shapes[name])
         elif op.infer_shape is same_shape:  # the common case, without building a list
             shape = shapes[ins[i][0]]
         else:
             input_shapes = [shapes[j] for j in ins[i]]
-            shape = op.infer_shape(input_shapes, attrs[i], name)
+            shape = _gate_shape(op, input_shapes, attrs[i], name)
             if op.work_size is not None:
                 _check_work(name, op.work_size(input_shapes, attrs[i]), limits)
         size = math.prod(shape) if shape else 1
@@ -184,6 +193,23 @@ def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[
         _check_size(name, size, total, limits)
         shapes.append(shape)
     return tuple(shapes)
+
+
+def _missing_inputs(ids, ops, source_shapes) -> MissingInput:
+    """One error listing every source without a value, so a caller can fix them all at once."""
+    missing = [name for name, op in zip(ids, ops, strict=True)
+               if op.is_source and name not in source_shapes]
+    return missing_input_error(missing)
+
+
+def _gate_shape(op: Op, in_shapes: list[Shape], attrs: dict, name: str) -> Shape:
+    """The op's shape rule, fenced by numpy's limits: every inferred shape passes here."""
+    if len(in_shapes) > 1:  # numpy broadcasts several arrays over at most 32 dimensions
+        for shape in in_shapes:
+            check_shape(shape, name, broadcast=True)
+    shape = op.infer_shape(in_shapes, attrs, name)
+    check_shape(shape, name)
+    return shape
 
 
 def _check_size(name: str, size: int, total: int, limits: Limits) -> None:

@@ -20,6 +20,7 @@ from engine.collector import gc_paused
 from engine.errors import TooLarge
 from engine.executors import BATCHED
 from engine.executors.batched import BatchSteps
+from engine.numpy_limits import check_shape
 from engine.plan import Plan
 from engine.result import plain
 
@@ -54,13 +55,18 @@ def jacobian(
     else:
         values_in, points = plan.bound_sources(sources), 1
     _check_size(plan, points * seeds)
+    lead = (points,) if plan.is_batched else ()
+    for i in reported:  # J's shape, and the seed axis the backward pass adds, fit numpy
+        check_shape((*lead, *out_shape, *plan.shapes[i]), plan.ids[i])
+    for i, shape in enumerate(plan.shapes):
+        if needed[i]:
+            check_shape((1, *shape), plan.ids[i])
     with np.errstate(all="ignore"), gc_paused():
         values = BATCHED.forward(state, values_in, deadline)
         repeated = _repeated(plan, values, seeds) if plan.is_batched else values
         one_hot = _one_hot_seeds(out_shape, points)
         grads = BATCHED.backward(state, repeated, one_hot, needed, deadline, per_point=True,
                                  keep=reported)
-    lead = (points,) if plan.is_batched else ()
     jacobians = {}
     for i in reported:
         shape = (*lead, *out_shape, *plan.shapes[i])

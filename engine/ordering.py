@@ -44,8 +44,9 @@ def canonical_order(ids: list[str], ins: Ragged) -> tuple[np.ndarray, np.ndarray
         levels.append(np.array(tail_levels, dtype=np.intp))
     placed = np.concatenate(order) if order else np.zeros(0, dtype=np.intp)
     if placed.size < len(ids):
-        raise Cycle("the graph has a cycle through this node",
-                    ids[_node_on_cycle(rank, ins, np.asarray(pending))])
+        cycle = [ids[k] for k in _a_cycle(rank, ins, np.asarray(pending))]
+        raise Cycle("the graph has a cycle through this node: " + " -> ".join(cycle + cycle[:1]),
+                    cycle[0], {"cycle": cycle})
     return placed, np.concatenate(levels) if levels else placed
 
 
@@ -96,16 +97,20 @@ def _node_by_node(
     return queue, levels, left
 
 
-def _node_on_cycle(rank: np.ndarray, ins: Ragged, pending: np.ndarray) -> int:
+def _a_cycle(rank: np.ndarray, ins: Ragged, pending: np.ndarray) -> list[int]:
     """From the first unfinished node by id, walk back through each node's first unfinished
-    input until a node repeats: that node is on a cycle."""
+    input until a node repeats: the walk from there is a cycle. Its positions come in the
+    direction values flow (each feeds the next, the last feeds the first), from that node."""
     stuck = np.flatnonzero(pending)
     current = int(stuck[np.argmin(rank[stuck])])
-    seen = set()
+    walk: list[int] = []
+    seen: dict[int, int] = {}
     while current not in seen:
-        seen.add(current)
+        seen[current] = len(walk)
+        walk.append(current)
         current = next(j for j in ins[current] if pending[j])
-    return current
+    loop = walk[seen[current]:]  # each takes the next as an input
+    return [loop[0], *reversed(loop[1:])]
 
 
 def reaching(ins: Ragged, levels: np.ndarray, target: int) -> np.ndarray:

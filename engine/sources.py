@@ -57,6 +57,7 @@ def bind_sources(
     """
     inputs = inputs or {}
     sources: dict[str, np.ndarray] = {}
+    missing: list[str] = []
     for node in graph.nodes:
         op = OPS.get(node.op)
         if op is None or not op.is_source:
@@ -66,14 +67,28 @@ def bind_sources(
             continue
         value = inputs.get(node.id, node.value) if op.is_variable else node.value
         if value is None:
-            raise MissingInput(f"{node.op} node '{node.id}' has no value", node.id)
+            missing.append(node.id)
+            continue
         value = np.asarray(value, dtype=np.float64)
         if not allow_nonfinite:
             check_finite(value, node.id, f"the value of '{node.id}'")
         sources[node.id] = value
+    if missing:
+        raise missing_input_error(missing)
     if inputs:
         _check_input_keys(graph, inputs)
     return sources
+
+
+def missing_input_error(missing: list[str]) -> MissingInput:
+    """The error for sources without a value: the first named, every one listed in details."""
+    listed = ", ".join(f"'{name}'" for name in missing)
+    many = len(missing) > 1
+    return MissingInput(
+        f"input node{'s' if many else ''} {listed} {'have' if many else 'has'} no value: "
+        f"give {'them' if many else 'it'} one in inputs (or as the node's value)",
+        missing[0], {"missing": missing},
+    )
 
 
 def _refuse_value(node: Node) -> None:

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import INCLUDE, Schema, fields
 
-from engine import ENGINE_VERSION, GraphError
+from engine import ENGINE_VERSION
+from schemas import examples
+from schemas.error_codes import ERRORS_SECTION, GRAPH_FAULT_CODES, VALIDATION_ERROR
+from schemas.jsonschema_forms import (
+    TENSOR_COMPONENTS,
+    exclusive_bounds,
+    node_value_rules,
+    tensor_properties,
+)
 from schemas.requests import (
     REGISTERED_SCHEMAS,
     REQUEST_SCHEMAS,
@@ -38,30 +47,16 @@ from schemas.responses import (
     NodeValueSchema,
     OptimizeResponseSchema,
     TrajectoryEntrySchema,
-    WireFloat,
-)
-from schemas.tensors import NONFINITE_SCHEMA as _NONFINITE
-from schemas.tensors import TENSOR_COMPONENTS as _TENSOR_COMPONENTS
-from schemas.tensors import Tensor
-
-API_VERSION = "1"
-
-VALIDATION_ERROR = "validation_error"
-# The engine's graph faults, each naming its node. UnexpectedValue (a value on a gate) shares
-# validation_error: the request schema refuses that as a field error before the engine sees it.
-GRAPH_FAULT_CODES = sorted(
-    {cls.code for cls in GraphError.__subclasses__()} - {VALIDATION_ERROR}
 )
 
-_ERROR_CODES_TEXT = (
-    "Every error has this body. Codes: bad_json (400), unauthorized (401, API_KEYS set and "
-    "no known bearer key), rate_limited (429, over RATE_LIMIT; see Retry-After), too_large (413), "
-    f"unsupported_media_type (415), {VALIDATION_ERROR} (422, fields wrong per the request "
-    "schema: `details` holds the field errors, shaped like the request), "
-    f"{', '.join(GRAPH_FAULT_CODES)} (422, graph faults with `node` set), not_found (404), "
-    "method_not_allowed (405), deadline_exceeded (504), diagram_unavailable (503, "
-    "/v1/diagram: Graphviz cannot draw), not_ready (503, /readyz), internal (500)."
-)
+
+def package_version() -> str:
+    """The installed chainrule distribution's version: the document's, the CLI's, /metrics'."""
+    try:
+        return version("chainrule")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
 
 class OpAttrSchema(Schema):
     name = fields.String(required=True)
@@ -125,6 +120,9 @@ def request_component(kind: str) -> str:
     return f"{kind.capitalize()}Request"
 
 
+GET_RESULT = "getResult"
+
+
 def registered_request_component(kind: str) -> str:
     """The component name of a kind's request against a registered graph (without `graph`)."""
     return f"Registered{request_component(kind)}"
@@ -162,7 +160,9 @@ _ERRORS = {
     "BadJson": ("400", "The body is not JSON (bad_json)."),
     "TooLarge": ("413", "The body, the graph or a tensor is over its limit (too_large)."),
     "UnsupportedMediaType": ("415", "The body is not application/json."),
-    "Unprocessable": ("422", "validation_error (with details) or a graph fault (with node)."),
+    "Unprocessable": ("422", f"{VALIDATION_ERROR} (422, fields wrong per the request schema: "
+                      "`details` holds them, `node` names a node under graph.nodes.N) or "
+                      f"{', '.join(GRAPH_FAULT_CODES)} (422, graph faults with `node` set)."),
     "NotFound": ("404", "Unknown hash or route (not_found)."),
     "DeadlineExceeded": ("504", "The computation ran past its time limit."),
     "DiagramUnavailable": ("503", "Graphviz's dot is missing or failed (diagram_unavailable); "
@@ -171,31 +171,20 @@ _ERRORS = {
 }
 
 
-def _tensor_properties(self, field: fields.Field, **kwargs) -> dict:
-    """apispec attribute function: tensors and wire floats by their wire forms."""
-    if isinstance(field, Tensor):
-        return {"allOf": [{"$ref": "#/components/schemas/Tensor"}]}
-    if isinstance(field, WireFloat):
-        return {"oneOf": [{"type": "number"}, _NONFINITE]}
-    return {}
-
-
-def _json_body(schema: str, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def _errors(*names: str) -> dict:
     return {_ERRORS[name][0]: name for name in ("Internal", *names)}
 
 
-def _compute_operation(summary: str, request: str, ok: dict, *errors: str) -> dict:
+def _compute_operation(
+    summary: str, request: str, ok: dict, *errors: str, example: object = None
+) -> dict:
+    body: dict = {"schema": request}
+    if example is not None:
+        body["example"] = example
     return {
         "summary": summary,
         "parameters": ["RequestId"],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": request}},
-        },
+        "requestBody": {"required": True, "content": {"application/json": body}},
         "responses": {
             "200": ok,
             **_errors("BadJson", "TooLarge", "UnsupportedMediaType", "Unprocessable",
@@ -204,10 +193,23 @@ def _compute_operation(summary: str, request: str, ok: dict, *errors: str) -> di
     }
 
 
-def _result_ok(schema: str, description: str) -> dict:
+def _json_body(schema: str, description: str, example: object = None) -> dict:
+    content: dict = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"description": description, "content": {"application/json": content}}
+
+
+def _result_ok(schema: str, description: str, example: object = None) -> dict:
     return {
-        **_json_body(schema, description),
+        **_json_body(schema, description, example),
         "headers": {"ETag": "ETag", "X-Cache": "X-Cache", "X-Request-ID": "X-Request-ID"},
+        # a stateful client (or fuzzer) learns where the stored result is read back
+        "links": {"GetResult": {
+            "operationId": GET_RESULT,
+            "parameters": {"hash": "$response.body#/hash"},
+            "description": "The same body, stored under its hash: GET /v1/results/{hash}.",
+        }},
     }
 
 
@@ -216,16 +218,17 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
     plugin = MarshmallowPlugin()
     spec = APISpec(
         title="chainrule",
-        version=API_VERSION,
+        version=package_version(),
         openapi_version="3.0.3",
         plugins=[plugin],
         info={
             "description": "Gradients as a service: forward and backward passes over JSON "
-            f"computation graphs. Engine version {ENGINE_VERSION}."
+            f"computation graphs. Engine version {ENGINE_VERSION}.\n\n{ERRORS_SECTION}"
         },
     )
-    plugin.converter.add_attribute_function(_tensor_properties)
-    for name, component in _TENSOR_COMPONENTS.items():
+    plugin.converter.add_attribute_function(tensor_properties)
+    plugin.converter.add_attribute_function(exclusive_bounds)
+    for name, component in TENSOR_COMPONENTS.items():
         spec.components.schema(name, component)
     for name, schema in _SCHEMAS.items():
         spec.components.schema(name, schema=schema)
@@ -234,7 +237,9 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
         spec.path(path=endpoint.path, operations={"post": _endpoint_operation(endpoint)})
     _add_fixed_paths(spec, [e for e in endpoints if e.response_schema])
     _add_graph_paths(spec, endpoints)
-    return spec.to_dict()
+    document = spec.to_dict()
+    document["components"]["schemas"]["Node"]["allOf"] = node_value_rules()
+    return document
 
 
 def _add_shared_components(spec: APISpec) -> None:
@@ -258,15 +263,18 @@ def _add_shared_components(spec: APISpec) -> None:
     for name, (_, description) in _ERRORS.items():
         spec.components.response(
             name,
-            {"description": f"{description} {_ERROR_CODES_TEXT}",
-             "content": {"application/json": {"schema": "Error"}},
+            {"description": f"{description} The body is the `Error` schema; its codes are "
+                            "listed once, under Errors.",
+             "content": {"application/json": {"schema": "Error",
+                                               "example": examples.ERROR_EXAMPLE}},
              "headers": {"X-Request-ID": "X-Request-ID"}},
         )
 
 
 def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -> dict:
+    answer = examples.RESPONSE_EXAMPLES.get(endpoint.kind)
     if endpoint.response_schema is not None:
-        ok = _result_ok(endpoint.response_schema, endpoint.response_description)
+        ok = _result_ok(endpoint.response_schema, endpoint.response_description, answer)
         if endpoint.streams:
             ok["content"]["text/event-stream"] = {
                 "schema": {"type": "string", "description": EVENT_STREAM_DESCRIPTION}}
@@ -274,18 +282,30 @@ def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -
         ok = {
             "description": endpoint.response_description,
             "headers": {"X-Request-ID": "X-Request-ID"},
-            "content": {media_type: {"schema": _image_schema(media_type)}
+            "content": {media_type: _image_content(media_type, answer)
                         for media_type in endpoint.image_types},
         }
     return _compute_operation(
-        endpoint.summary, request or request_component(endpoint.kind), ok, *endpoint.errors
+        endpoint.summary, request or request_component(endpoint.kind), ok, *endpoint.errors,
+        example=_request_example(endpoint.kind, registered=request is not None),
     )
 
 
-def _image_schema(media_type: str) -> dict:
-    if media_type in _BINARY_IMAGES:
-        return {"type": "string", "format": "binary"}
-    return {"type": "string"}
+def _request_example(kind: str, *, registered: bool) -> dict | None:
+    """The kind's example request; against a registered graph, the same without `graph`."""
+    example = examples.REQUEST_EXAMPLES.get(kind)
+    if example is None or not registered:
+        return example
+    return {key: value for key, value in example.items() if key != "graph"}
+
+
+def _image_content(media_type: str, text_example: object) -> dict:
+    if media_type in _BINARY_IMAGES:  # generated clients keep the bytes as they are
+        return {"schema": {"type": "string", "format": "binary"}}
+    content: dict = {"schema": {"type": "string"}}
+    if media_type == "text/vnd.graphviz" and text_example is not None:
+        content["example"] = text_example
+    return content
 
 
 def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
@@ -297,16 +317,27 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
                      "schema": {"type": "string", "pattern": HASH_PATTERN}}],
         operations={"get": {
             "summary": "A cached result body, with cached: true",
-            "parameters": ["RequestId"],
+            "operationId": GET_RESULT,
+            "parameters": ["RequestId", {
+                "name": "If-None-Match", "in": "header", "required": False,
+                "schema": {"type": "string"},
+                "description": 'The ETag of a result held: "<hash>" (or *) answers 304.'}],
             "responses": {
                 "200": {
                     "description": f"The body of {cached_paths or 'a computing endpoint'}.",
                     "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"},
-                    "content": {"application/json": {"schema": {"oneOf": [
-                        {"$ref": f"#/components/schemas/{endpoint.response_schema}"}
-                        for endpoint in cached
-                    ]}}},
+                    # anyOf: an evaluate body also matches the gradients schema when it
+                    # reports no node, so "exactly one" (oneOf) would be false
+                    "content": {"application/json": {
+                        "schema": {"anyOf": [
+                            {"$ref": f"#/components/schemas/{endpoint.response_schema}"}
+                            for endpoint in cached
+                        ]},
+                        "example": {**examples.RESPONSE_EXAMPLES["gradients"], "cached": True},
+                    }},
                 },
+                "304": {"description": "If-None-Match named this result: the client has it.",
+                        "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"}},
                 **_errors("NotFound"),
             },
         }},
@@ -315,19 +346,20 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
         path="/v1/ops",
         operations={"get": {
             "summary": "The op catalog that validation uses",
-            "responses": {"200": _json_body("OpsResponse", "Every op, in catalog order."),
+            "responses": {"200": _json_body("OpsResponse", "Every op, in catalog order.",
+                                            examples.OPS_EXAMPLE),
                           **_errors()},
         }},
     )
     spec.path(
         path="/healthz",
         operations={"get": {"summary": "Liveness", "responses": {
-            "200": _json_body("Health", "The process serves.")}}},
+            "200": _json_body("Health", "The process serves.", examples.HEALTH_EXAMPLE)}}},
     )
     spec.path(
         path="/readyz",
         operations={"get": {"summary": "Readiness", "responses": {
-            "200": _json_body("Health", "The cache backend answers."),
+            "200": _json_body("Health", "The cache backend answers.", examples.READY_EXAMPLE),
             "503": _json_body("Error", "not_ready: Redis is configured and unreachable (the "
                               "message says why); /v1 requests are still answered, without "
                               "the cache."),
@@ -337,7 +369,8 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
         path="/metrics",
         operations={"get": {"summary": "Prometheus metrics", "responses": {"200": {
             "description": "Prometheus text exposition format.",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "content": {"text/plain": {"schema": {"type": "string"},
+                                       "example": examples.METRICS_EXAMPLE}},
         }}}},
     )
     for path, summary in (("/", "The playground"), ("/docs", "The API documentation")):
@@ -345,14 +378,16 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
             path=path,
             operations={"get": {"summary": summary, "responses": {"200": {
                 "description": "An HTML page.",
-                "content": {"text/html": {"schema": {"type": "string"}}},
+                "content": {"text/html": {"schema": {"type": "string"},
+                                          "example": examples.PAGE_EXAMPLE}},
             }}}},
         )
     spec.path(
         path="/openapi.json",
         operations={"get": {"summary": "This document", "responses": {
             "200": {"description": "The OpenAPI 3 document.",
-                    "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "content": {"application/json": {"schema": {"type": "object"},
+                                                     "example": examples.DOCUMENT_EXAMPLE}}},
         }}},
     )
 
@@ -363,33 +398,23 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
 _GRAPH_ID = {"name": "id", "in": "path", "required": True,
              "description": "the id POST /v1/graphs answered",
              "schema": {"type": "string", "pattern": HASH_PATTERN}}
-_EXAMPLE_GRAPH = {
-    "nodes": [
-        {"id": "x", "op": "input", "value": -2},
-        {"id": "y", "op": "input", "value": 5},
-        {"id": "z", "op": "input", "value": -4},
-        {"id": "q", "op": "add", "inputs": ["x", "y"]},
-        {"id": "f", "op": "mul", "inputs": ["q", "z"]},
-    ],
-    "output": "f",
-}
-
-
 def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> None:
     """POST /v1/graphs, GET /v1/graphs/{id} and one POST per computing endpoint under it."""
     registration = _compute_operation(
         "Register a graph: later requests send only their values",
         "RegisterGraphRequest",
-        _json_body("GraphSummary", "Registered already: the same id as before."),
+        _json_body("GraphSummary", "Registered already: the same id as before.",
+                   examples.GRAPH_SUMMARY_EXAMPLE),
     )
     registration["responses"]["201"] = {
-        **_json_body("GraphSummary", "Registered: its id, size, inputs and output."),
+        **_json_body("GraphSummary", "Registered: its id, size, inputs and output.",
+                     examples.GRAPH_SUMMARY_EXAMPLE),
         "headers": {"X-Request-ID": "X-Request-ID", "Location": {
             "schema": {"type": "string"}, "description": "/v1/graphs/{id}"}},
     }
     del registration["responses"]["504"]
     registration["requestBody"]["content"]["application/json"]["example"] = {
-        "graph": _EXAMPLE_GRAPH
+        "graph": examples.EXAMPLE_GRAPH
     }
     spec.path(path="/v1/graphs", operations={"post": registration})
     spec.path(
@@ -398,7 +423,8 @@ def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> Non
         operations={"get": {
             "summary": "A registered graph, in canonical form",
             "parameters": ["RequestId"],
-            "responses": {"200": _json_body("GraphResource", "The graph and its summary."),
+            "responses": {"200": _json_body("GraphResource", "The graph and its summary.",
+                                            examples.GRAPH_RESOURCE_EXAMPLE),
                           **_errors("NotFound")},
         }},
     )
@@ -406,9 +432,6 @@ def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> Non
         operation = _endpoint_operation(endpoint, registered_request_component(endpoint.kind))
         operation["summary"] = f"{endpoint.summary}, on a registered graph"
         operation["responses"].update(_errors("NotFound"))
-        operation["requestBody"]["content"]["application/json"]["example"] = {
-            "inputs": {"x": 3.0}
-        }
         spec.path(
             path=f"/v1/graphs/{{id}}/{endpoint.kind}",
             parameters=[_GRAPH_ID],

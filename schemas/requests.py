@@ -33,7 +33,7 @@ from engine import GATE_TAKES_NO_VALUE, OPS, REDUCES, Graph, Node, UnknownOp, gc
 from schemas.fields import JsonNumber, StrictBoolean, StrictSchema
 from schemas.objectlist import ObjectList, TupleList
 from schemas.optimize import GOALS, LrScheduleSchema, OptimizerSchema, StopSchema, count
-from schemas.tensors import Tensor, check_size, element_limit, nominal_size
+from schemas.tensors import Tensor, check_nominal, element_limit
 
 REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram", "jacobian", "optimize")
 ENCODINGS = ("json", "b64")
@@ -91,7 +91,7 @@ class SourceValues(fields.Dict):
                 if numbers is not None:
                     return dict(zip(value, numbers, strict=True))
             for key, item in value.items():
-                check_size(nominal_size(item), key if type(key) is str else None)
+                check_nominal(item, key if type(key) is str else None)
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -184,11 +184,8 @@ def _seed() -> Tensor:
     return Tensor(metadata={"description": "dL/d(output), the output's shape (default: ones)"})
 
 
-def _wrt() -> fields.List:
-    return fields.List(
-        fields.String(),
-        metadata={"description": "the node ids to report (default: every node)"},
-    )
+def _wrt(description: str = "the node ids to report (default: every node)") -> fields.List:
+    return fields.List(fields.String(), metadata={"description": description})
 
 
 class GraphRequestSchema(StrictSchema):
@@ -280,11 +277,13 @@ class DiagramRequestSchema(ResultRequestSchema):
     """The /v1/gradients request plus `format` (the contract's "same request").
 
     `encoding` and `cache` are accepted as on /v1/gradients but change nothing: the answer is
-    an image, rendered afresh each time.
+    an image, rendered afresh each time. So does `wrt`: every wire is drawn with its own share
+    of the gradient, which needs every node's.
     """
 
     seed = _seed()
-    wrt = _wrt()
+    wrt = _wrt("accepted as on /v1/gradients (the ids must be nodes) but the diagram draws "
+               "every wire, each with the gradient flowing back along it")
     format = fields.String(load_default=DEFAULT_FORMAT, validate=validate.OneOf(DIAGRAM_FORMATS))
 
 
@@ -361,8 +360,12 @@ def load_request(
         raise ValueError(f"unknown request kind {kind!r}; expected one of {REQUEST_KINDS}")
     # Loading a big graph allocates many acyclic objects; the collector's scans would cost
     # about as much as the loading.
-    with element_limit(max_elements), gc_paused():
-        loaded = schema.load(data)
+    try:
+        with element_limit(max_elements), gc_paused():
+            loaded = schema.load(data)
+    except ValidationError as error:
+        error.kwargs["node"] = faulty_node(error.messages, data)
+        raise
     if graph is None:
         _check_ops(loaded["graph"])
     else:
@@ -373,10 +376,42 @@ def load_request(
 def load_graph(data: object, *, max_elements: int | None = None) -> Graph:
     """The graph of a POST /v1/graphs body (`{"graph": {...}}`), checked as `load_request`
     checks an inline one."""
-    with element_limit(max_elements), gc_paused():
-        graph = REGISTER_GRAPH_SCHEMA.load(data)["graph"]
+    try:
+        with element_limit(max_elements), gc_paused():
+            graph = REGISTER_GRAPH_SCHEMA.load(data)["graph"]
+    except ValidationError as error:
+        error.kwargs["node"] = faulty_node(error.messages, data)
+        raise
     _check_ops(graph)
     return graph
+
+
+def faulty_node(messages: object, data: object) -> str | None:
+    """The id of the first node that field errors under graph.nodes.N point at, if it has one.
+
+    An error response names that node in `node` as graph faults do (the details keep the
+    index path, which is what a schema-driven client needs).
+    """
+    graph_errors = messages.get("graph") if isinstance(messages, dict) else None
+    node_errors = graph_errors.get("nodes") if isinstance(graph_errors, dict) else None
+    if not isinstance(node_errors, dict):
+        return None
+    graph = data.get("graph") if isinstance(data, dict) else None
+    nodes = graph.get("nodes") if isinstance(graph, dict) else None
+    if not isinstance(nodes, list):
+        return None
+    for index in sorted(k for k in map(_as_index, node_errors) if k is not None):
+        node = nodes[index] if index < len(nodes) else None
+        node_id = node.get("id") if isinstance(node, dict) else None
+        if type(node_id) is str and node_id:
+            return node_id
+    return None
+
+
+def _as_index(key: object) -> int | None:
+    if type(key) is int:
+        return key if key >= 0 else None
+    return int(key) if type(key) is str and key.isdigit() else None
 
 
 def _check_ops(graph: Graph) -> None:

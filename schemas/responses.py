@@ -115,6 +115,11 @@ class CheckSchema(Schema):
         metadata={"description": f"for tensors of at most {GRADCHECK_MAX_LISTED_ELEMENTS} "
                   "elements"}
     )
+    details = fields.Dict(
+        metadata={"description": "why the verdict is poor when the check can tell: `reason` "
+                  "and `kinks` (index, left_slope, right_slope, analytic) where the function "
+                  "has no derivative (relu or abs at 0, max ties)"}
+    )
 
 
 class GradcheckResponseSchema(Schema):
@@ -250,6 +255,8 @@ def dump_gradcheck(
         if np.size(check.analytic) <= GRADCHECK_MAX_LISTED_ELEMENTS:
             entry["analytic"] = tensor_json(check.analytic, encoding)
             entry["numeric"] = tensor_json(check.numeric, encoding)
+        if check.details is not None:
+            entry["details"] = check.details
         body[name] = entry
     passed = all(check.verdict != "wrong" for check in checks.values())
     return _result_body({"hash": hash, "checks": body, "passed": passed})

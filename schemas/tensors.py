@@ -24,12 +24,11 @@ from marshmallow import ValidationError, fields
 from pybase64 import b64decode, b64encode_as_string
 
 from engine import TooLarge
+from engine.numpy_limits import MAX_NDIM, check_shape
 from schemas.jsontext import INFINITY, NAN, NEG_INFINITY, NONFINITE_SPELLINGS, spell_float
 
 WIRE_DTYPES: dict[str, np.dtype] = {"float64": np.dtype("<f8"), "float32": np.dtype("<f4")}
 ENCODED_KEYS = frozenset({"dtype", "shape", "b64"})
-# numpy's own limit on dimensions.
-MAX_NDIM = 64
 
 _NUMBER_TYPES = frozenset({float, int})
 _FLOAT64_MAX = np.finfo(np.float64).max
@@ -74,11 +73,23 @@ _TENSOR_FORMS = (
 
 def nominal_size(value: object) -> int:
     """Elements a wire tensor claims to hold, read without converting it (1 if it does not say)."""
+    return math.prod(nominal_shape(value))
+
+
+def nominal_shape(value: object) -> list[int]:
+    """The shape a wire tensor claims, read without converting it ([] if it does not say)."""
     if type(value) is list:
-        return math.prod(_nominal_shape(value))
+        return _nominal_shape(value)
     if type(value) is dict and _is_shape(value.get("shape")):
-        return math.prod(value["shape"])
-    return 1
+        return value["shape"]
+    return []
+
+
+def check_nominal(value: object, node: str | None) -> None:
+    """Raise TooLarge, naming `node`, for a wire tensor numpy or the element limit refuses."""
+    shape = nominal_shape(value)
+    check_shape(shape, node)
+    check_size(math.prod(shape), node)
 
 
 def check_size(size: int, node: str | None) -> None:
@@ -222,6 +233,7 @@ def _decode_encoded(value: dict, node: str | None) -> np.ndarray:
         raise ValidationError(
             f'"shape" must be a list of at most {MAX_NDIM} non-negative integers'
         )
+    check_shape(shape, node)  # decoded as float64, even from float32
     size = math.prod(shape)
     check_size(size, node)
     text = value["b64"]
@@ -279,48 +291,6 @@ def _spelled_list(array: np.ndarray) -> list:
     spelled[array == np.inf] = INFINITY
     spelled[array == -np.inf] = NEG_INFINITY
     return spelled.tolist()
-
-
-NONFINITE_SCHEMA = {"type": "string", "enum": list(NONFINITE_SPELLINGS)}
-
-# The wire forms of a tensor as OpenAPI components (schemas/openapi.py).
-TENSOR_COMPONENTS = {
-    "NestedNumbers": {
-        "type": "array",
-        "description": "A rectangular nested list of numbers, nested to any depth (ragged "
-        "lists are refused). Items are numbers, non-finite spellings, or lists of the same kind "
-        "(not written as a recursive schema: some OpenAPI tools cannot follow one).",
-        "items": {"oneOf": [{"type": "number"}, NONFINITE_SCHEMA, {"type": "array", "items": {}}]},
-    },
-    "EncodedTensor": {
-        "type": "object",
-        "description": "Raw little-endian C-order bytes; their count must equal dtype size "
-        "x the product of shape.",
-        "properties": {
-            "dtype": {"type": "string", "enum": list(WIRE_DTYPES)},
-            "shape": {
-                "type": "array",
-                "items": {"type": "integer", "minimum": 0},
-                "maxItems": MAX_NDIM,
-            },
-            "b64": {"type": "string", "format": "byte"},
-        },
-        "required": ["dtype", "shape", "b64"],
-        "additionalProperties": False,
-    },
-    "Tensor": {
-        "description": "A tensor: a number (0-d), a rectangular nested list, or an encoded "
-        "object. Non-finite numbers are the strings "
-        + ", ".join(f'"{spelling}"' for spelling in NONFINITE_SPELLINGS)
-        + "; inputs holding them need allow_nonfinite.",
-        "oneOf": [
-            {"type": "number"},
-            NONFINITE_SCHEMA,
-            {"$ref": "#/components/schemas/NestedNumbers"},
-            {"$ref": "#/components/schemas/EncodedTensor"},
-        ],
-    },
-}
 
 
 # ---------------------------------------------------------------- the field

@@ -21,10 +21,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, current_app, g, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from engine import ENGINE_VERSION, WORKSPACES, Limits
-from service import access, errors
+from service import access, cors, errors
 from service.api import api_blueprint, graphs_blueprint, probes_blueprint
 from service.config import ConfigError, load_config
 from service.errors import ApiError
@@ -83,6 +84,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.after_request(_finish_request)
     access.init_app(app, settings)  # after _start_request: a 401 carries the request id
     app.teardown_request(_resume_collector)
+    cors.init_app(app)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(graphs_blueprint)
     app.register_blueprint(probes_blueprint)
@@ -176,8 +178,19 @@ def _finish_request(response: Response) -> Response:
     timer = getattr(state, "timer", None)
     if timer is not None and timer.stages:
         headers["Server-Timing"] = timer.server_timing()
-    rule = req.url_rule
-    route = rule.rule if rule is not None else "unmatched"
     status = response.status_code
-    resources().metrics.observe_request(route, req.method, status, elapsed)
+    resources().metrics.observe_request(_route_of(req), req.method, status, elapsed)
     return response
+
+
+def _route_of(req: Request) -> str:
+    """The route a request is counted under: its rule, even when the method was wrong (405)."""
+    rule = req.url_rule
+    if rule is not None:
+        return rule.rule
+    refusal = req.routing_exception
+    if isinstance(refusal, MethodNotAllowed) and refusal.valid_methods:
+        adapter = current_app.url_map.bind_to_environ(req.environ)
+        matched, _ = adapter.match(method=refusal.valid_methods[0], return_rule=True)
+        return matched.rule
+    return "unmatched"

@@ -1,12 +1,14 @@
 """The `chainrule` command line: serve the API, or run graphs, list ops and draw circuits locally.
 
     chainrule serve [--host H] [--port P] [--workers N]     gunicorn with service/gunicorn.conf.py
-    chainrule eval GRAPH.json [--inputs JSON] [--wrt ids] [--batch DATA.json [--reduce R]] [--json]
+    chainrule eval GRAPH.json [--inputs JSON] [--seed JSON] [--wrt ids]
+                   [--batch DATA.json [--reduce R]] [--json]
     chainrule gradcheck GRAPH.json [--inputs JSON] [--check ids] [--eps E] [--json]
     chainrule ops [--json]
-    chainrule diagram GRAPH.json -o circuit.svg [--format svg|dot|png]
+    chainrule diagram GRAPH.json -o circuit.svg [--format svg|dot|png] [--seed JSON]
     chainrule optimize GRAPH.json --params a,b --steps 1000 [--optimizer adam] [--lr 0.01]
                       [--goal maximize] [--batch DATA.json [--batch-size K]] [--url URL] [--json]
+    chainrule --version
 
 `eval`, `gradcheck`, `diagram` and `optimize` need no server: they load the file through the
 same pipeline and request kinds as the API (service/local.py) and run the engine in-process;
@@ -31,6 +33,7 @@ import click
 import numpy as np
 
 import engine
+from schemas.openapi import package_version
 from service.config import ConfigError, load_config
 from service.kinds import KINDS
 from service.local import (
@@ -57,6 +60,8 @@ FORWARDED_SIGNALS = (
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_version(), "-V", "--version", prog_name="chainrule",
+                      message="%(prog)s %(version)s")
 def main() -> None:
     """chainrule: gradients as a service."""
 
@@ -65,7 +70,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", help="Address to bind (HOST; default 0.0.0.0).")
+@click.option("--host", help="Address to bind (HOST; default 127.0.0.1, loopback only).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to bind (PORT; default 8000).")
 @click.option(
     "--workers", type=click.IntRange(min=1), help="gunicorn worker processes (WEB_CONCURRENCY)."
@@ -136,6 +141,13 @@ INPUTS_OPTION = click.option(
     metavar="JSON",
     help='Input values as a JSON object, e.g. \'{"x": 3}\', or @FILE to read one.',
 )
+SEED_OPTION = click.option(
+    "--seed",
+    "seed_text",
+    metavar="JSON",
+    help="The upstream gradient dL/d(output), the output's shape (default ones), as JSON or "
+    "@FILE.",
+)
 WRT_OPTION = click.option(
     "--wrt",
     "wrt",
@@ -148,6 +160,7 @@ WRT_OPTION = click.option(
 @main.command("eval")
 @GRAPH_ARGUMENT
 @INPUTS_OPTION
+@SEED_OPTION
 @WRT_OPTION
 @click.option(
     "--batch", "batch_file", metavar="DATA.json", type=click.Path(dir_okay=False),
@@ -161,8 +174,8 @@ WRT_OPTION = click.option(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the API's response JSON instead.")
 def eval_graph(
-    graph_file: str, inputs_text: str | None, wrt: tuple[str, ...], batch_file: str | None,
-    reduce: str | None, as_json: bool,
+    graph_file: str, inputs_text: str | None, seed_text: str | None, wrt: tuple[str, ...],
+    batch_file: str | None, reduce: str | None, as_json: bool,
 ) -> None:
     """Run GRAPH.json forward and backward locally and print each node's value and gradient.
 
@@ -172,7 +185,7 @@ def eval_graph(
     """
     if reduce is not None and batch_file is None:
         raise click.UsageError("--reduce needs --batch")
-    run = run_file(graph_file, inputs_text, wrt, batch_file, reduce)
+    run = run_file(graph_file, inputs_text, wrt, batch_file, reduce, seed_text)
     if as_json:
         body = KINDS["gradients"].dump(run.result, run.loaded)
         click.echo(body.decode("utf-8"))
@@ -263,24 +276,28 @@ def attrs_text(attrs: Sequence[Mapping[str, Any]]) -> str:
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["svg", "dot", "png"]),
-    help="Image format (default: from the output file's suffix, else svg).",
+    help="Image format (default: from the output file's suffix: .svg, .png, .dot or .gv; "
+    "svg for stdout or a file without one).",
 )
 @INPUTS_OPTION
-@WRT_OPTION
+@SEED_OPTION
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds allowed for Graphviz.")
 def diagram(
     graph_file: str,
     output_path: str,
     fmt: str | None,
     inputs_text: str | None,
-    wrt: tuple[str, ...],
+    seed_text: str | None,
     timeout: float,
 ) -> None:
-    """Draw GRAPH.json's circuit with forward values (green) and gradients (red), locally."""
+    """Draw GRAPH.json's circuit with forward values (green) and gradients (red), locally.
+
+    Every wire is drawn with its own share of the gradient, so the command takes no --wrt.
+    """
     from service import diagram as circuit  # Graphviz and the service package only here
 
-    fmt = fmt or SUFFIX_FORMATS.get(Path(output_path).suffix.lower(), "svg")
-    run = run_file(graph_file, inputs_text, wrt)
+    fmt = image_format(output_path, fmt)
+    run = run_file(graph_file, inputs_text, (), seed_text=seed_text)
     try:
         image = circuit.draw_circuit(run.plan, run.result, fmt, timeout)
     except (circuit.DiagramError, circuit.DiagramTimeout) as error:
@@ -293,6 +310,23 @@ def diagram(
     except OSError as error:
         raise BadInput(f"{output_path}: cannot write: {error.strerror or error}") from None
     click.echo(f"wrote {output_path} ({fmt}, {len(run.plan.ids)} nodes)", err=True)
+
+
+def image_format(output_path: str, fmt: str | None) -> str:
+    """The format to write: --format, else the file's suffix. Without --format, a suffix that
+    names no format we write (out.jpg) is refused rather than written with the wrong bytes; so
+    is a --format that another known suffix contradicts."""
+    suffix = Path(output_path).suffix.lower() if output_path != "-" else ""
+    known = ", ".join(SUFFIX_FORMATS)
+    if fmt is None and suffix and suffix not in SUFFIX_FORMATS:
+        raise click.UsageError(
+            f"cannot tell a diagram format from '{suffix}': name the file with one of {known}, "
+            "or give --format"
+        )
+    implied = SUFFIX_FORMATS.get(suffix)
+    if fmt is not None and implied is not None and implied != fmt:
+        raise click.UsageError(f"--format {fmt} does not match the file suffix '{suffix}'")
+    return fmt or implied or "svg"
 
 
 # -------------------------------------------------------------------- optimize

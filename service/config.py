@@ -14,6 +14,8 @@ from typing import Any
 import platformdirs
 from limits import parse_many  # the rate notation Flask-Limiter itself parses
 
+from service.cors import parse_origins
+
 
 def _optional_str(text: str) -> str | None:
     return text or None
@@ -70,6 +72,13 @@ def default_cache_dir() -> str:
     return platformdirs.user_cache_dir("chainrule", appauthor=False)
 
 
+def _log_format(text: str) -> str:
+    form = text.lower()
+    if form not in {"auto", "json", "text"}:
+        raise ValueError("must be one of auto, json, text")
+    return form
+
+
 def default_worker_count() -> int:
     """gunicorn's usual 2 x cores + 1, capped so a big host does not fork dozens of workers."""
     return min(2 * (os.cpu_count() or 1) + 1, 12)
@@ -98,7 +107,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "MAX_OPTIMIZE_STEPS": (10_000, _positive_int),
     "REDIS_TIMEOUT_SECONDS": (0.05, _positive_float),
     "LOG_LEVEL": ("INFO", _log_level),
-    "HOST": ("0.0.0.0", str),
+    # json: one JSON object per line (containers, log shippers); text: human-readable lines;
+    # auto: text when stderr is a terminal, else json.
+    "LOG_FORMAT": ("auto", _log_format),
+    # Browser origins allowed to call the API (comma-separated, or *); empty: CORS off.
+    "CORS_ORIGINS": ((), parse_origins),
+    # `chainrule serve` (and so `make run`) listens on loopback only; the container sets 0.0.0.0.
+    "HOST": ("127.0.0.1", str),
     "PORT": (8000, _positive_int),
     "WEB_CONCURRENCY": (None, _positive_int),
     "PROMETHEUS_MULTIPROC_DIR": (None, _optional_str),

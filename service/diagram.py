@@ -1,8 +1,10 @@
 """Circuit diagrams drawn as the backprop notes draw them, rendered with Graphviz.
 
 Inputs sit on the left as plain labels, gates are boxes showing their op symbol, and every
-wire carries its forward value above it (green) and its gradient below it (red); the output's
-wire ends on the right with the output value over the seed. `circuit_dot` builds the DOT text
+wire carries its forward value above it (green) and, below it (red), the gradient that flows
+back along that wire: where a value fans out, each wire shows its own share (the engine's
+`edge_gradients`) and the node shows the total, the sum of the shares. The output's wire ends
+on the right with the output value over the seed. `circuit_dot` builds the DOT text
 (deterministic: the same nodes give the same text) and `render_circuit` turns it into SVG or
 PNG with Graphviz's `dot`, under a timeout.
 """
@@ -18,6 +20,7 @@ from typing import Any
 import graphviz
 
 from engine import OPS, DeadlineExceeded, Plan, RunResult
+from engine.edges import edge_gradients
 from service.summaries import format_number, summarize
 
 __all__ = [
@@ -139,24 +142,27 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
     names: dict[str, str] = {}
     by_id: dict[str, Any] = {}
     sources: list[str] = []
+    forks = _forks(nodes, output)
     for index, node in enumerate(nodes):
         node_id = str(_field(node, "id"))
         names[node_id] = f"n{index}"
         by_id[node_id] = node
         op = str(_field(node, "op"))
         label = _label_text(node_id)
+        # where wires fan out, each shows its share: the node itself shows the total
+        total = _total_text(node) if node_id in forks else ""
         row = OPS.get(op)
         if row is not None and row.is_source:
             sources.append(names[node_id])
             # a variable's id in black, a constant's greyed
             text = label if row.is_variable else _font(label, ID_COLOR)
-            dot.node(names[node_id], label=f"<{text}>", shape="plaintext", width="0", height="0",
-                     margin="0.03")
+            dot.node(names[node_id], label=f"<{text}{total}>", shape="plaintext", width="0",
+                     height="0", margin="0.03")
         else:
             symbol = gate_label_text(op, str(_field(node, "symbol") or ""), _field(node, "attrs"))
             dot.node(
                 names[node_id],
-                label=f"<{_label_text(symbol)}<BR/>{_font(label, ID_COLOR, 8)}>",
+                label=f"<{_label_text(symbol)}<BR/>{_font(label, ID_COLOR, 8)}{total}>",
                 shape="box",
                 style="rounded",
                 width="0.45",
@@ -166,11 +172,10 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
 
     wires = 0
 
-    def wire(tail: str, head: str, source: Any) -> None:
+    def wire(tail: str, head: str, source: Any, grad: Any) -> None:
         nonlocal wires
         name = f"w{wires}"
         wires += 1
-        grad = _field(source, "grad")
         dot.node(name, label=_wire_label(_field(source, "value"), grad, grad is not None),
                  shape="plain")
         dot.edge(tail, name, headport="w")
@@ -178,13 +183,17 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
 
     for node in nodes:
         head = names[str(_field(node, "id"))]
-        for input_id in _field(node, "inputs") or ():
+        inputs = _field(node, "inputs") or ()
+        shares = _field(node, "input_grads")
+        for position, input_id in enumerate(inputs):
             if str(input_id) not in by_id:
                 raise ValueError(f"node {_field(node, 'id')!r} takes {input_id!r}, not given")
-            wire(names[str(input_id)], head, by_id[str(input_id)])
+            source = by_id[str(input_id)]
+            grad = shares[position] if shares is not None else _field(source, "grad")
+            wire(names[str(input_id)], head, source, grad)
     if output in by_id:
         dot.node("end", label="", shape="point", style="invis", width="0.01")
-        wire(names[output], "end", by_id[output])
+        wire(names[output], "end", by_id[output], _field(by_id[output], "grad"))
     if sources:
         with dot.subgraph(name="inputs", graph_attr={"rank": "min"}) as column:
             for name in sources:
@@ -192,12 +201,32 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
     return dot.source
 
 
+def _forks(nodes: Sequence[Any], output: str) -> set[str]:
+    """Ids of the nodes whose value leaves on more than one wire (the output's own counts)."""
+    wires_out: dict[str, int] = {output: 1}
+    for node in nodes:
+        for input_id in _field(node, "inputs") or ():
+            wires_out[str(input_id)] = wires_out.get(str(input_id), 0) + 1
+    return {node_id for node_id, count in wires_out.items() if count > 1}
+
+
+def _total_text(node: Any) -> str:
+    """A node's total gradient, in red under its label ("" for a forward-only drawing)."""
+    grad = _field(node, "grad")
+    if grad is None:
+        return ""
+    return "<BR/>" + _font(f"Σ {_label_text(summarize(grad))}", GRAD_COLOR, 9)
+
+
 def circuit_nodes(plan: Plan, result: RunResult) -> list[dict[str, Any]]:
     """The nodes `circuit_dot` draws, from a compiled plan and a run of it.
 
-    Every node of the plan is drawn; one the run did not report (outside `wrt`) shows no number.
+    `result` reports every node (a diagram draws every wire). With gradients, each node also
+    carries `input_grads`: the share of the gradient flowing back along each of its input
+    wires, in input order.
     """
     grads = result.grads
+    shares = edge_gradients(plan, result) if grads is not None else {}
     return [
         {
             "id": node_id,
@@ -207,6 +236,8 @@ def circuit_nodes(plan: Plan, result: RunResult) -> list[dict[str, Any]]:
             "inputs": node.inputs,
             "value": result.values.get(node_id),
             "grad": None if grads is None else grads.get(node_id),
+            "input_grads": None if grads is None else [
+                shares[(node_id, position)] for position in range(len(node.inputs))],
         }
         for node_id, node, op, attrs in zip(plan.ids, plan.nodes, plan.ops, plan.attrs, strict=True)
     ]

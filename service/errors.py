@@ -79,6 +79,7 @@ def handle_error(error: Exception) -> Response:
             422,
             "validation_error",
             "the request does not match the schema; details lists each field's errors",
+            node=error.kwargs.get("node"),
             details=_as_object(error.messages),
         )
     if isinstance(error, BadJson):

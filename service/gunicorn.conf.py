@@ -2,7 +2,7 @@
 `chainrule serve` (gunicorn -c service/gunicorn.conf.py 'service.wsgi:app').
 
 Values come from the same environment variables as the app (service/config.py): HOST, PORT,
-WEB_CONCURRENCY, COMPUTE_DEADLINE_SECONDS, LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR.
+WEB_CONCURRENCY, COMPUTE_DEADLINE_SECONDS, LOG_LEVEL, LOG_FORMAT, PROMETHEUS_MULTIPROC_DIR.
 """
 
 import logging
@@ -18,7 +18,7 @@ if _package_root not in sys.path:
 from gunicorn import glogging  # noqa: E402
 
 from service.config import load_config  # noqa: E402
-from service.observe.jsonlog import JsonLogFormatter  # noqa: E402
+from service.observe.jsonlog import formatter_for  # noqa: E402
 
 _settings = load_config()
 _deadline = _settings["COMPUTE_DEADLINE_SECONDS"]
@@ -40,8 +40,9 @@ control_socket_disable = True
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"  # heartbeat files off a possibly slow container overlay disk
 
-# Every line gunicorn writes is one JSON object (service/jsonlog.py): its own events on stderr,
-# and on stdout one access line per request with the request id the app put in X-Request-ID.
+# Every line gunicorn writes is one JSON object (service/jsonlog.py; readable text instead with
+# LOG_FORMAT text, or auto on a terminal): its own events on stderr, and on stdout one access
+# line per request with the request id the app put in X-Request-ID.
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings["LOG_LEVEL"].lower()
@@ -58,7 +59,7 @@ class JsonGunicornLogger(glogging.Logger):
     def setup(self, cfg):
         super().setup(cfg)
         self.access_log.setLevel(self.loglevel)
-        formatter = JsonLogFormatter()
+        formatter = formatter_for(_settings["LOG_FORMAT"])
         for handler in (*self.error_log.handlers, *self.access_log.handlers):
             handler.setFormatter(formatter)
 

@@ -22,6 +22,7 @@ from engine import (
     Plan,
     RunResult,
     TooLarge,
+    UnknownNode,
     gradcheck,
     input_ids,
     jacobian,
@@ -127,7 +128,11 @@ def _draw(loaded: Loaded, context: ComputeContext) -> bytes:
             "draw a smaller graph or use /v1/gradients"
         )
     plan = plan_of(loaded, context)
-    result = run(loaded, plan, context, forward_only=False)
+    for name in loaded.request.wrt or ():  # checked as /v1/gradients checks it
+        if name not in plan.index:
+            raise UnknownNode(f"wrt names '{name}', which is not a node of the graph", name)
+    # every wire is drawn, with its own share of the gradient, whatever `wrt` asks
+    result = run(loaded, plan, context, forward_only=False, every_node=True)
     with context.timer("render"):
         return diagram.draw_circuit(
             plan, result, loaded.request.format, context.limits.diagram_timeout_seconds

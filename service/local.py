@@ -44,14 +44,17 @@ def run_file(
     wrt: Sequence[str],
     batch_path: str | None = None,
     reduce: str | None = None,
+    seed_text: str | None = None,
 ) -> LocalRun:
     """Load and run a graph file as the API's /v1/gradients would; BadInput for anything
-    wrong. `batch_path` names a JSON file of batched input values (the request's `batch`)."""
+    wrong. `batch_path` names a JSON file of batched input values (the request's `batch`);
+    `seed_text` is the --seed option: a JSON tensor, or @FILE holding one."""
     context = local_context()
     batch = None if batch_path is None else read_batch(batch_path)
+    seed = None if seed_text is None else json_option(seed_text, "--seed")
     with reported_as_bad_input(path):
         loaded = load_file("gradients", path, inputs_text, wrt=ids_option(wrt) or None,
-                           batch=batch, reduce=reduce)
+                           batch=batch, reduce=reduce, seed=seed)
         plan = pipeline.plan_of(loaded, context)
         result = pipeline.run(loaded, plan, context, forward_only=False)
     return LocalRun(loaded, plan, result)
@@ -106,16 +109,20 @@ def request_body(
         raise BadInput(f"{path}: expected a JSON object (a graph or a request body)")
     body = dict(data) if "graph" in data else {"graph": data}
     if inputs_text is not None:
-        if inputs_text.startswith("@"):
-            inputs = read_json(inputs_text[1:], f"--inputs {inputs_text}")
-        else:
-            inputs = parse_json_text(inputs_text.encode("utf-8"), "--inputs")
+        inputs = json_option(inputs_text, "--inputs")
         if not isinstance(inputs, dict):
             raise BadInput('--inputs: expected a JSON object of input values, e.g. {"x": 3}')
         given = body.get("inputs")
         body["inputs"] = {**(given if isinstance(given, dict) else {}), **inputs}
     body.update({name: value for name, value in fields.items() if value is not None})
     return body
+
+
+def json_option(text: str, option: str) -> object:
+    """An option's JSON value, written inline or as @FILE."""
+    if text.startswith("@"):
+        return read_json(text[1:], f"{option} {text}")
+    return parse_json_text(text.encode("utf-8"), option)
 
 
 def read_batch(path: str) -> dict:

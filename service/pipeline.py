@@ -200,14 +200,20 @@ def plan_of(loaded: Loaded, context: ComputeContext) -> Plan:
     return plan
 
 
-def run(loaded: Loaded, plan: Plan, context: ComputeContext, *, forward_only: bool) -> RunResult:
-    """One forward (and, unless `forward_only`, backward) pass of the loaded request."""
+def run(
+    loaded: Loaded, plan: Plan, context: ComputeContext, *, forward_only: bool,
+    every_node: bool = False,
+) -> RunResult:
+    """One forward (and, unless `forward_only`, backward) pass of the loaded request.
+
+    `every_node` reports every node whatever the request's `wrt` (a diagram draws them all).
+    """
     request = loaded.request
     with context.engine_stage("run"):
         return plan.run(
             loaded.sources,
             seed=None if forward_only else request.seed,
-            wrt=request.wrt,
+            wrt=None if every_node else request.wrt,
             forward_only=forward_only,
             deadline=context.deadline,
             reduce=request.reduce,

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app, g, request
 
 from engine import describe_ops
 from schemas import mark_cached, parse_json
@@ -79,6 +79,9 @@ def stored_result(digest: str) -> Response:
         reason = results.unavailable_reason(probe=False)
         message = f"no cached result with hash {digest}"
         raise ApiError(404, "not_found", f"{message} ({reason})" if reason else message)
+    if request.if_none_match.contains(digest):
+        # the client holds this very result (a result never changes under its hash)
+        return Response(status=304, headers=[("ETag", f'"{digest}"'), ("X-Cache", "hit")])
     return _json_response(mark_cached(body), digest, "hit")
 
 

@@ -3,23 +3,47 @@
 With PROMETHEUS_MULTIPROC_DIR in the environment (before the process starts: prometheus_client
 decides at import), every worker writes its values to files in that directory and /metrics
 merges them all, whichever worker answers. Without it, each app keeps its own registry.
+Either way /metrics also shows the answering process's `process_*` series and a
+`chainrule_build_info` series whose labels name the versions.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from engine import ENGINE_VERSION
+from schemas.openapi import package_version
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 NODE_BUCKETS = (1, 10, 30, 100, 300, 1_000, 10_000, 100_000, 1_000_000)
+# What the result store reports failing; each series exists (at 0) from the start, so a rate()
+# over it works before the first failure.
+CACHE_OPERATIONS = ("get", "put", "claim", "wait", "ping")
+
+
+class BuildInfoCollector(Collector):
+    """chainrule_build_info 1, labelled with the package, engine and Python versions."""
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "chainrule_build_info", "The running build: always 1, its versions as labels.",
+            labels=["version", "engine_version", "python_version"],
+        )
+        family.add_metric([package_version(), ENGINE_VERSION, platform.python_version()], 1)
+        yield family
 
 
 class MultiprocessSetupError(RuntimeError):
@@ -54,6 +78,8 @@ class ServiceMetrics:
         self.cache_errors = counter(
             "chainrule_cache_errors", "Result cache backend failures, by operation.", "operation"
         )
+        for operation in CACHE_OPERATIONS:
+            self.cache_errors.labels(operation)
         self.plan_lookups = counter(
             "chainrule_plan_cache_lookups", "Compiled-plan cache lookups by outcome: hit or miss.",
             "outcome",
@@ -69,6 +95,8 @@ class ServiceMetrics:
             "in the cache is not loaded again).",
             NODE_BUCKETS, "kind",
         )
+
+        _add_process_collectors(self.registry)
 
         # Children of labelled metrics, looked up once: labels() takes a lock and builds keys.
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -104,5 +132,12 @@ class ServiceMetrics:
         if self.multiprocess_dir:
             merged = CollectorRegistry()
             MultiProcessCollector(merged, path=self.multiprocess_dir)
+            _add_process_collectors(merged)
             return generate_latest(merged), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _add_process_collectors(registry: CollectorRegistry) -> None:
+    """The answering process's process_* series and the build info."""
+    ProcessCollector(registry=registry)
+    registry.register(BuildInfoCollector())

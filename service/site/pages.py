@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
-from flask import Blueprint, Response, current_app, send_from_directory
+from flask import Blueprint, Response, current_app
 
+from engine import describe_ops
 from schemas import build_spec
 from service.kinds import openapi_endpoints
 from service.site.docs import render_docs_page
@@ -22,13 +24,27 @@ def openapi_document() -> dict:
 
 @cache
 def docs_page() -> str:
-    return render_docs_page(openapi_document())
+    return render_docs_page(openapi_document(), describe_ops())
+
+
+@cache
+def static_bytes(static_folder: str, name: str) -> bytes:
+    """A page or icon of the site, read once and served from memory."""
+    return (Path(static_folder) / name).read_bytes()
 
 
 @blueprint.get("/")
 def playground() -> Response:
-    # The page links its script and style as static/..., served by Flask's static route.
-    return send_from_directory(current_app.static_folder, "index.html")
+    # The page links its script and style as static/..., served by Flask's static route; the
+    # page itself is read once and served from memory (no file handle left to any client).
+    return Response(static_bytes(current_app.static_folder, "index.html"), mimetype="text/html")
+
+
+@blueprint.get("/favicon.ico")
+def favicon() -> Response:
+    # browsers ask for it on pages that name no icon (the API's JSON answers, say)
+    icon = static_bytes(current_app.static_folder, "favicon.svg")
+    return Response(icon, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
 @blueprint.get("/openapi.json")

@@ -11,9 +11,11 @@ import math
 from dataclasses import dataclass
 from operator import attrgetter
 
-from engine import Arity, Cycle, DuplicateId, Graph, MissingInput, TooLarge, UnknownNode, UnknownOp
+from engine import Arity, Cycle, DuplicateId, Graph, TooLarge, UnknownNode, UnknownOp
 from engine.graph import NO_LIMITS, Limits, Node
+from engine.numpy_limits import check_shape
 from engine.ops import OPS, checked_attrs, same_shape
+from engine.sources import missing_input_error
 
 
 @dataclass
@@ -88,12 +90,17 @@ def topological_order(nodes) -> list[Node]:
                 queue.append(consumer)
     if len(queue) < len(nodes):
         current = next(k for k, count in enumerate(pending) if count)
-        seen = set()
+        walk: list[int] = []
+        seen: dict[int, int] = {}
         while current not in seen:
-            seen.add(current)
+            seen[current] = len(walk)
+            walk.append(current)
             current = next(position[name] for name in nodes[current].inputs
                            if pending[position[name]])
-        raise Cycle("the graph has a cycle through this node", nodes[current].id)
+        loop = walk[seen[current]:]
+        cycle = [nodes[k].id for k in (loop[0], *reversed(loop[1:]))]
+        raise Cycle("the graph has a cycle through this node: " + " -> ".join(cycle + cycle[:1]),
+                    cycle[0], {"cycle": cycle})
     return [nodes[k] for k in queue]
 
 
@@ -104,12 +111,18 @@ def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits):
         op = ops[i]
         if op.is_source:
             if name not in source_shapes:
-                raise MissingInput(f"{op.name} node '{name}' has no value", name)
+                raise missing_input_error([n for n, o in zip(ids, ops, strict=True)
+                                           if o.is_source and n not in source_shapes])
             shape = tuple(source_shapes[name])
         elif op.infer_shape is same_shape:
             shape = shapes[ins[i][0]]
         else:
-            shape = op.infer_shape([shapes[j] for j in ins[i]], attrs[i], name)
+            in_shapes = [shapes[j] for j in ins[i]]
+            if len(in_shapes) > 1:
+                for in_shape in in_shapes:
+                    check_shape(in_shape, name, broadcast=True)
+            shape = op.infer_shape(in_shapes, attrs[i], name)
+            check_shape(shape, name)
         size = math.prod(shape) if shape else 1
         total += size
         if limits.max_elements is not None and size > limits.max_elements:

@@ -179,7 +179,8 @@ INVALID_GRAPHS = [
     ({"nodes": [{"id": "x", "op": "input"}], "output": "nope"}, 422, "unknown_node", "nope"),
     ({"nodes": [{"id": "x", "op": "input"}, {"id": "x", "op": "input"}], "output": "x"},
      422, "duplicate_id", "x"),
-    ({"nodes": [{"id": "x", "op": "const"}], "output": "x"}, 422, "validation_error", None),
+    # a field error under graph.nodes.N names that node (issue 15)
+    ({"nodes": [{"id": "x", "op": "const"}], "output": "x"}, 422, "validation_error", "x"),
     ({"nodes": "x", "output": "x"}, 422, "validation_error", None),
 ]
 

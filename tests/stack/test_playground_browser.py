@@ -7,6 +7,7 @@ tests read what a person would see: the drawn circuit, the node table, the error
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -18,6 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
+from engine import OP_TABLE
 from service import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -209,3 +211,97 @@ def test_static_files_are_served_with_relative_links(page: Page, base_url: str) 
     for name in ("playground.js", "playground.css"):
         response = page.request.get(f"{base_url}static/{name}")
         assert response.ok, name
+
+
+# ---------------------------------------------------------------- issue 15
+
+
+def test_the_default_circuit_is_drawn_on_load(page: Page, tmp_path: Path) -> None:
+    expect(page.locator("#diagram svg")).to_have_count(1)
+    expect(page.locator("#nodes tbody tr")).to_have_count(5)
+    expect(page.locator("#output-summary")).to_have_text(OUTPUT_F)
+    expect(page.locator("#circuit option:checked")).to_have_text("(x + y) · z")
+
+
+def test_results_are_marked_stale_after_a_json_error(page: Page, tmp_path: Path) -> None:
+    expect(page.locator("#diagram svg")).to_have_count(1)
+    pane = page.locator("#results")
+    expect(pane).not_to_have_class(re.compile("stale"))
+    source = page.input_value("#editor")
+    page.fill("#editor", source[:-3])
+    page.click("#run")
+    expect(page.locator("#editor-error")).to_contain_text("valid JSON")
+    expect(pane).to_have_class(re.compile("stale"))
+    expect(page.locator("#stale-note")).to_be_visible()
+    page.screenshot(path=tmp_path / "playground-stale.png", full_page=True)
+    page.fill("#editor", source)  # back to what the pane shows: current again
+    expect(pane).not_to_have_class(re.compile("stale"))
+    expect(page.locator("#stale-note")).to_be_hidden()
+
+
+def test_the_menu_follows_the_editor(page: Page) -> None:
+    expect(page.locator("#nodes tbody tr")).to_have_count(5)
+    source = page.input_value("#editor")
+    page.fill("#editor", source.replace('"value": -2', '"value": -3'))
+    expect(page.locator("#circuit option:checked")).to_have_text("(edited)")
+    page.select_option("#circuit", index=0)  # the same circuit again reloads and runs it
+    assert page.input_value("#editor") == source
+    expect(page.locator("#circuit option:checked")).to_have_text("(x + y) · z")
+    expect(page.locator("#output-summary")).to_have_text(OUTPUT_F)
+
+
+def test_format_pretty_prints_the_editor(page: Page) -> None:
+    source = page.input_value("#editor")
+    page.fill("#editor", json.dumps(json.loads(source)))  # all on one line
+    expect(page.locator("#circuit option:checked")).to_have_text("(edited)")
+    page.click("#format")
+    assert page.input_value("#editor") == source
+    expect(page.locator("#circuit option:checked")).to_have_text("(x + y) · z")
+    page.fill("#editor", "{oops")
+    page.click("#format")
+    expect(page.locator("#editor-error")).to_contain_text("valid JSON")
+    assert page.input_value("#editor") == "{oops"
+
+
+def test_tensors_and_long_lines_stay_inside_their_cards(page: Page, tmp_path: Path) -> None:
+    # six elements are listed one by one, each to four digits: long cells
+    matrix = [[-1.23456789e-7 * (1 + i + j) for j in range(3)] for i in range(2)]
+    body = {"graph": {"nodes": [
+        {"id": "a_rather_long_weight_matrix_name", "op": "input", "value": matrix},
+        {"id": "t", "op": "scale", "inputs": ["a_rather_long_weight_matrix_name"],
+         "attrs": {"a": -3.3333333e-7}},
+        {"id": "s", "op": "sum", "inputs": ["t"]}], "output": "s"}}
+    page.fill("#editor", json.dumps(body))
+    run_and_wait(page, 3)
+    page.screenshot(path=tmp_path / "playground-tensor.png", full_page=True)
+    card = page.locator("#results").bounding_box()
+    for column in ("value", "grad"):
+        box = page.locator(f'#nodes tbody tr[data-node="t"] td.{column}').bounding_box()
+        assert box["x"] + box["width"] <= card["x"] + card["width"]
+    editor = page.locator("#editor")
+    assert editor.evaluate("e => e.scrollWidth <= e.clientWidth")  # long lines wrap
+
+
+def test_the_fork_shows_each_wires_share_and_the_table_the_total(page: Page) -> None:
+    page.select_option("#circuit", label="staged f(x, y) = (x + σ(y)) / (σ(x) + (x + y)²)")
+    expect(page.locator("#nodes tbody tr")).to_have_count(10)
+    drawn = set(page.locator("#diagram svg text").all_text_contents())
+    assert {"0.512", "-0.0358", "1.58", "Σ 2.06"} <= drawn
+    assert cell(page, "x", "grad") == "2.06"
+
+
+def test_docs_and_playground_link_each_other_and_have_an_icon(page: Page, base_url: str) -> None:
+    assert page.locator('link[rel="icon"]').get_attribute("href") == "static/favicon.svg"
+    page.click("text=API docs")
+    expect(page).to_have_url(f"{base_url}docs")
+    expect(page.locator("h1")).to_contain_text("chainrule")
+    assert page.locator('link[rel="icon"]').get_attribute("href") == "static/favicon.svg"
+    assert page.request.get(f"{base_url}static/favicon.svg").ok
+    assert page.request.get(f"{base_url}favicon.ico").ok
+    # one error section, markdown rendered, the op catalog a table
+    assert page.get_by_role("heading", name="Errors", exact=True).count() == 1
+    assert page.locator("text=Every error, for every status").count() == 1
+    assert "`" not in page.locator("body").inner_text()
+    expect(page.locator("#ops + p + table tr")).to_have_count(len(OP_TABLE) + 1)
+    page.click("text=Playground")
+    expect(page).to_have_url(base_url)

@@ -100,16 +100,21 @@
   ];
 
   const INDENT = "  ";
+  const EDITED = "edited"; // the menu's entry while the editor holds no classic circuit as given
   const $ = (id) => document.getElementById(id);
   const editor = $("editor");
   const menu = $("circuit");
   const runButton = $("run");
+  const formatButton = $("format");
+  const results = $("results");
+  const staleNote = $("stale-note");
   const diagram = $("diagram");
   const tableBody = document.querySelector("#nodes tbody");
   const editorError = $("editor-error");
   const status = $("status");
   const outputSummary = $("output-summary");
   let runCount = 0;
+  let shownText = null; // the editor text whose results the pane shows, null before any
 
   // ---------------------------------------------------------------- JSON layout
 
@@ -218,6 +223,41 @@
   function loadCircuit(index) {
     editor.value = formatBody(CIRCUITS[index].body);
     clearErrors();
+    syncMenu();
+  }
+
+  // The menu names the circuit the editor holds, or says it was edited.
+  function syncMenu() {
+    const index = CIRCUITS.findIndex((c) => formatBody(c.body) === editor.value);
+    menu.value = index >= 0 ? String(index) : EDITED;
+  }
+
+  // Results that no longer match the editor are greyed and labelled, never shown as current.
+  function markStale() {
+    const stale = shownText !== null && editor.value !== shownText;
+    results.classList.toggle("stale", stale);
+    staleNote.hidden = !stale;
+  }
+
+  function showingResultsOf(text) {
+    shownText = text;
+    markStale();
+  }
+
+  function formatEditor() {
+    let body;
+    try {
+      body = JSON.parse(editor.value);
+    } catch (err) {
+      showEditorError("The editor does not hold valid JSON", err.message, null, null);
+      markStale();
+      return;
+    }
+    clearErrors();
+    editor.value = body !== null && typeof body === "object" && !Array.isArray(body)
+      ? formatBody(body) : JSON.stringify(body, null, 2);
+    syncMenu();
+    markStale();
   }
 
   function insertText(text) {
@@ -357,6 +397,10 @@
       svg.removeAttribute("width");
       svg.removeAttribute("height");
     }
+    // inline in HTML an SVG needs no namespace declarations: the page names no other site
+    const XMLNS = "http://www.w3.org/2000/xmlns/";
+    svg.removeAttributeNS(XMLNS, "xmlns"); // xmlns="…/svg"
+    svg.removeAttributeNS(XMLNS, "xlink"); // xmlns:xlink="…/xlink"
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", "circuit diagram");
     diagram.replaceChildren(document.importNode(svg, true));
@@ -396,15 +440,18 @@
   async function run() {
     const token = ++runCount;
     clearErrors();
+    const text = editor.value;
     let body;
     try {
-      body = JSON.parse(editor.value);
+      body = JSON.parse(text);
     } catch (err) {
       showEditorError("The editor does not hold valid JSON", err.message, null, null);
+      markStale();
       return;
     }
     if (body === null || typeof body !== "object" || Array.isArray(body)) {
       showEditorError("The request body must be a JSON object", 'e.g. {"graph": {...}}', null, null);
+      markStale();
       return;
     }
     runButton.disabled = true;
@@ -425,6 +472,7 @@
         showDiagramMessage("No diagram: fix the error and run again.", false);
         status.textContent = "error";
         outputSummary.textContent = "";
+        showingResultsOf(text);
         return;
       }
       const result = await grads.response.json();
@@ -439,10 +487,12 @@
         showDiagramMessage(`${picture.status} ${picture.error.code}: ${picture.error.message}`, true);
       }
       status.textContent = "";
+      showingResultsOf(text);
     } catch (err) {
       if (token !== runCount) return;
       showEditorError("The request failed", String(err.message || err), null, null);
       status.textContent = "error";
+      markStale();
     } finally {
       if (token === runCount) runButton.disabled = false;
     }
@@ -451,10 +501,20 @@
   // ---------------------------------------------------------------- wiring
 
   CIRCUITS.forEach((circuit, i) => menu.add(new Option(circuit.name, String(i))));
+  const edited = new Option("(edited)", EDITED);
+  edited.disabled = true;
+  menu.add(edited);
   menu.addEventListener("change", () => {
+    if (menu.value === EDITED) return;
     loadCircuit(Number(menu.value));
     run();
   });
+  editor.addEventListener("input", () => {
+    syncMenu();
+    markStale();
+  });
   runButton.addEventListener("click", run);
+  formatButton.addEventListener("click", formatEditor);
   loadCircuit(0);
+  run(); // the page opens on a drawn circuit, not an empty pane
 })();

@@ -1,0 +1,98 @@
+"""JSON Schema forms that the marshmallow fields cannot state themselves, for the OpenAPI document.
+
+The wire forms of a tensor (a number, a nested list, an encoded object, a non-finite spelling),
+exclusive bounds (apispec drops a Range's min_inclusive=False), and the rule on a node's `value`
+(const needs one, gates take none), so that the document says what the server enforces.
+"""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from engine import OP_TABLE
+from schemas.jsontext import NONFINITE_SPELLINGS
+from schemas.responses import WireFloat
+from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
+
+_NONFINITE = {"type": "string", "enum": list(NONFINITE_SPELLINGS)}
+
+TENSOR_COMPONENTS = {
+    "NestedNumbers": {
+        "type": "array",
+        "description": "A rectangular nested list of numbers, nested to any depth (ragged "
+        "lists are refused). Its items are all numbers (or non-finite spellings), or all lists "
+        "of the same length and kind; this schema says the first two levels of that (not "
+        "written as a recursive schema: some OpenAPI tools cannot follow one), the server "
+        "checks the rest.",
+        "anyOf": [
+            {"items": {"oneOf": [{"type": "number"}, _NONFINITE]}},
+            {"items": {"type": "array", "anyOf": [
+                {"items": {"oneOf": [{"type": "number"}, _NONFINITE]}},
+                {"items": {"type": "array"}},
+            ]}},
+        ],
+    },
+    "EncodedTensor": {
+        "type": "object",
+        "description": "Raw little-endian C-order bytes; their count must equal dtype size "
+        "x the product of shape.",
+        "properties": {
+            "dtype": {"type": "string", "enum": list(WIRE_DTYPES)},
+            "shape": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "maxItems": MAX_NDIM,
+            },
+            "b64": {"type": "string", "format": "byte"},
+        },
+        "required": ["dtype", "shape", "b64"],
+        "additionalProperties": False,
+    },
+    "Tensor": {
+        "description": "A tensor: a number (0-d), a rectangular nested list, or an encoded "
+        "object. Non-finite numbers are the strings "
+        + ", ".join(f'"{spelling}"' for spelling in NONFINITE_SPELLINGS)
+        + "; inputs holding them need allow_nonfinite.",
+        "oneOf": [
+            {"type": "number"},
+            _NONFINITE,
+            {"$ref": "#/components/schemas/NestedNumbers"},
+            {"$ref": "#/components/schemas/EncodedTensor"},
+        ],
+    },
+}
+
+
+def tensor_properties(self, field: fields.Field, **kwargs) -> dict:
+    """apispec attribute function: tensors and wire floats by their wire forms."""
+    if isinstance(field, Tensor):
+        return {"allOf": [{"$ref": "#/components/schemas/Tensor"}]}
+    if isinstance(field, WireFloat):
+        return {"oneOf": [{"type": "number"}, _NONFINITE]}
+    return {}
+
+
+def exclusive_bounds(self, field: fields.Field, **kwargs) -> dict:
+    """apispec attribute function: a Range that excludes its bound says so (apispec drops it).
+
+    OpenAPI 3.0 writes an exclusive bound as a boolean beside minimum / maximum.
+    """
+    bounds: dict = {}
+    for validator in field.validators:
+        if isinstance(validator, validate.Range):
+            if validator.min is not None and not validator.min_inclusive:
+                bounds["exclusiveMinimum"] = True
+            if validator.max is not None and not validator.max_inclusive:
+                bounds["exclusiveMaximum"] = True
+    return bounds
+
+
+def node_value_rules() -> list[dict]:
+    """What JSON Schema can say of a node's `value`: sources that are not variables (const)
+    need one, gates take none."""
+    fixed = [op.name for op in OP_TABLE if op.is_source and not op.is_variable]
+    sources = [op.name for op in OP_TABLE if op.is_source]
+    return [
+        {"anyOf": [{"properties": {"op": {"not": {"enum": fixed}}}}, {"required": ["value"]}]},
+        {"anyOf": [{"properties": {"op": {"enum": sources}}}, {"not": {"required": ["value"]}}]},
+    ]
