@@ -112,16 +112,23 @@ def _count_error(metrics: ServiceMetrics):
     return lambda operation: metrics.cache_errors.labels(operation).inc()
 
 
+def _shared_store_settings(settings: dict[str, Any], metrics: ServiceMetrics) -> dict[str, Any]:
+    """What every shared store takes alike: key version, lifetimes, entry size, error count."""
+    return {
+        "engine_version": ENGINE_VERSION,
+        "ttl_seconds": settings["CACHE_TTL_SECONDS"],
+        "graph_ttl_seconds": settings["GRAPH_TTL_SECONDS"],
+        "max_entry_bytes": settings["CACHE_MAX_ENTRY_BYTES"],
+        "claim_ttl_seconds": settings["COMPUTE_DEADLINE_SECONDS"],
+        "on_error": _count_error(metrics),
+    }
+
+
 def _redis_store(settings: dict[str, Any], metrics: ServiceMetrics) -> RedisStore:
     return RedisStore(
         settings["REDIS_URL"],
-        engine_version=ENGINE_VERSION,
-        ttl_seconds=settings["CACHE_TTL_SECONDS"],
-        graph_ttl_seconds=settings["GRAPH_TTL_SECONDS"],
-        max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
         timeout_seconds=settings["REDIS_TIMEOUT_SECONDS"],
-        claim_ttl_seconds=settings["COMPUTE_DEADLINE_SECONDS"],
-        on_error=_count_error(metrics),
+        **_shared_store_settings(settings, metrics),
     )
 
 
@@ -129,13 +136,8 @@ def _embedded_store(settings: dict[str, Any], metrics: ServiceMetrics) -> DiskSt
     try:
         return DiskStore(
             settings["CACHE_DIR"],
-            engine_version=ENGINE_VERSION,
             max_bytes=settings["CACHE_MAX_BYTES"],
-            max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
-            ttl_seconds=settings["CACHE_TTL_SECONDS"],
-            graph_ttl_seconds=settings["GRAPH_TTL_SECONDS"],
-            claim_ttl_seconds=settings["COMPUTE_DEADLINE_SECONDS"],
-            on_error=_count_error(metrics),
+            **_shared_store_settings(settings, metrics),
         )
     except STORE_ERRORS as error:  # a directory we cannot write is a configuration error
         message = f"CACHE_DIR={settings['CACHE_DIR']!r} cannot hold the store: {error}"

@@ -33,7 +33,7 @@ import click
 import numpy as np
 
 import engine
-from schemas.openapi import package_version
+from schemas.catalog import package_version
 from service.config import ConfigError, load_config
 from service.kinds import KINDS
 from service.local import (

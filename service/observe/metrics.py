@@ -25,7 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from engine import ENGINE_VERSION
-from schemas.openapi import package_version
+from schemas.catalog import package_version
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 NODE_BUCKETS = (1, 10, 30, 100, 300, 1_000, 10_000, 100_000, 1_000_000)

@@ -15,12 +15,15 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 
 from service.store.breaker import Breaker
 from service.store.keys import KeyLayout
 from service.store.redis_connect import CLIENT_ERRORS, Client, LazyClient, ping_every_shard
+
+T = TypeVar("T")
 
 
 def _ignore_error(operation: str) -> None:
@@ -138,44 +141,44 @@ class RedisStore:
         self._breaker(redis_key).succeeded()
         self._breakers[""].succeeded()
 
+    def _guarded(self, operation: str, redis_key: str, call: Callable[[], T], fallback: T) -> T:
+        """`call()` behind its shard's breaker: `fallback` while that shard backs off or when
+        the call fails (counted as `operation`), never an exception."""
+        if not self._available(redis_key):
+            return fallback
+        try:
+            answer = call()
+        except CLIENT_ERRORS as error:
+            self._failed(operation, error, redis_key)
+            return fallback
+        self._succeeded(redis_key)
+        return answer
+
     # -- Store ---------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
         result = self.result_key(key)
-        if not self._available(result):
-            return None
-        try:
-            body = self.client.get(result)
-        except CLIENT_ERRORS as error:
-            self._failed("get", error, result)
-            return None
-        self._succeeded(result)
-        return body
+        return self._guarded("get", result, lambda: self.client.get(result), None)
 
     def put(self, key: str, body: bytes) -> None:
+        if len(body) > self.max_entry_bytes:
+            return
         result = self.result_key(key)
-        if len(body) > self.max_entry_bytes or not self._available(result):
-            return
-        try:
-            self.client.set(result, body, ex=self.ttl_seconds)
-        except CLIENT_ERRORS as error:
-            self._failed("put", error, result)
-            return
-        self._succeeded(result)
+        self._guarded("put", result, lambda: self.client.set(result, body, ex=self.ttl_seconds),
+                      None)
 
     # A claim shares its result's hash slot: the result key names the shard of both.
 
     def claim(self, key: str) -> str | None:
-        result = self.result_key(key)
-        if not self._available(result):
-            return ""
         token = secrets.token_hex(8)
-        try:
-            claimed = self.client.set(self.claim_key(key), token, nx=True, px=self.claim_ttl_ms)
-        except CLIENT_ERRORS as error:
-            self._failed("claim", error, result)
+        claimed = self._guarded(
+            "claim", self.result_key(key),
+            lambda: bool(self.client.set(self.claim_key(key), token, nx=True,
+                                         px=self.claim_ttl_ms)),
+            None,
+        )
+        if claimed is None:  # Redis unavailable: compute without a claim
             return ""
-        self._succeeded(result)
         return token if claimed else None
 
     def put_and_release(self, key: str, token: str, body: bytes | None) -> None:
@@ -184,58 +187,40 @@ class RedisStore:
                 self.put(key, body)
             return
         result = self.result_key(key)
-        if not self._available(result):
-            return
         store = body is not None and len(body) <= self.max_entry_bytes
-        try:
+
+        def store_and_release() -> None:
             client = self.client
             self._put_and_release_script(client)(
                 keys=[result, self.claim_key(key)],
                 args=[token, "1" if store else "0", body if store else b"", self.ttl_seconds],
                 client=client,
             )
-        except CLIENT_ERRORS as error:
-            self._failed("put", error, result)
-            return
-        self._succeeded(result)
+
+        self._guarded("put", result, store_and_release, None)
 
     def waiting(self, key: str) -> tuple[bytes | None, bool]:
         result = self.result_key(key)
-        if not self._available(result):
-            return None, False
-        try:
+
+        def body_and_claim() -> tuple[bytes | None, bool]:
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.get(result)
                 pipe.exists(self.claim_key(key))
                 body, claimed = pipe.execute()
-        except CLIENT_ERRORS as error:
-            self._failed("wait", error, result)
-            return None, False
-        self._succeeded(result)
-        return body, bool(claimed)
+            return body, bool(claimed)
+
+        return self._guarded("wait", result, body_and_claim, (None, False))
 
     def get_graph(self, graph_id: str) -> bytes | None:
         key = self.keys.graph(graph_id)
-        if not self._available(key):
-            return None
-        try:  # GETEX (Redis 6.2): read and refresh the TTL in one round trip
-            body = self.client.getex(key, ex=self.graph_ttl_seconds)
-        except CLIENT_ERRORS as error:
-            self._failed("get_graph", error, key)
-            return None
-        self._succeeded(key)
-        return body
+        # GETEX (Redis 6.2): read and refresh the TTL in one round trip
+        return self._guarded("get_graph", key,
+                             lambda: self.client.getex(key, ex=self.graph_ttl_seconds), None)
 
     def put_graph(self, graph_id: str, body: bytes) -> None:
         key = self.keys.graph(graph_id)
-        if not self._available(key):
-            return
-        try:
-            self.client.set(key, body, ex=self.graph_ttl_seconds)
-        except CLIENT_ERRORS as error:
-            self._failed("put_graph", error, key)
-            return
-        self._succeeded(key)
+        self._guarded("put_graph", key,
+                      lambda: self.client.set(key, body, ex=self.graph_ttl_seconds), None)
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
         # A probe asks Redis (every shard of a cluster) even while backing off: readiness

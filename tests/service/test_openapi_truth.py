@@ -8,7 +8,8 @@ import jsonschema
 import pytest
 
 from schemas import examples
-from schemas.openapi import GET_RESULT, package_version
+from schemas.catalog import package_version
+from schemas.openapi import GET_RESULT
 from service import create_app
 
 JSON = "application/json"
