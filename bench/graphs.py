@@ -273,8 +273,8 @@ def chain_case(service: Service, repeats: int) -> Case:
 def plan_memory() -> tuple[float, float]:
     """MB held by a compiled 100,000-node plan, and by a loaded registered graph."""
     from schemas import canonical_graph
+    from schemas.graph import load_graph
     from schemas.graphrecord import graph_record, read_graph_record
-    from schemas.requests import load_graph
     from service.graphs import RegisteredGraph
     from service.pipeline import bind_request, load_request
 

@@ -25,19 +25,14 @@ from schemas.catalog import (
     package_version,
 )
 from schemas.error_codes import ERRORS_SECTION, GRAPH_FAULT_CODES, VALIDATION_ERROR
+from schemas.graph import GraphSchema, NodeSchema, RegisterGraphSchema
 from schemas.jsonschema_forms import (
     TENSOR_COMPONENTS,
     exclusive_bounds,
     node_value_rules,
     tensor_properties,
 )
-from schemas.requests import (
-    REGISTERED_SCHEMAS,
-    REQUEST_SCHEMAS,
-    GraphSchema,
-    NodeSchema,
-    RegisterGraphSchema,
-)
+from schemas.requests import REGISTERED_SCHEMAS, REQUEST_SCHEMAS
 from schemas.responses import (
     HASH_PATTERN,
     CheckSchema,

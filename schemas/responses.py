@@ -15,8 +15,9 @@ from marshmallow import Schema, fields, validate
 
 from engine import GradCheck, JacobianResult, RunResult, gc_paused
 from engine.optimize import OptimizeResult
+from schemas.graph import GraphSchema
 from schemas.jsontext import NONFINITE_SPELLINGS, spell_float
-from schemas.requests import DEFAULT_ENCODING, GraphSchema
+from schemas.requests import DEFAULT_ENCODING
 from schemas.tensors import Tensor, tensor_json
 
 CACHED_FALSE_SUFFIX = b',"cached":false}'

@@ -13,8 +13,8 @@ import orjson
 from flask import Blueprint, Response, g
 
 from schemas import parse_json
+from schemas.graph import load_graph
 from schemas.graphrecord import canonical_graph_json
-from schemas.requests import load_graph
 from service.api.body import read_json_body
 from service.api.views import (
     HASH_FORMAT,

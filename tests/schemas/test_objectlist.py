@@ -13,8 +13,8 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from engine import Node
 from schemas import load_request
+from schemas.graph import NodeSchema
 from schemas.objectlist import ColumnLoader, ObjectList
-from schemas.requests import NodeSchema
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
