@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -35,6 +33,7 @@ import numpy as np
 import engine
 from schemas.catalog import package_version
 from service.config import ConfigError, load_config
+from service.gunicorn_run import gunicorn_command, run_forwarding_signals
 from service.kinds import KINDS
 from service.local import (
     BadInput,
@@ -48,17 +47,7 @@ from service.local import (
 from service.remote import post_streamed
 from service.summaries import TABLE, summarize
 
-GUNICORN_CONF = Path(__file__).with_name("gunicorn.conf.py")
-WSGI_APP = "service.wsgi:app"
 SUFFIX_FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
-# What gunicorn's master acts on (stop, reload, reopen logs, more or fewer workers); `serve`
-# passes them on when it waits on gunicorn instead of becoming it.
-FORWARDED_SIGNALS = (
-    signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
-    signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU,
-)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_version(), "-V", "--version", prog_name="chainrule",
                       message="%(prog)s %(version)s")
@@ -100,35 +89,6 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
             env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
             status = run_forwarding_signals(argv, env)
         ctx.exit(status)
-
-
-def gunicorn_command() -> list[str]:
-    """The command `serve` runs: gunicorn with the one configuration, service/gunicorn.conf.py."""
-    return [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), WSGI_APP]
-
-
-def run_forwarding_signals(argv: Sequence[str], env: Mapping[str, str]) -> int:
-    """Run `argv` as a child, passing on the signals gunicorn acts on; its exit status
-    (128 + the signal's number when a signal ended it, as a shell reports it)."""
-    child: subprocess.Popen | None = None
-    pending: list[int] = []  # signals that came before the child existed
-
-    def forward(signum: int, frame: object) -> None:
-        if child is None:
-            pending.append(signum)
-        else:
-            child.send_signal(signum)
-
-    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
-    try:
-        child = subprocess.Popen(list(argv), env=dict(env))
-        for signum in pending:
-            child.send_signal(signum)
-        status = child.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return status if status >= 0 else 128 - status
 
 
 # -------------------------------------------------------------------- eval
