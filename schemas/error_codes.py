@@ -40,6 +40,6 @@ ERRORS_SECTION = "\n".join([
     "| 405 | `method_not_allowed` | a route that does not take the method |",
     "| 504 | `deadline_exceeded` | the computation ran past its time limit |",
     "| 503 | `diagram_unavailable` | /v1/diagram: the server's Graphviz cannot draw |",
-    "| 503 | `not_ready` | /readyz: Redis is configured and unreachable |",
+    "| 503 | `not_ready` | /readyz: the store is unusable (Redis or a cluster shard unreachable) |",
     "| 500 | `internal` | a bug: no traceback in the body; the log holds the request id |",
 ])

@@ -324,9 +324,9 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
         path="/readyz",
         operations={"get": {"summary": "Readiness", "responses": {
             "200": _json_body("Health", "The cache backend answers.", examples.READY_EXAMPLE),
-            "503": _json_body("Error", "not_ready: Redis is configured and unreachable (the "
-                              "message says why); /v1 requests are still answered, without "
-                              "the cache."),
+            "503": _json_body("Error", "not_ready: the store is unusable, e.g. Redis or a "
+                              "cluster shard unreachable (the message says which); /v1 "
+                              "requests are still answered, without the cache."),
         }}},
     )
     spec.path(

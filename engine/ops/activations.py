@@ -38,8 +38,11 @@ def _gelu(x):
 
 def _gelu_vjp(g, out, x):
     t = np.tanh(_GELU_K * (x + _GELU_C * x**3))
+    sech2 = 1.0 - t * t
     inner = _GELU_K * (1.0 + 3.0 * _GELU_C * x * x)
-    return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner),)
+    # where tanh has saturated, sech^2 is 0 and so is its term, even if x * inner overflowed
+    slope = np.where(sech2 == 0.0, 0.0, 0.5 * x * sech2 * inner)
+    return (g * (0.5 * (1.0 + t) + slope),)
 
 
 def _gelu_scalar(x):
@@ -48,8 +51,9 @@ def _gelu_scalar(x):
 
 def _gelu_vjp_scalar(g, out, x):
     t = math.tanh(_GELU_K * (x + _GELU_C * x**3))
-    inner = _GELU_K * (1.0 + 3.0 * _GELU_C * x * x)
-    return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner),)
+    sech2 = 1.0 - t * t
+    slope = 0.0 if sech2 == 0.0 else 0.5 * x * sech2 * _GELU_K * (1.0 + 3.0 * _GELU_C * x * x)
+    return (g * (0.5 * (1.0 + t) + slope),)
 
 
 # ---------------------------------------------------------------- leaky_relu

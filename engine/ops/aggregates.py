@@ -62,8 +62,9 @@ def _amin(x, *, axis, keepdims):
 # ---------------------------------------------------------------- logsumexp
 
 def _shifted_exp(x, axis):
-    """exp(x - top) with top the largest finite value along the axes (an infinite one would
-    give inf - inf), so no exp overflows."""
+    """exp(x - top) with top the largest value along the axes, so no exp overflows; where that
+    largest value is infinite, top is 0 instead (inf - inf would be nan), and the result
+    carries the infinity as numpy's exp does."""
     top = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     top = np.where(np.isfinite(top), top, 0.0)
     return np.exp(x - top), top

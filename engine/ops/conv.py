@@ -98,6 +98,8 @@ def _conv2d_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
     if padding < 0:
         raise BadAttr(f"padding must be at least 0, got {padding}", node)
     height, width = x[2] + 2 * padding, x[3] + 2 * padding
+    if w[2] == 0 or w[3] == 0:
+        raise ShapeMismatch(f"conv2d's filters must be at least 1x1, got {w[2]}x{w[3]}", node)
     if w[2] > height or w[3] > width:
         raise BadAttr(f"a {w[2]}x{w[3]} filter is larger than the padded {height}x{width} "
                       "input", node)
@@ -134,8 +136,8 @@ def _filter_rows(w):
     """Filters as rows (F, C*KH*KW), or (B, 1, F, C*KH*KW) for a batch of filter sets (the 1
     lines them up with the images' N)."""
     if w.ndim == 4:
-        return w.reshape(len(w), -1)
-    return w.reshape(len(w), 1, w.shape[1], -1)
+        return w.reshape(len(w), math.prod(w.shape[1:]))  # sizes spelled out: F may be 0
+    return w.reshape(len(w), 1, w.shape[1], math.prod(w.shape[2:]))
 
 
 def _conv2d(x, w, *, stride, padding):
@@ -146,7 +148,7 @@ def _conv2d(x, w, *, stride, padding):
 
 
 def _conv2d_vjp(g, out, x, w, *, stride, padding, needs=(True, True)):
-    g_flat = np.reshape(g, (*g.shape[:-2], -1))  # (..., N, F, H'*W')
+    g_flat = np.reshape(g, (*g.shape[:-2], g.shape[-2] * g.shape[-1]))  # (..., N, F, H'*W')
     dx = dw = None
     if needs[0]:
         # each window element's gradient, (..., N, C*KH*KW, H'*W'), sent back to its pixel

@@ -188,7 +188,10 @@ def _transpose_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
 
 
 def _transpose_vjp(g, out, x, *, axes):
-    return (np.transpose(g, None if axes is None else np.argsort(axes)),)
+    if axes is None:
+        return (np.transpose(g),)
+    # the inverse permutation of the axes, negative ones counted from the end
+    return (np.transpose(g, np.argsort([a % np.ndim(x) for a in axes])),)
 
 
 def _reshape_shape(shapes: list[Shape], attrs: dict, node: str) -> Shape:
