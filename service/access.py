@@ -81,9 +81,15 @@ def init_app(app: Flask, settings: dict[str, Any]) -> None:
         _install_limiter(app, settings)
 
 
+def _guarded_request() -> bool:
+    """A /v1 request that keys and limits apply to: not a CORS preflight, which browsers send
+    without credentials and which computes nothing."""
+    return request.path.startswith(API_PREFIX) and request.method != "OPTIONS"
+
+
 def _api_key_check(ring: KeyRing):
     def check() -> Response | None:
-        if not request.path.startswith(API_PREFIX):
+        if not _guarded_request():
             return None
         token = bearer_token()
         if token is None:
@@ -126,7 +132,7 @@ def _install_limiter(app: Flask, settings: dict[str, Any]) -> None:
     options = {
         "key_func": caller,
         "application_limits": [settings["RATE_LIMIT"]],
-        "application_limits_exempt_when": lambda: not request.path.startswith(API_PREFIX),
+        "application_limits_exempt_when": lambda: not _guarded_request(),
         "key_prefix": "chainrule",
         "swallow_errors": True,
         "in_memory_fallback_enabled": True,

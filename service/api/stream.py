@@ -60,7 +60,9 @@ def event_stream_response(
     first = run.next_message()
     if first[0] == "error":
         raise first[1]
-    outcome = "miss" if loaded.request.cache else "bypass"
+    # answered at once ("done" first): an identical request's result it waited for, a hit
+    computed = "miss" if loaded.request.cache else "bypass"
+    outcome = first[2] if first[0] == "done" else computed
     return _response(stream_with_context(run.events(first)), loaded.hash, outcome)
 
 

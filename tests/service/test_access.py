@@ -152,3 +152,18 @@ def test_a_rate_limit_that_does_not_parse_is_a_config_error():
     with pytest.raises(ConfigError, match="RATE_LIMIT"):
         load_config(environ={"RATE_LIMIT": "lots"})
     assert load_config(environ={"RATE_LIMIT": "10/second;1000/hour"})["RATE_LIMIT"]
+
+
+def test_a_cors_preflight_passes_keys_and_limits(make_app, circuit):
+    # browsers send the preflight without credentials; refusing it would block the keyed call
+    client = make_app({"API_KEYS": KEY, "RATE_LIMIT": "3/minute",
+                       "CORS_ORIGINS": ("https://app.example",)}).test_client()
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+    for _ in range(5):
+        answer = client.options("/v1/gradients", headers=preflight)
+        assert answer.status_code in (200, 204)
+        assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    for _ in range(3):  # the preflights were not counted
+        assert client.post("/v1/gradients", json=circuit, headers=bearer(KEY)).status_code == 200
+    assert_rate_limited(client.post("/v1/gradients", json=circuit, headers=bearer(KEY)))

@@ -330,3 +330,31 @@ def test_a_registered_graph_optimises_and_streams_with_the_inline_hash(client):
                                    headers=EVENT_STREAM).data)
     assert [name for name, _ in events] == ["step"] * 5 + ["result"]
     assert events[-1][1] == {**inline, "hash": events[-1][1]["hash"]}
+
+
+def test_a_stream_that_waited_for_an_identical_run_says_hit(make_app):
+    app = make_app({"COMPUTE_DEADLINE_SECONDS": 60.0})
+    request = {**long_run(1000), "steps": 6000}  # a few seconds of work
+    server = make_server("127.0.0.1", 0, app, server_class=ThreadingWSGIServer,
+                         handler_class=QuietHandler)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    serving.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1/optimize"
+        plain: dict = {}
+        computing = threading.Thread(
+            target=lambda: plain.update(reply=httpx.post(url, json=request, timeout=60)))
+        computing.start()
+        time.sleep(0.3)  # the plain request holds the claim and computes
+        streamed = httpx.post(url, json=request, headers=EVENT_STREAM, timeout=60)
+        computing.join(timeout=60)
+        # one computed, the other waited for it (whichever claimed first) and says hit
+        outcomes = {"plain": plain["reply"].headers["X-Cache"],
+                    "streamed": streamed.headers["X-Cache"]}
+        assert sorted(outcomes.values()) == ["hit", "miss"]
+        if outcomes["streamed"] == "hit":
+            assert events_of(streamed.content)[-1][1]["cached"] is True
+    finally:
+        server.shutdown()
+        serving.join(timeout=10)
+        server.server_close()
