@@ -14,6 +14,9 @@ class QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def log_exception(self, exc_info) -> None:  # a client gone mid-stream is expected in tests
+        pass
+
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True

@@ -8,28 +8,15 @@ import math
 import threading
 import time
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 import orjson
 import pytest
 
 from schemas.responses import OptimizeResponseSchema
+from tests.loopback import served_on_loopback
 
 EVENT_STREAM = {"Accept": "text/event-stream"}
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def log_exception(self, exc_info) -> None:  # a client gone mid-stream is expected here
-        pass
-
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
 
 
 def node(id, op, inputs=(), **extra):
@@ -300,12 +287,8 @@ def test_the_readme_example_answers_what_the_readme_says(client):
 def test_a_client_that_leaves_ends_the_run(make_app):
     app = make_app({"COMPUTE_DEADLINE_SECONDS": 120.0})
     request = long_run(20_000, cache=False)  # 10,000 steps: minutes
-    server = make_server("127.0.0.1", 0, app, server_class=ThreadingWSGIServer,
-                         handler_class=QuietHandler)
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    serving.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/v1/optimize"
+    with served_on_loopback(app) as base:
+        url = f"{base}/v1/optimize"
         with httpx.stream("POST", url, json=request, headers=EVENT_STREAM, timeout=30) as reply:
             first = next(reply.iter_lines())
         assert first == "event: step"
@@ -313,10 +296,6 @@ def test_a_client_that_leaves_ends_the_run(make_app):
         while any(t.name == "chainrule-stream" for t in threading.enumerate()):
             assert time.monotonic() < give_up, "the run went on after its client left"
             time.sleep(0.02)
-    finally:
-        server.shutdown()
-        serving.join(timeout=10)
-        server.server_close()
 
 
 def test_a_registered_graph_optimises_and_streams_with_the_inline_hash(client):
@@ -335,12 +314,8 @@ def test_a_registered_graph_optimises_and_streams_with_the_inline_hash(client):
 def test_a_stream_that_waited_for_an_identical_run_says_hit(make_app):
     app = make_app({"COMPUTE_DEADLINE_SECONDS": 60.0})
     request = {**long_run(1000), "steps": 6000}  # a few seconds of work
-    server = make_server("127.0.0.1", 0, app, server_class=ThreadingWSGIServer,
-                         handler_class=QuietHandler)
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    serving.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/v1/optimize"
+    with served_on_loopback(app) as base:
+        url = f"{base}/v1/optimize"
         plain: dict = {}
         computing = threading.Thread(
             target=lambda: plain.update(reply=httpx.post(url, json=request, timeout=60)))
@@ -354,7 +329,3 @@ def test_a_stream_that_waited_for_an_identical_run_says_hit(make_app):
         assert sorted(outcomes.values()) == ["hit", "miss"]
         if outcomes["streamed"] == "hit":
             assert events_of(streamed.content)[-1][1]["cached"] is True
-    finally:
-        server.shutdown()
-        serving.join(timeout=10)
-        server.server_close()

@@ -11,16 +11,15 @@ import json
 import os
 import re
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import make_server
 
 from engine import OP_TABLE
 from service import create_app
+from tests.loopback import served_on_loopback
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -62,16 +61,8 @@ def test_a_missing_browser_fails_the_run_instead_of_skipping_it(tmp_path: Path) 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     app = create_app({"REDIS_URL": None, "PROMETHEUS_MULTIPROC_DIR": None})
-    # Port 0: the kernel picks a free port, so parallel runs cannot collide.
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="playground-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with served_on_loopback(app) as url:  # a free port, so parallel runs cannot collide
+        yield f"{url}/"
 
 
 @pytest.fixture(scope="module")
