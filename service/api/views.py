@@ -167,7 +167,8 @@ def _parsed(body: bytes) -> object:
 
 
 def _load(kind: Kind, data: object) -> Loaded:
-    return observed(load(kind.name, data, request_limits(), g.timer))
+    structures = resources().known_structures
+    return observed(load(kind.name, data, request_limits(), g.timer, structures))
 
 
 def observed(loaded: Loaded) -> Loaded:
