@@ -127,7 +127,7 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
         return hit
     with timer("parse"):  # the parsed value's fingerprint is part of reading it
         data = parse_json(body)
-        json_fingerprint = known.json_fingerprint(kind.name + scope, data)
+        json_fingerprint = known.json_fingerprint(kind.name + scope, data, len(body))
     hit = _known_hit(json_fingerprint)
     if hit is not None:
         known.put(fingerprint, hit.headers["ETag"].strip('"'))

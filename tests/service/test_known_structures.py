@@ -10,6 +10,7 @@ import pytest
 
 from engine import Graph, Node
 from schemas import canonical_graph
+from service.known_requests import JSON_FINGERPRINT_MAX_BYTES
 from service.known_structures import KnownStructures, structure_of
 from tests.service.conftest import chain_request
 
@@ -133,3 +134,18 @@ def test_the_structure_key_ignores_spelling_of_values_only(circuit):
     a = structure_of(orjson.loads(orjson.dumps(with_values(circuit, {"x": 2}))))
     b = structure_of(orjson.loads(orjson.dumps(with_values(circuit, {"x": 2.0}))))
     assert a.key == b.key
+
+
+def test_a_reformatted_repeat_of_a_big_body_hits_through_its_known_structure(client):
+    """Bodies over JSON_FINGERPRINT_MAX_BYTES are not fingerprinted as parsed values; their
+    reformatted repeats are still hits, found by loading the known structure and hashing."""
+    body = chain_request(25_000)
+    sent = orjson.dumps(body)
+    assert len(sent) > JSON_FINGERPRINT_MAX_BYTES
+    first = client.post("/v1/evaluate", data=sent, content_type="application/json")
+    assert first.headers["X-Cache"] == "miss"
+    again = client.post("/v1/evaluate", data=orjson.dumps(body, option=orjson.OPT_INDENT_2),
+                        content_type="application/json")
+    assert again.headers["X-Cache"] == "hit" and again.headers["ETag"] == first.headers["ETag"]
+    stages = [part.split(";")[0] for part in again.headers["Server-Timing"].split(", ")]
+    assert "load" in stages and "compile" not in stages
