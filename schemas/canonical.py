@@ -47,14 +47,14 @@ import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
-from operator import attrgetter
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
 
 import engine
-from engine import OPS, EngineError, Graph, Op, gc_paused
+from engine import OPS, EngineError, Graph, Op, gc_paused, node_table
 from engine.ops import coerce_attr
 from schemas.jsontext import spell_float
 from schemas.requests import REQUEST_SCHEMAS, Request
@@ -95,19 +95,15 @@ class CanonicalGraph:
 
 def canonical_graph(graph: Graph) -> CanonicalGraph:
     """The canonical form of `graph`, serialised once, and its SHA-256 (the graph id)."""
+    table = node_table(graph.nodes)
     with gc_paused():
-        nodes = sorted(graph.nodes, key=_NODE_ID)
         defaults = _DEFAULT_ATTRS
-        form = {
-            "nodes": [
-                (node.id, node.op, node.inputs,
-                 _canonical_attrs(node.op, node.attrs, node.id) if node.attrs
-                 else defaults[node.op])
-                for node in nodes
-            ],
-            "output": graph.output,
-        }
-        text = orjson.dumps(form, option=_SORTED)
+        attrs = [
+            _canonical_attrs(op, given, node) if given else defaults[op]
+            for node, op, given in zip(table.ids, table.ops, table.attrs, strict=True)
+        ]
+        rows = sorted(zip(table.ids, table.ops, table.inputs, attrs, strict=True), key=_FIRST)
+        text = orjson.dumps({"nodes": rows, "output": graph.output}, option=_SORTED)
     return CanonicalGraph.of(text)
 
 
@@ -159,7 +155,7 @@ class _DefaultAttrs(dict):
         return attrs
 
 
-_NODE_ID = attrgetter("id")
+_FIRST = itemgetter(0)
 
 
 @cache

@@ -245,7 +245,17 @@ class ColumnLoader:
                 results[start + i] = fallback(start + i)
         return results
 
-    def _load_chunk(self, rows: list) -> tuple[list, set[int]]:
+    def load_columns(self, rows: list) -> list[list] | None:
+        """Every field's loaded column of `rows` (in the schema's field order, as `build`
+        takes them) when every row passes the column checks, else None: `load` then settles
+        the rows, the failing ones by the schema."""
+        try:
+            loaded, failed = self._columns(rows)
+        except _Reject:
+            return None
+        return None if failed else loaded
+
+    def _columns(self, rows: list) -> tuple[list[list], set[int]]:
         if not set(map(type, rows)) <= {dict}:
             raise _Reject
         if not all(map(self.allowed_keys.issuperset, rows)):
@@ -254,6 +264,10 @@ class ColumnLoader:
         loaded: list = [None] * len(self.columns)
         for i in self.order:
             loaded[i] = self.columns[i].load(rows, failed)
+        return loaded, failed
+
+    def _load_chunk(self, rows: list) -> tuple[list, set[int]]:
+        loaded, failed = self._columns(rows)
         try:
             return list(map(self.build, *loaded)), failed
         except ValidationError:
@@ -269,13 +283,31 @@ class ObjectList(fields.List):
 
     fast = True
 
-    def __init__(self, schema: type[Schema], build: Callable[..., object], **kwargs):
+    def __init__(self, schema: type[Schema], build: Callable[..., object],
+                 build_columns: Callable[..., object] | None = None, **kwargs):
         super().__init__(fields.Nested(schema), **kwargs)
         self.loader = ColumnLoader(schema(), build)
+        self.build_columns = build_columns
 
-    def _deserialize(self, value, attr, data, **kwargs) -> list:
+    def _deserialize(self, value, attr, data, **kwargs) -> object:
         if not self.fast or type(value) is not list:
             return super()._deserialize(value, attr, data, **kwargs)
+        if self.build_columns is not None and (table := self._table(value)) is not None:
+            return table
+        return self._objects(value, kwargs)
+
+    def _table(self, value: list) -> object | None:
+        """`build_columns` of the loaded columns, when every item passes the column checks and
+        it accepts them (else None: the items are settled one by one)."""
+        columns = self.loader.load_columns(value)
+        if columns is None:
+            return None
+        try:
+            return self.build_columns(*columns)
+        except ValidationError:
+            return None
+
+    def _objects(self, value: list, kwargs: dict) -> list:
         errors = {}
         partial = {}
 

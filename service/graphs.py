@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from engine import OPS, Graph, MissingInput
+from engine import OPS, Graph, MissingInput, node_table
 from schemas.canonical import CanonicalGraph, canonical_graph
 from schemas.graphrecord import graph_record, read_graph_record, record_id
 from service.plans import PlanCache
@@ -123,11 +123,13 @@ _SOURCE_OPS = frozenset(name for name, op in OPS.items() if op.is_source)
 def source_nodes(graph: Graph) -> Graph:
     """The graph's source nodes, and any other node holding a value (for binding to refuse):
     all that `engine.bind_sources` reads, without a pass over a big graph's gates."""
+    table = node_table(graph.nodes)
     sources = _SOURCE_OPS
-    return Graph(
-        tuple([node for node in graph.nodes if node.op in sources or node.value is not None]),
-        graph.output,
-    )
+    kept = [
+        i for i, (op, value) in enumerate(zip(table.ops, table.values, strict=True))
+        if op in sources or value is not None
+    ]
+    return Graph(tuple(map(table.node, kept)), graph.output)
 
 
 def _is_open_input(graph: Graph, node_id: str | None) -> bool:
