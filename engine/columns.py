@@ -70,13 +70,9 @@ def lookup(mapping: dict, keys: list) -> tuple | list:
 def _kinds(table: NodeTable) -> tuple[np.ndarray, tuple[tuple[Op, dict], ...]]:
     """Each node's kind, and each kind's op and canonical attrs (checked once per kind).
 
-    Attrs are told apart by their repr: 2 and 2.0, 1 and True, 0.0 and -0.0 are equal in
-    Python, and would share a dict key, but they are not the same attrs.
+    Nodes are grouped by `NodeTable.kind_keys`, which tells apart attrs that == calls equal.
     """
-    keys = [
-        op if not attrs else (op, repr(attrs))
-        for op, attrs in zip(table.ops, table.attrs, strict=True)
-    ]
+    keys = table.kind_keys()
     # a node of each key, the first one listed (walking backwards, the last write wins)
     first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
     kind_table: dict[tuple, int] = {}

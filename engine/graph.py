@@ -29,7 +29,7 @@ class NodeTable(Sequence):
     """Nodes as five parallel lists (ids, ops, inputs, attrs, values), read as a sequence of
     Node. The lists are never modified; the Nodes are built once, on first iteration."""
 
-    __slots__ = ("_nodes", "attrs", "ids", "inputs", "ops", "values")
+    __slots__ = ("_by_id", "_kind_keys", "_nodes", "attrs", "ids", "inputs", "ops", "values")
     __hash__ = None  # equal to a tuple of the same nodes, like one it is not hashable
 
     def __init__(self, ids: list[str], ops: list[str], inputs: list[tuple[str, ...]],
@@ -40,6 +40,8 @@ class NodeTable(Sequence):
         self.attrs = attrs
         self.values = values
         self._nodes: tuple[Node, ...] | None = None
+        self._kind_keys: list | None = None
+        self._by_id: list[int] | None = None
 
     @classmethod
     def of(cls, nodes: Sequence[Node]) -> NodeTable:
@@ -53,6 +55,26 @@ class NodeTable(Sequence):
             self._nodes = tuple(map(Node, self.ids, self.ops, self.inputs, self.attrs,
                                     self.values))
         return self._nodes
+
+    def kind_keys(self) -> list[str]:
+        """Per node, its op, or its op followed by repr(attrs) when it has attrs: equal keys,
+        equal op and attrs (an op name holds no "{"). repr tells apart what == does not (2
+        and 2.0, 1 and True, 0.0 and -0.0), and is unambiguous over decoded JSON. Strings
+        keep their hash once computed, so grouping by these keys is cheap. Computed once; the
+        canonical form and compile share them."""
+        if self._kind_keys is None:
+            self._kind_keys = [
+                op + repr(attrs) if attrs else op
+                for op, attrs in zip(self.ops, self.attrs, strict=True)
+            ]
+        return self._kind_keys
+
+    def by_id(self) -> list[int]:
+        """The listing positions in id order (Python's string order; stable for equal ids).
+        Computed once; the canonical form and the topological order share it."""
+        if self._by_id is None:
+            self._by_id = sorted(range(len(self.ids)), key=self.ids.__getitem__)
+        return self._by_id
 
     def node(self, i: int) -> Node:
         """Node i, built alone (an error path naming one node needs no others)."""

@@ -44,7 +44,7 @@ key holds the batched ids and one point's shapes: one plan serves every batch le
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
@@ -54,7 +54,7 @@ import numpy as np
 import orjson
 
 import engine
-from engine import OPS, EngineError, Graph, Op, gc_paused, node_table
+from engine import OPS, EngineError, Graph, NodeTable, Op, gc_paused, node_table
 from engine.ops import coerce_attr
 from schemas.jsontext import spell_float
 from schemas.requests import REQUEST_SCHEMAS, Request
@@ -97,14 +97,19 @@ def canonical_graph(graph: Graph) -> CanonicalGraph:
     """The canonical form of `graph`, serialised once, and its SHA-256 (the graph id)."""
     table = node_table(graph.nodes)
     with gc_paused():
-        defaults = _DEFAULT_ATTRS
-        attrs = [
-            _canonical_attrs(op, given, node) if given else defaults[op]
-            for node, op, given in zip(table.ids, table.ops, table.attrs, strict=True)
-        ]
-        rows = sorted(zip(table.ids, table.ops, table.inputs, attrs, strict=True), key=_FIRST)
+        attrs = _canonical_attrs(table)
+        pick = _picker(table.by_id())
+        rows = list(zip(pick(table.ids), pick(table.ops), pick(table.inputs), pick(attrs),
+                        strict=True))
         text = orjson.dumps({"nodes": rows, "output": graph.output}, option=_SORTED)
     return CanonicalGraph.of(text)
+
+
+def _picker(order: list[int]) -> Callable[[list], Sequence]:
+    """A function giving a column's items in `order` (one C-level call for each column)."""
+    if len(order) < 2:  # itemgetter gives a single item bare, and needs one at least
+        return lambda column: [column[k] for k in order]
+    return itemgetter(*order)
 
 
 def graph_id(graph: Graph) -> str:
@@ -112,29 +117,23 @@ def graph_id(graph: Graph) -> str:
     return canonical_graph(graph).id
 
 
-# Canonical attrs by (op, the attrs as orjson writes them): big graphs repeat a few spellings
-# (every "scale" by 0.5) many times. Bounded by clearing: a graph of all-distinct attrs just
-# misses.
-_ATTRS_SEEN: dict[tuple[str, bytes], dict] = {}
-_ATTRS_SEEN_MAX = 4096
-
-
-def _canonical_attrs(op_name: str, attrs: dict, node: str) -> dict:
-    if not attrs:  # most nodes: their op's defaults, checked once per op
-        return _default_attrs(op_name)
-    try:
-        spelling = orjson.dumps(attrs)
-    except orjson.JSONEncodeError:
-        return _checked_or_given(op_name, attrs, node)
-    if b"null" in spelling:  # orjson writes NaN as null too: those two must not share a key
-        return _checked_or_given(op_name, attrs, node)
-    key = (op_name, spelling)
-    canonical = _ATTRS_SEEN.get(key)
-    if canonical is None:
-        if len(_ATTRS_SEEN) >= _ATTRS_SEEN_MAX:
-            _ATTRS_SEEN.clear()
-        canonical = _ATTRS_SEEN[key] = _checked_or_given(op_name, attrs, node)
-    return canonical
+def _canonical_attrs(table: NodeTable) -> list[dict]:
+    """Every node's canonical attrs, worked out once per distinct op and attrs: big graphs
+    repeat a few (every "scale" by 0.5, every "add" without attrs) many times."""
+    keys = table.kind_keys()
+    one_of_each = dict(zip(keys, range(len(keys)), strict=True))
+    canonical = {
+        key: _checked_or_given(table.ops[k], table.attrs[k], table.ids[k]) if table.attrs[k]
+        else _DEFAULT_ATTRS[key]
+        for key, k in one_of_each.items()
+    }
+    column = list(map(canonical.__getitem__, keys))
+    # A repr may abbreviate (a numpy array's "..."): such attrs are read node by node.
+    abbreviated = {key for key in canonical if "..." in key}
+    if abbreviated:
+        for k in [k for k, key in enumerate(keys) if key in abbreviated]:
+            column[k] = _checked_or_given(table.ops[k], table.attrs[k], table.ids[k])
+    return column
 
 
 def _checked_or_given(op_name: str, attrs: dict, node: str) -> dict:
@@ -154,8 +153,6 @@ class _DefaultAttrs(dict):
         attrs = self[op_name] = _default_attrs(op_name)
         return attrs
 
-
-_FIRST = itemgetter(0)
 
 
 @cache
