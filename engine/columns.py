@@ -73,8 +73,8 @@ def _kinds(table: NodeTable) -> tuple[np.ndarray, tuple[tuple[Op, dict], ...]]:
     Nodes are grouped by `NodeTable.kind_keys`, which tells apart attrs that == calls equal.
     """
     keys = table.kind_keys()
-    # a node of each key, the first one listed (walking backwards, the last write wins)
-    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
+    # a node of each kind stands for all: any fault sends the checks back to listing order
+    first = table.kinds()
     kind_table: dict[tuple, int] = {}
     rows: list[tuple[Op, dict]] = []
     kind_of: dict = {}

@@ -29,7 +29,8 @@ class NodeTable(Sequence):
     """Nodes as five parallel lists (ids, ops, inputs, attrs, values), read as a sequence of
     Node. The lists are never modified; the Nodes are built once, on first iteration."""
 
-    __slots__ = ("_by_id", "_kind_keys", "_nodes", "attrs", "ids", "inputs", "ops", "values")
+    __slots__ = ("_by_id", "_kind_keys", "_kinds", "_nodes", "attrs", "ids", "inputs", "ops",
+                 "values")
     __hash__ = None  # equal to a tuple of the same nodes, like one it is not hashable
 
     def __init__(self, ids: list[str], ops: list[str], inputs: list[tuple[str, ...]],
@@ -42,6 +43,7 @@ class NodeTable(Sequence):
         self._nodes: tuple[Node, ...] | None = None
         self._kind_keys: list | None = None
         self._by_id: list[int] | None = None
+        self._kinds: dict[str, int] | None = None
 
     @classmethod
     def of(cls, nodes: Sequence[Node]) -> NodeTable:
@@ -68,6 +70,14 @@ class NodeTable(Sequence):
                 for op, attrs in zip(self.ops, self.attrs, strict=True)
             ]
         return self._kind_keys
+
+    def kinds(self) -> dict[str, int]:
+        """Each distinct kind key (in order of first listing) with the position of a node of
+        that kind. Computed once; the canonical form and compile share it."""
+        if self._kinds is None:
+            keys = self.kind_keys()
+            self._kinds = dict(zip(keys, range(len(keys)), strict=True))
+        return self._kinds
 
     def by_id(self) -> list[int]:
         """The listing positions in id order (Python's string order; stable for equal ids).

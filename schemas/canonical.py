@@ -121,7 +121,7 @@ def _canonical_attrs(table: NodeTable) -> list[dict]:
     """Every node's canonical attrs, worked out once per distinct op and attrs: big graphs
     repeat a few (every "scale" by 0.5, every "add" without attrs) many times."""
     keys = table.kind_keys()
-    one_of_each = dict(zip(keys, range(len(keys)), strict=True))
+    one_of_each = table.kinds()
     canonical = {
         key: _checked_or_given(table.ops[k], table.attrs[k], table.ids[k]) if table.attrs[k]
         else _DEFAULT_ATTRS[key]

@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
+from operator import is_not
 
 from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate
 
@@ -52,8 +53,7 @@ def _check_lengths(values, bounds: tuple[int, float]) -> None:
     low, high = bounds
     if low <= 0 and high == float("inf"):
         return
-    lengths = list(map(len, values))
-    if lengths and (min(lengths) < low or max(lengths) > high):
+    if values and (min(map(len, values)) < low or max(map(len, values)) > high):
         raise _Reject
 
 
@@ -67,8 +67,8 @@ def _strings_check(field: fields.Field) -> Callable | None:
     if type(field) is not fields.String or not _plain(field) or bounds is None:
         return None
 
-    def check(values):
-        if not set(map(type, values)) <= {str}:
+    def check(values, kinds: set | None = None):
+        if not (set(map(type, values)) if kinds is None else kinds) <= {str}:
             raise _Reject
         _check_lengths(values, bounds)
         return values
@@ -91,8 +91,8 @@ def _list_check(field: fields.Field) -> Callable | None:
         return None
     sequence = tuple if type(field) is TupleList else list
 
-    def check(values):
-        if not set(map(type, values)) <= {list}:
+    def check(values, kinds: set | None = None):
+        if not (set(map(type, values)) if kinds is None else kinds) <= {list}:
             raise _Reject
         items(list(chain.from_iterable(values)))
         return list(map(sequence, values))
@@ -109,8 +109,8 @@ def _dict_check(field: fields.Field) -> Callable | None:
     if field.key_field is not None and keys is None:
         return None
 
-    def check(values):
-        if not set(map(type, values)) <= {dict}:
+    def check(values, kinds: set | None = None):
+        if not (set(map(type, values)) if kinds is None else kinds) <= {dict}:
             raise _Reject
         if keys is not None:
             keys(list(chain.from_iterable(values)))
@@ -164,9 +164,9 @@ class _Column:
             raise _Reject
         if type(None) in kinds:
             raise _Reject  # null: let marshmallow word the error (or apply allow_none)
-        present = [v for v in raw if v is not missing] if has_missing else raw
-        if self.check is not None:
-            loaded = self.check(present)
+        present = list(compress(raw, map(is_not, raw, repeat(missing)))) if has_missing else raw
+        if self.check is not None:  # told the types of the values present, known already
+            loaded = self.check(present, kinds - {_MissingType})
         elif self.load_numbers is not None and (numbers := self.load_numbers(present)) is not None:
             loaded = numbers
         else:

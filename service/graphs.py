@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_not, or_
 
 from engine import OPS, Graph, MissingInput, node_table
 from schemas.canonical import CanonicalGraph, canonical_graph
@@ -124,11 +126,9 @@ def source_nodes(graph: Graph) -> Graph:
     """The graph's source nodes, and any other node holding a value (for binding to refuse):
     all that `engine.bind_sources` reads, without a pass over a big graph's gates."""
     table = node_table(graph.nodes)
-    sources = _SOURCE_OPS
-    kept = [
-        i for i, (op, value) in enumerate(zip(table.ops, table.values, strict=True))
-        if op in sources or value is not None
-    ]
+    is_source = map(_SOURCE_OPS.__contains__, table.ops)
+    has_value = map(is_not, table.values, repeat(None))
+    kept = compress(range(len(table)), map(or_, is_source, has_value))
     return Graph(tuple(map(table.node, kept)), graph.output)
 
 
