@@ -44,6 +44,7 @@ key holds the batched ids and one point's shapes: one plan serves every batch le
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -97,12 +98,64 @@ def canonical_graph(graph: Graph) -> CanonicalGraph:
     """The canonical form of `graph`, serialised once, and its SHA-256 (the graph id)."""
     table = node_table(graph.nodes)
     with gc_paused():
-        attrs = _canonical_attrs(table)
-        pick = _picker(table.by_id())
-        rows = list(zip(pick(table.ids), pick(table.ops), pick(table.inputs), pick(attrs),
-                        strict=True))
-        text = orjson.dumps({"nodes": rows, "output": graph.output}, option=_SORTED)
-    return CanonicalGraph.of(text)
+        listing = _listing_digest(table, graph.output)
+        known = _LISTINGS.get(listing) if listing is not None else None
+        if known is not None:
+            return known
+        canonical = CanonicalGraph.of(_canonical_text(table, graph.output))
+        if listing is not None:
+            _LISTINGS.put(listing, canonical)
+    return canonical
+
+
+def _canonical_text(table: NodeTable, output: str) -> bytes:
+    attrs = _canonical_attrs(table)
+    pick = _picker(table.by_id())
+    rows = list(zip(pick(table.ids), pick(table.ops), pick(table.inputs), pick(attrs),
+                    strict=True))
+    return orjson.dumps({"nodes": rows, "output": output}, option=_SORTED)
+
+
+def _listing_digest(table: NodeTable, output: str) -> bytes | None:
+    """A SHA-256 naming the graph as listed (ids, ops, inputs, attrs by their kind keys, the
+    output), or None where that text could be ambiguous: one listing, one canonical form."""
+    try:
+        text = orjson.dumps([table.ids, table.ops, table.inputs, table.kind_keys(), output])
+    except TypeError:  # not JSON (a graph built in Python): no memo
+        return None
+    if b"..." in text:  # a repr may abbreviate (a numpy array's "..."); rare, so just no memo
+        return None
+    return hashlib.sha256(text).digest()
+
+
+class _ListingMemo:
+    """Canonical forms of recently seen listings: a client that sends one structure again
+    with new values (an optimisation loop) skips the sort and the serialisation. Bounded by
+    the bytes of canonical text held; cleared when full."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.held = 0
+        self.forms: dict[bytes, CanonicalGraph] = {}
+        self.lock = threading.Lock()
+
+    def get(self, listing: bytes) -> CanonicalGraph | None:
+        return self.forms.get(listing)
+
+    def put(self, listing: bytes, canonical: CanonicalGraph) -> None:
+        size = len(canonical.text)
+        if size > self.max_bytes:
+            return
+        with self.lock:
+            if self.held + size > self.max_bytes:
+                self.forms.clear()
+                self.held = 0
+            if listing not in self.forms:
+                self.forms[listing] = canonical
+                self.held += size
+
+
+_LISTINGS = _ListingMemo(max_bytes=32 << 20)
 
 
 def _picker(order: list[int]) -> Callable[[list], Sequence]:
