@@ -1,7 +1,10 @@
 """The canonical graph and the names derived from it: `graph_id`, `request_hash`, `structure_key`.
 
 One pass over a request's graph builds its canonical form (`canonical_graph`), serialised once;
-the request hash, the graph id and the plan-cache key all reuse that text.
+the request hash, the graph id and the plan-cache key all reuse that text. The pass reads the
+graph's columns (engine.NodeTable), and recently seen listings (the graph as sent, attrs by
+their repr) map to their canonical form, so the same structure sent again costs one
+serialisation of its columns.
 
 The canonical graph: nodes sorted by id, each as [id, op, inputs in argument order, attrs].
 Attrs are the engine's own check of them (`coerce_attr` over the op's declared attrs): defaults

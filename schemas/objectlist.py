@@ -16,6 +16,11 @@ have no load hooks besides a post_load that calls `build(**data)`. `build` may r
 object by raising ValidationError (a rule across fields): that object is then loaded by the
 schema, whose post_load raises the same error. The test comparing the two paths holds the
 loader to this.
+
+`ObjectList` may also take `build_columns`: when every object passes the column checks, the
+loaded columns go to it whole (one call, no object per item; the graph's nodes become an
+engine NodeTable this way), and it may refuse them by raising ValidationError, which sends
+the list down the object path above.
 """
 
 from __future__ import annotations
