@@ -32,6 +32,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.wire
 	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.replicas
 	$(BIN)/python -m bench.batch
 	$(BIN)/python -m bench.cnn
 	$(BIN)/python -m bench.graphs

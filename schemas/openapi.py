@@ -52,7 +52,8 @@ GRAPH_FAULT_CODES = sorted(
 )
 
 _ERROR_CODES_TEXT = (
-    "Every error has this body. Codes: bad_json (400), too_large (413), "
+    "Every error has this body. Codes: bad_json (400), unauthorized (401, API_KEYS set and "
+    "no known bearer key), rate_limited (429, over RATE_LIMIT; see Retry-After), too_large (413), "
     f"unsupported_media_type (415), {VALIDATION_ERROR} (422, fields wrong per the request "
     "schema: `details` holds the field errors, shaped like the request), "
     f"{', '.join(GRAPH_FAULT_CODES)} (422, graph faults with `node` set), not_found (404), "

@@ -24,9 +24,9 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from engine import ENGINE_VERSION, WORKSPACES, Limits
-from service import errors
+from service import access, errors
 from service.api import api_blueprint, graphs_blueprint, probes_blueprint
-from service.config import load_config
+from service.config import ConfigError, load_config
 from service.errors import ApiError
 from service.graphs import GraphRegistry
 from service.known_requests import KnownRequests
@@ -36,7 +36,8 @@ from service.observe.timing import StageTimer
 from service.plans import PlanCache
 from service.resources import Resources, resources
 from service.site import pages
-from service.store import MemoryStore, NearCachedStore, RedisStore, Store
+from service.store import DiskStore, MemoryStore, NearCachedStore, RedisStore, Store
+from service.store.disk import STORE_ERRORS
 
 STATIC_FOLDER = str(Path(__file__).with_name("site") / "static")
 
@@ -80,6 +81,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.before_request(_start_request)
     app.after_request(_finish_request)
+    access.init_app(app, settings)  # after _start_request: a 401 carries the request id
     app.teardown_request(_resume_collector)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(graphs_blueprint)
@@ -89,22 +91,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _result_store(settings: dict[str, Any], metrics: ServiceMetrics) -> Store:
-    if not settings["REDIS_URL"]:
-        return MemoryStore(
-            max_bytes=settings["MEMORY_CACHE_MAX_BYTES"],
-            max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
-            ttl_seconds=settings["CACHE_TTL_SECONDS"],
-            graph_ttl_seconds=settings["GRAPH_TTL_SECONDS"],
-        )
-    shared = RedisStore(
-        settings["REDIS_URL"],
-        engine_version=ENGINE_VERSION,
-        ttl_seconds=settings["CACHE_TTL_SECONDS"],
-        graph_ttl_seconds=settings["GRAPH_TTL_SECONDS"],
-        max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
-        timeout_seconds=settings["REDIS_TIMEOUT_SECONDS"],
-        claim_ttl_seconds=settings["COMPUTE_DEADLINE_SECONDS"],
-        on_error=lambda operation: metrics.cache_errors.labels(operation).inc(),
+    """Redis when REDIS_URL is set, else the embedded store in CACHE_DIR shared by the server's
+    workers; either way behind a small per-worker near cache unless NEAR_CACHE_MAX_BYTES is 0."""
+    shared = _redis_store(settings, metrics) if settings["REDIS_URL"] else _embedded_store(
+        settings, metrics
     )
     if not settings["NEAR_CACHE_MAX_BYTES"]:
         return shared
@@ -114,6 +104,40 @@ def _result_store(settings: dict[str, Any], metrics: ServiceMetrics) -> Store:
         ttl_seconds=settings["CACHE_TTL_SECONDS"],
     )
     return NearCachedStore(near, shared)
+
+
+def _count_error(metrics: ServiceMetrics):
+    return lambda operation: metrics.cache_errors.labels(operation).inc()
+
+
+def _redis_store(settings: dict[str, Any], metrics: ServiceMetrics) -> RedisStore:
+    return RedisStore(
+        settings["REDIS_URL"],
+        engine_version=ENGINE_VERSION,
+        ttl_seconds=settings["CACHE_TTL_SECONDS"],
+        graph_ttl_seconds=settings["GRAPH_TTL_SECONDS"],
+        max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
+        timeout_seconds=settings["REDIS_TIMEOUT_SECONDS"],
+        claim_ttl_seconds=settings["COMPUTE_DEADLINE_SECONDS"],
+        on_error=_count_error(metrics),
+    )
+
+
+def _embedded_store(settings: dict[str, Any], metrics: ServiceMetrics) -> DiskStore:
+    try:
+        return DiskStore(
+            settings["CACHE_DIR"],
+            engine_version=ENGINE_VERSION,
+            max_bytes=settings["CACHE_MAX_BYTES"],
+            max_entry_bytes=settings["CACHE_MAX_ENTRY_BYTES"],
+            ttl_seconds=settings["CACHE_TTL_SECONDS"],
+            graph_ttl_seconds=settings["GRAPH_TTL_SECONDS"],
+            claim_ttl_seconds=settings["COMPUTE_DEADLINE_SECONDS"],
+            on_error=_count_error(metrics),
+        )
+    except STORE_ERRORS as error:  # a directory we cannot write is a configuration error
+        message = f"CACHE_DIR={settings['CACHE_DIR']!r} cannot hold the store: {error}"
+        raise ConfigError(message) from None
 
 
 # The hooks run on every request: they look up `request` and `g` once, not per attribute.

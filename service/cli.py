@@ -59,7 +59,7 @@ def main() -> None:
 )
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
-    """Run the API under gunicorn (in-process cache unless REDIS_URL is set).
+    """Run the API under gunicorn (the embedded store in CACHE_DIR unless REDIS_URL is set).
 
     With several workers and no PROMETHEUS_MULTIPROC_DIR, the workers share a temporary metrics
     directory (removed on exit), so that /metrics counts every worker's requests.

@@ -11,6 +11,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import platformdirs
+from limits import parse_many  # the rate notation Flask-Limiter itself parses
+
 
 def _optional_str(text: str) -> str | None:
     return text or None
@@ -44,6 +47,29 @@ def _log_level(text: str) -> str:
     return level
 
 
+def _rate_limit(text: str) -> str | None:
+    """Flask-Limiter's notation, e.g. "100/second" or "10/second;1000/hour"; empty: none."""
+    if not text:
+        return None
+    try:
+        parse_many(text)
+    except ValueError:
+        raise ValueError('must be like "100/second" or "10/second;1000/hour"') from None
+    return text
+
+
+def _key_list(text: str) -> str | None:
+    """Comma-separated API keys (or their SHA-256); empty: none, so the API stays open."""
+    if text and not any(key.strip() for key in text.split(",")):
+        raise ValueError("names no key: give comma-separated keys, or leave it empty")
+    return text or None
+
+
+def default_cache_dir() -> str:
+    """The per-user cache directory ($XDG_CACHE_HOME/chainrule, usually ~/.cache/chainrule)."""
+    return platformdirs.user_cache_dir("chainrule", appauthor=False)
+
+
 def default_worker_count() -> int:
     """gunicorn's usual 2 x cores + 1, capped so a big host does not fork dozens of workers."""
     return min(2 * (os.cpu_count() or 1) + 1, 12)
@@ -55,7 +81,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "CACHE_TTL_SECONDS": (3600, _positive_int),
     "GRAPH_TTL_SECONDS": (86400, _positive_int),
     "CACHE_MAX_ENTRY_BYTES": (8 * 1024 * 1024, _positive_int),
-    "MEMORY_CACHE_MAX_BYTES": (256 * 1024 * 1024, _positive_int),
+    "CACHE_DIR": (None, _optional_str),
+    "CACHE_MAX_BYTES": (1024 * 1024 * 1024, _positive_int),
     "NEAR_CACHE_MAX_BYTES": (32 * 1024 * 1024, _non_negative_int),
     "PLAN_CACHE_SIZE": (256, _positive_int),
     "PLAN_CACHE_MAX_NODES": (500_000, _positive_int),
@@ -74,6 +101,9 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "PORT": (8000, _positive_int),
     "WEB_CONCURRENCY": (None, _positive_int),
     "PROMETHEUS_MULTIPROC_DIR": (None, _optional_str),
+    "API_KEYS": (None, _key_list),
+    "METRICS_TOKEN": (None, _optional_str),
+    "RATE_LIMIT": (None, _rate_limit),
 }
 
 
@@ -100,6 +130,8 @@ def load_config(
         except ValueError as error:
             raise ConfigError(f"environment variable {name}={text!r}: {error}") from None
     config.update(overrides or {})
+    if config["CACHE_DIR"] is None:
+        config["CACHE_DIR"] = default_cache_dir()
     if config["WEB_CONCURRENCY"] is None:
         config["WEB_CONCURRENCY"] = default_worker_count()
     return config

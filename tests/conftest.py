@@ -3,17 +3,22 @@
 `redis_server` starts a real `redis-server` on a free loopback port (Redis is never mocked) and
 removes it afterwards; it can be stopped and started again on the same port mid-test.
 `app` is built from `app_config`, which a test overrides (or parametrizes) to change settings;
-`make_app` builds more apps. `fake_gunicorn` stands in for `python -m gunicorn` in a child
-process, to see how `chainrule serve` starts it.
+`make_app` builds more apps, each with an embedded store of its own unless the config names a
+CACHE_DIR. Every test also gets CACHE_DIR in its environment, a fresh directory, so servers it
+starts never share results with another test's (or with the user's ~/.cache/chainrule).
+`fake_gunicorn` stands in for `python -m gunicorn` in a child process, to see how `chainrule
+serve` starts it.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +28,18 @@ import redis
 
 from service import create_app
 from tests.cluster import redis_cluster  # noqa: F401  (the fixture, for every test)
+
+# Module-scoped servers start before any test's own CACHE_DIR: they get this session's.
+os.environ["CACHE_DIR"] = tempfile.mkdtemp(prefix="chainrule-test-cache-")
+atexit.register(shutil.rmtree, os.environ["CACHE_DIR"], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache_dir(tmp_path_factory, monkeypatch) -> Path:
+    """A CACHE_DIR of this test's own, in the environment its servers inherit."""
+    directory = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("CACHE_DIR", str(directory))
+    return directory
 
 
 def free_port() -> int:
@@ -98,13 +115,14 @@ def app_config() -> dict:
 
 
 @pytest.fixture
-def make_app():
-    """make_app(config): a test app over isolated defaults (no Redis, no multiprocess metrics);
-    its Redis connections are closed after the test."""
+def make_app(tmp_path_factory):
+    """make_app(config): a test app over isolated defaults (no Redis, an embedded store in a
+    fresh directory, no multiprocess metrics); its stores are closed after the test."""
     apps = []
 
     def make(config: dict | None = None):
-        isolated = {"TESTING": True, "REDIS_URL": None, "PROMETHEUS_MULTIPROC_DIR": None}
+        isolated = {"TESTING": True, "REDIS_URL": None, "PROMETHEUS_MULTIPROC_DIR": None,
+                    "CACHE_DIR": str(tmp_path_factory.mktemp("app-cache"))}
         app = create_app({**isolated, **(config or {})})
         apps.append(app)
         return app

@@ -16,7 +16,7 @@ from typing import Protocol
 class Store(Protocol):
     """Response bodies by result hash, and single-flight claims on those hashes."""
 
-    backend: str  # "memory" or "redis": what /readyz reports
+    backend: str  # "embedded", "redis" or "memory": what /readyz reports
 
     def get(self, key: str) -> bytes | None:
         """The stored body, or None (absent, expired, or the backend is unavailable)."""

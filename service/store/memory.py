@@ -1,8 +1,8 @@
 """The in-process store: a byte-bounded LRU of response bodies and registered graphs, each with
 a TTL, and local claims.
 
-The default without REDIS_URL; each gunicorn worker has its own, so hits are per worker.
-Also the near cache in front of Redis (service/store/near.py).
+Each gunicorn worker's near cache in front of the shared store (service/store/near.py), and
+a store of its own where sharing does not matter (tests, benchmarks' baseline).
 """
 
 from __future__ import annotations

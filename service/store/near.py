@@ -13,7 +13,8 @@ from service.store.memory import MemoryStore
 
 
 class NearCachedStore:
-    """`near` (in process) in front of `far` (Redis); claims and readiness are the far store's."""
+    """`near` (in process) in front of `far` (Redis or the embedded store); claims and readiness
+    are the far store's."""
 
     def __init__(self, near: MemoryStore, far: Store):
         self.near = near

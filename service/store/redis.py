@@ -1,34 +1,40 @@
 """The Redis store: response bodies shared by every worker and replica, with a TTL.
 
-Keys follow service/store/keys.py (a result and its claim share a Redis Cluster slot). One
+One server or a Redis Cluster, as REDIS_URL says (service/store/redis_connect.py). Keys follow
+service/store/keys.py: a result and its claim share a hash slot, so the one script that stores
+a result and drops its claim runs on one shard, on a single server and a cluster alike. One
 connection pool per process, socket and connect timeouts of `timeout_seconds`, no client-side
-retries. A failing Redis costs at most one short timeout, after which the store is skipped for
-a back-off interval that doubles on each consecutive failure (from `backoff_min` up to
-`backoff_max` seconds) and then probed again, so caching resumes by itself.
+retries. A failing Redis (or cluster shard) costs at most one short timeout, after which it is
+skipped for a back-off interval that doubles on each consecutive failure (from `backoff_min`
+up to `backoff_max` seconds, service/store/breaker.py) and then tried again, so caching resumes
+by itself. On a cluster the other shards keep serving meanwhile.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
-import time
 from collections.abc import Callable
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from service.store.breaker import Breaker
 from service.store.keys import KeyLayout
+from service.store.redis_connect import CLIENT_ERRORS, Client, LazyClient, ping_every_shard
 
 
 def _ignore_error(operation: str) -> None:
     return None
 
 
-# Delete the claim only if it still holds our token: an expired claim may be someone else's now.
-_RELEASE_CLAIM = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
+# KEYS: the result, its claim (one hash slot). ARGV: our token, "1" to store, the body, its TTL.
+# The claim is deleted only if it still holds our token: an expired claim may be someone else's.
+_PUT_AND_RELEASE = """
+if ARGV[2] == '1' then
+    redis.call('set', KEYS[1], ARGV[3], 'EX', ARGV[4])
+end
+if redis.call('get', KEYS[2]) == ARGV[1] then
+    return redis.call('del', KEYS[2])
 end
 return 0
 """
@@ -40,7 +46,9 @@ class RedisStore:
     One connection pool per process, socket and connect timeouts of `timeout_seconds`, no
     client-side retries. After a failure the cache is skipped for a back-off interval that
     doubles on each consecutive failure (from `backoff_min` up to `backoff_max` seconds); the
-    first success resets it.
+    first success resets it. On a cluster each shard has its own back-off, so a shard that is
+    down costs only the keys it holds; failures that name no shard (the cluster cannot be
+    reached at all) skip every shard.
     """
 
     backend = "redis"
@@ -68,17 +76,13 @@ class RedisStore:
         self.on_error = on_error
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=max_connections,
+        self._connection = LazyClient(
+            url, timeout_seconds=timeout_seconds, max_connections=max_connections
         )
-        self._release_claim = self.client.register_script(_RELEASE_CLAIM)
-        self._state_lock = threading.Lock()
-        self._skip_until = 0.0
-        self._backoff = 0.0
+        self._scripts_of: Client | None = None
+        # shard name ("" for a single server, and for failures that name no shard) -> breaker
+        self._breakers: dict[str, Breaker] = {"": Breaker(backoff_min, backoff_max)}
+        self._breakers_lock = threading.Lock()
         self.last_error: str | None = None
 
     def result_key(self, key: str) -> str:
@@ -87,61 +91,91 @@ class RedisStore:
     def claim_key(self, key: str) -> str:
         return self.keys.claim(key)
 
+    @property
+    def client(self) -> Client:
+        """The connected client (built on first use; raises CLIENT_ERRORS if it cannot be)."""
+        return self._connection.get()
+
+    def _put_and_release_script(self, client: Client):
+        if self._scripts_of is not client:
+            self._put_and_release = client.register_script(_PUT_AND_RELEASE)
+            self._scripts_of = client
+        return self._put_and_release
+
     def close(self) -> None:
-        self.client.close()
+        self._connection.close()
 
-    # -- the circuit breaker -------------------------------------------------------------
+    # -- the circuit breakers ------------------------------------------------------------
 
-    def _available(self) -> bool:
-        return time.monotonic() >= self._skip_until
+    def _shard(self, redis_key: str | None) -> str:
+        """The name of the cluster node holding `redis_key`'s slot; "" for a single server."""
+        client = self._connection.built()
+        if redis_key is None or not isinstance(client, redis.RedisCluster):
+            return ""
+        try:
+            return client.get_node_from_key(redis_key).name
+        except CLIENT_ERRORS:
+            return ""
 
-    def _failed(self, operation: str, error: Exception) -> None:
-        with self._state_lock:
-            self._backoff = min(self.backoff_max, max(self.backoff_min, 2 * self._backoff))
-            self._skip_until = time.monotonic() + self._backoff
-            self.last_error = f"{type(error).__name__}: {error}"
+    def _breaker(self, redis_key: str | None) -> Breaker:
+        shard = self._shard(redis_key)
+        breaker = self._breakers.get(shard)
+        if breaker is None:
+            with self._breakers_lock:
+                breaker = self._breakers.setdefault(
+                    shard, Breaker(self.backoff_min, self.backoff_max))
+        return breaker
+
+    def _available(self, redis_key: str | None = None) -> bool:
+        return self._breakers[""].available() and self._breaker(redis_key).available()
+
+    def _failed(self, operation: str, error: Exception, redis_key: str | None = None) -> None:
+        self._breaker(redis_key).failed(error)
+        self.last_error = f"{type(error).__name__}: {error}"
         self.on_error(operation)
 
-    def _succeeded(self) -> None:
-        if self._backoff:
-            with self._state_lock:
-                self._backoff = 0.0
-                self._skip_until = 0.0
-                self.last_error = None
+    def _succeeded(self, redis_key: str | None = None) -> None:
+        self._breaker(redis_key).succeeded()
+        self._breakers[""].succeeded()
 
     # -- Store ---------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        if not self._available():
+        result = self.result_key(key)
+        if not self._available(result):
             return None
         try:
-            body = self.client.get(self.result_key(key))
-        except redis.RedisError as error:
-            self._failed("get", error)
+            body = self.client.get(result)
+        except CLIENT_ERRORS as error:
+            self._failed("get", error, result)
             return None
-        self._succeeded()
+        self._succeeded(result)
         return body
 
     def put(self, key: str, body: bytes) -> None:
-        if len(body) > self.max_entry_bytes or not self._available():
+        result = self.result_key(key)
+        if len(body) > self.max_entry_bytes or not self._available(result):
             return
         try:
-            self.client.set(self.result_key(key), body, ex=self.ttl_seconds)
-        except redis.RedisError as error:
-            self._failed("put", error)
+            self.client.set(result, body, ex=self.ttl_seconds)
+        except CLIENT_ERRORS as error:
+            self._failed("put", error, result)
             return
-        self._succeeded()
+        self._succeeded(result)
+
+    # A claim shares its result's hash slot: the result key names the shard of both.
 
     def claim(self, key: str) -> str | None:
-        if not self._available():
+        result = self.result_key(key)
+        if not self._available(result):
             return ""
         token = secrets.token_hex(8)
         try:
             claimed = self.client.set(self.claim_key(key), token, nx=True, px=self.claim_ttl_ms)
-        except redis.RedisError as error:
-            self._failed("claim", error)
+        except CLIENT_ERRORS as error:
+            self._failed("claim", error, result)
             return ""
-        self._succeeded()
+        self._succeeded(result)
         return token if claimed else None
 
     def put_and_release(self, key: str, token: str, body: bytes | None) -> None:
@@ -149,63 +183,75 @@ class RedisStore:
             if body is not None:
                 self.put(key, body)
             return
-        if not self._available():
+        result = self.result_key(key)
+        if not self._available(result):
             return
+        store = body is not None and len(body) <= self.max_entry_bytes
         try:
-            with self.client.pipeline(transaction=False) as pipe:
-                if body is not None and len(body) <= self.max_entry_bytes:
-                    pipe.set(self.result_key(key), body, ex=self.ttl_seconds)
-                self._release_claim(keys=[self.claim_key(key)], args=[token], client=pipe)
-                pipe.execute()
-        except redis.RedisError as error:
-            self._failed("put", error)
+            client = self.client
+            self._put_and_release_script(client)(
+                keys=[result, self.claim_key(key)],
+                args=[token, "1" if store else "0", body if store else b"", self.ttl_seconds],
+                client=client,
+            )
+        except CLIENT_ERRORS as error:
+            self._failed("put", error, result)
             return
-        self._succeeded()
+        self._succeeded(result)
 
     def waiting(self, key: str) -> tuple[bytes | None, bool]:
-        if not self._available():
+        result = self.result_key(key)
+        if not self._available(result):
             return None, False
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                pipe.get(self.result_key(key))
+                pipe.get(result)
                 pipe.exists(self.claim_key(key))
                 body, claimed = pipe.execute()
-        except redis.RedisError as error:
-            self._failed("wait", error)
+        except CLIENT_ERRORS as error:
+            self._failed("wait", error, result)
             return None, False
-        self._succeeded()
+        self._succeeded(result)
         return body, bool(claimed)
 
     def get_graph(self, graph_id: str) -> bytes | None:
-        if not self._available():
+        key = self.keys.graph(graph_id)
+        if not self._available(key):
             return None
         try:  # GETEX (Redis 6.2): read and refresh the TTL in one round trip
-            body = self.client.getex(self.keys.graph(graph_id), ex=self.graph_ttl_seconds)
-        except redis.RedisError as error:
-            self._failed("get_graph", error)
+            body = self.client.getex(key, ex=self.graph_ttl_seconds)
+        except CLIENT_ERRORS as error:
+            self._failed("get_graph", error, key)
             return None
-        self._succeeded()
+        self._succeeded(key)
         return body
 
     def put_graph(self, graph_id: str, body: bytes) -> None:
-        if not self._available():
+        key = self.keys.graph(graph_id)
+        if not self._available(key):
             return
         try:
-            self.client.set(self.keys.graph(graph_id), body, ex=self.graph_ttl_seconds)
-        except redis.RedisError as error:
-            self._failed("put_graph", error)
+            self.client.set(key, body, ex=self.graph_ttl_seconds)
+        except CLIENT_ERRORS as error:
+            self._failed("put_graph", error, key)
             return
-        self._succeeded()
+        self._succeeded(key)
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
-        # A probe asks Redis even while backing off: readiness checks are rare, and a success
-        # ends the back-off early. Without one, only a back-off in force counts.
+        # A probe asks Redis (every shard of a cluster) even while backing off: readiness
+        # checks are rare, and a success ends the back-offs early. Without one, only a
+        # back-off in force counts.
         if not probe:
-            return None if self._available() else f"redis unreachable ({self.last_error})"
+            broken = [b.last_error for b in list(self._breakers.values()) if not b.available()]
+            return f"redis unreachable ({broken[0]})" if broken else None
         try:
-            self.client.ping()
-        except redis.RedisError as error:
-            self._failed("ping", error)
+            ping_every_shard(self.client)
+        except CLIENT_ERRORS as error:
+            self.last_error = f"{type(error).__name__}: {error}"
+            self.on_error("ping")
+            if not isinstance(self._connection.built(), redis.RedisCluster):
+                self._breakers[""].failed(error)  # one server: every key is on it
             return f"redis unreachable ({self.last_error})"
-        self._succeeded()
+        for breaker in list(self._breakers.values()):
+            breaker.succeeded()
         return None

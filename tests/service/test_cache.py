@@ -1,4 +1,5 @@
-"""The result cache backends and single flight, against a real redis-server."""
+"""The result cache backends and single flight, against a real redis-server, a real Redis
+Cluster and the embedded store in a temporary directory."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import pytest
 
 from service.store import (
+    DiskStore,
     MemoryStore,
     NearCachedStore,
     RedisStore,
@@ -149,11 +151,32 @@ def test_the_back_off_grows_with_consecutive_failures(redis_server):
     try:
         redis_server.stop()
         backoffs = []
+        breaker = cache._breakers[""]  # one server: one breaker
         for _ in range(4):
-            cache._skip_until = 0.0  # let the next call try again at once
+            breaker.skip_until = 0.0  # let the next call try again at once
             cache.get("k")
-            backoffs.append(cache._backoff)
+            backoffs.append(breaker.backoff)
         assert backoffs == [0.01, 0.02, 0.04, 0.08]
+    finally:
+        cache.close()
+
+
+def test_a_dead_shard_is_skipped_alone(redis_cluster):
+    cache = redis_cache(redis_cluster, timeout_seconds=0.5)
+    try:
+        keys = [f"k{i}" for i in range(30)]
+        for key in keys:
+            cache.put(key, b"v")
+        client = cache.client
+        on_dead = {key for key in keys
+                   if client.get_node_from_key(cache.result_key(key)).port
+                   == redis_cluster.ports[1]}
+        assert 0 < len(on_dead) < len(keys)
+        redis_cluster.kill(1)
+        for _ in range(3):  # the dead shard's back-off never skips the live shards
+            found = {key for key in keys if cache.get(key) == b"v"}
+            assert found == set(keys) - on_dead
+        assert "unreachable" in cache.unavailable_reason(probe=False)
     finally:
         cache.close()
 
@@ -184,14 +207,25 @@ def test_the_near_cache_fills_from_redis_and_writes_through(cache, redis_server)
 # ---------------------------------------------------------------- single flight
 
 
-@pytest.fixture(params=["memory", "redis", "near+redis"])
-def any_cache(request):
+def disk_cache(directory, **overrides) -> DiskStore:
+    settings = dict(engine_version="test", max_bytes=1_000_000, max_entry_bytes=1024,
+                    ttl_seconds=60, claim_ttl_seconds=5)
+    settings.update(overrides)
+    return DiskStore(directory, **settings)
+
+
+@pytest.fixture(params=["memory", "redis", "near+redis", "disk", "near+disk", "cluster"])
+def any_cache(request, tmp_path):
     if request.param == "memory":
         yield near_memory()
         return
-    server = request.getfixturevalue("redis_server")
-    cache = redis_cache(server)
-    yield cache if request.param == "redis" else NearCachedStore(near_memory(), cache)
+    if request.param.endswith("disk"):
+        cache = disk_cache(tmp_path / "store")
+    elif request.param == "cluster":
+        cache = redis_cache(request.getfixturevalue("redis_cluster"))
+    else:
+        cache = redis_cache(request.getfixturevalue("redis_server"))
+    yield NearCachedStore(near_memory(), cache) if request.param.startswith("near") else cache
     cache.close()
 
 

@@ -1,4 +1,6 @@
-"""Registered graphs in every store: put, get, TTL refreshed on use, expiry, no size limit."""
+"""Registered graphs in every store: put, get, TTL refreshed on use, expiry, no size limit.
+Every store: in process, Redis, Redis Cluster, the embedded store, and the near cache over
+Redis and over the embedded store."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import time
 
 import pytest
 
-from service.store import KeyLayout, MemoryStore, NearCachedStore, RedisStore
+from service.store import DiskStore, KeyLayout, MemoryStore, NearCachedStore, RedisStore
 
 GRAPH_TTL = 2  # seconds (Redis TTLs are whole seconds; two leave room for a busy machine)
 BIG = b"x" * 5000  # over every max_entry_bytes below: graphs are not bound by it
@@ -25,13 +27,25 @@ def redis_store(server) -> RedisStore:
     )
 
 
-@pytest.fixture(params=["memory", "redis", "near+redis"])
-def store(request):
+def disk_store(directory) -> DiskStore:
+    return DiskStore(
+        directory, engine_version="test", max_bytes=1_000_000, max_entry_bytes=1000,
+        ttl_seconds=60, graph_ttl_seconds=GRAPH_TTL, claim_ttl_seconds=5,
+    )
+
+
+@pytest.fixture(params=["memory", "redis", "near+redis", "cluster", "disk", "near+disk"])
+def store(request, tmp_path):
     if request.param == "memory":
         yield memory_store()
         return
-    far = redis_store(request.getfixturevalue("redis_server"))
-    yield far if request.param == "redis" else NearCachedStore(memory_store(), far)
+    if request.param.endswith("disk"):
+        far = disk_store(tmp_path / "store")
+    elif request.param == "cluster":
+        far = redis_store(request.getfixturevalue("redis_cluster"))
+    else:
+        far = redis_store(request.getfixturevalue("redis_server"))
+    yield NearCachedStore(memory_store(), far) if request.param.startswith("near") else far
     far.close()
 
 

@@ -23,10 +23,10 @@ def test_healthz(client):
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
 
 
-def test_readyz_with_the_memory_cache(client):
+def test_readyz_with_the_embedded_store(client):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "cache": "memory"}
+    assert response.get_json() == {"status": "ready", "cache": "embedded"}
 
 
 def test_readyz_follows_redis(app_with_redis, redis_server):
