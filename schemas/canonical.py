@@ -48,10 +48,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -112,10 +111,8 @@ def canonical_graph(graph: Graph) -> CanonicalGraph:
 
 
 def _canonical_text(table: NodeTable, output: str) -> bytes:
-    attrs = _canonical_attrs(table)
-    pick = _picker(table.by_id())
-    rows = list(zip(pick(table.ids), pick(table.ops), pick(table.inputs), pick(attrs),
-                    strict=True))
+    rows = list(zip(table.ids, table.ops, table.inputs, _canonical_attrs(table), strict=True))
+    rows = list(map(rows.__getitem__, table.by_id()))  # sorted by id
     return orjson.dumps({"nodes": rows, "output": output}, option=_SORTED)
 
 
@@ -159,13 +156,6 @@ class _ListingMemo:
 
 
 _LISTINGS = _ListingMemo(max_bytes=32 << 20)
-
-
-def _picker(order: list[int]) -> Callable[[list], Sequence]:
-    """A function giving a column's items in `order` (one C-level call for each column)."""
-    if len(order) < 2:  # itemgetter gives a single item bare, and needs one at least
-        return lambda column: [column[k] for k in order]
-    return itemgetter(*order)
 
 
 def graph_id(graph: Graph) -> str:

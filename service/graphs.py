@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import is_not, or_
+from itertools import count
 
 from engine import OPS, Graph, MissingInput, node_table
 from schemas.canonical import CanonicalGraph, canonical_graph
@@ -126,9 +125,11 @@ def source_nodes(graph: Graph) -> Graph:
     """The graph's source nodes, and any other node holding a value (for binding to refuse):
     all that `engine.bind_sources` reads, without a pass over a big graph's gates."""
     table = node_table(graph.nodes)
-    is_source = map(_SOURCE_OPS.__contains__, table.ops)
-    has_value = map(is_not, table.values, repeat(None))
-    kept = compress(range(len(table)), map(or_, is_source, has_value))
+    sources = _SOURCE_OPS
+    kept = [
+        i for i, op, value in zip(count(), table.ops, table.values)
+        if op in sources or value is not None
+    ]
     return Graph(tuple(map(table.node, kept)), graph.output)
 
 
