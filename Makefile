@@ -14,7 +14,7 @@ $(RUN_STAMP): pyproject.toml client/pyproject.toml
 	touch $@
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,examples]'
 	touch $@
 
 run: $(RUN_STAMP)
@@ -36,6 +36,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m bench.batch
 	$(BIN)/python -m bench.cnn
 	$(BIN)/python -m bench.graphs
+	$(BIN)/python -m bench.optimize
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

@@ -5,7 +5,8 @@ Both run in this process on the same starting values; the final params are compa
 differ only by the forward/backward rounding of the two engines). chainrule's time includes
 everything `engine.optimize.optimize` does (binding, 1,001 evaluations, the updates) but
 not compiling the plan, which the service caches. Run: `python -m bench.optimize`.
-Target: chainrule at most 0.25x torch's time.
+Target: chainrule at most 0.25x torch's time. Then the moons example against micrograd's own
+training loop (bench/moons.py; `--no-moons` skips it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from bench.engine import best_of, random_dag, to_graph
+from bench.moons import compare_with_micrograd
 from engine import compile_plan
 from engine.optim import Adam
 from engine.optimize import optimize
@@ -51,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-moons", action="store_true", help="skip the moons comparison")
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = random_dag(100, depth=4)
@@ -75,6 +78,9 @@ def main() -> None:
     assert worst < 1e-9, "chainrule and torch disagree"
     assert ours.value < ours.trajectory[0]["value"], "Adam did not lower the loss"
     assert np.isfinite(ours.value)
+    if not args.no_moons:
+        print()
+        compare_with_micrograd(args.repeats)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ One plan and one binding serve every step. The params live in one flat float64 v
 (`ParamVector`) whose slices are the params' source values, so an update in place is all a
 step changes. What is optimised is an `Objective`: a callable answering the value and the flat
 gradient at the current params for update number k. `PlanObjective` is the plain one (the
-plan's output); a data-set objective (mean over all points, or mini-batches drawn in the
-order `minibatches` gives) plugs in the same way.
+plan's output); `DataSetObjective` is the mean of a batched plan's output over a data set,
+all of it at every step or mini-batches drawn in the order `minibatches` gives.
 """
 
 from __future__ import annotations
@@ -125,6 +125,40 @@ class PlanObjective:
             position = {name: i for i, name in enumerate(result.order)}
             self._pick_params = _picker([position[name] for name in self.params.names])
         return float(result.value), self.params.gather(self._pick_params(result.grad_list))
+
+
+class DataSetObjective:
+    """The mean over a data set's points of a batched plan's (per point scalar) output, with
+    its gradient with respect to the params: every point at each step, or with `batch_size`
+    below the number of points, the next mini-batch of `minibatches(n, batch_size,
+    shuffle_seed)`. The params are shared inputs; `data` holds the batched ones (leading axis:
+    the points)."""
+
+    def __init__(self, plan, sources: Mapping[str, np.ndarray], params: ParamVector,
+                 data: Mapping[str, np.ndarray], *, batch_size: int | None = None,
+                 shuffle_seed: int = 0, deadline: float | None = None):
+        self.plan = plan
+        self.params = params
+        self.shared = {name: value for name, value in sources.items() if name not in data}
+        self.shared.update(params.views)  # bound once: updates land in place
+        self.data = dict(data)
+        points = len(next(iter(self.data.values())))
+        self.order = (minibatches(points, batch_size, shuffle_seed)
+                      if batch_size is not None and batch_size < points else None)
+        self.deadline = deadline
+        self._pick_params = None
+
+    def __call__(self, step: int) -> tuple[float, np.ndarray]:
+        data = self.data
+        if self.order is not None:
+            chosen = next(self.order)
+            data = {name: values[chosen] for name, values in data.items()}
+        result = self.plan.run({**self.shared, **data}, wrt=self.params.names, reduce="mean",
+                               deadline=self.deadline)
+        if self._pick_params is None:
+            position = {name: i for i, name in enumerate(result.order)}
+            self._pick_params = _picker([position[name] for name in self.params.names])
+        return float(np.mean(result.value)), self.params.gather(self._pick_params(result.grad_list))
 
 
 def _picker(positions: list[int]) -> Callable[[Sequence], tuple]:

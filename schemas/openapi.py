@@ -36,6 +36,8 @@ from schemas.responses import (
     JacobianResponseSchema,
     NodeGradientSchema,
     NodeValueSchema,
+    OptimizeResponseSchema,
+    TrajectoryEntrySchema,
     WireFloat,
 )
 from schemas.tensors import NONFINITE_SCHEMA as _NONFINITE
@@ -106,6 +108,16 @@ class ComputeEndpoint:
     response_description: str
     image_types: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    streams: bool = False
+
+
+# What a streaming endpoint answers to `Accept: text/event-stream`.
+EVENT_STREAM_DESCRIPTION = (
+    "With Accept: text/event-stream: server-sent events, one `event: step` per recorded "
+    'trajectory entry (data {"step", "value", "grad_norm"}) as it is computed, then `event: '
+    "result` with the JSON body, or `event: error` with the error body if the run fails once "
+    "the stream has begun."
+)
 
 
 def request_component(kind: str) -> str:
@@ -136,6 +148,8 @@ _SCHEMAS: dict[str, type[Schema] | Schema] = {
     "Check": CheckSchema,
     "GradcheckResponse": GradcheckResponseSchema,
     "JacobianResponse": JacobianResponseSchema,
+    "TrajectoryEntry": TrajectoryEntrySchema,
+    "OptimizeResponse": OptimizeResponseSchema,
     "ErrorDetail": ErrorDetailSchema,
     "Error": ErrorSchema,
     "OpAttr": OpAttrSchema,
@@ -253,6 +267,9 @@ def _add_shared_components(spec: APISpec) -> None:
 def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -> dict:
     if endpoint.response_schema is not None:
         ok = _result_ok(endpoint.response_schema, endpoint.response_description)
+        if endpoint.streams:
+            ok["content"]["text/event-stream"] = {
+                "schema": {"type": "string", "description": EVENT_STREAM_DESCRIPTION}}
     else:
         ok = {
             "description": endpoint.response_description,

@@ -22,7 +22,6 @@ from operator import is_not, not_
 
 import numpy as np
 from marshmallow import (
-    RAISE,
     Schema,
     ValidationError,
     fields,
@@ -42,10 +41,12 @@ from engine import (
     gc_paused,
     node_table,
 )
+from schemas.fields import JsonNumber, StrictBoolean, StrictSchema
 from schemas.objectlist import ObjectList, TupleList
+from schemas.optimize import GOALS, LrScheduleSchema, OptimizerSchema, StopSchema, count
 from schemas.tensors import Tensor, check_size, element_limit, nominal_size
 
-REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram", "jacobian")
+REQUEST_KINDS = ("gradients", "evaluate", "gradcheck", "diagram", "jacobian", "optimize")
 ENCODINGS = ("json", "b64")
 DIAGRAM_FORMATS = ("svg", "dot", "png")
 DEFAULT_ENCODING = "json"
@@ -75,29 +76,16 @@ class Request:
     # CONTRACT section 5: batched input values (leading axis B) and what shared grads are
     batch: dict[str, np.ndarray] = field(default_factory=dict)
     reduce: str = DEFAULT_REDUCE
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class StrictBoolean(fields.Boolean):
-    """true or false only (marshmallow's Boolean also reads 1, "yes", "on"...)."""
-
-    def _deserialize(self, value, attr, data, **kwargs) -> bool:
-        if type(value) is not bool:
-            raise self.make_error("invalid", input=value)
-        return value
-
-
-class JsonNumber(fields.Float):
-    """A finite JSON number (marshmallow's Float also reads numeric strings)."""
-
-    def _validated(self, value) -> float:
-        if type(value) not in (int, float):
-            raise self.make_error("invalid", input=value)
-        return super()._validated(value)
+    # /v1/optimize (the nested objects in canonical form: every option, defaults filled in)
+    params: list[str] = field(default_factory=list)
+    goal: str = "minimize"
+    optimizer: dict = field(default_factory=dict)
+    lr_schedule: dict = field(default_factory=lambda: {"name": "constant", "end": 0.0})
+    steps: int = 1
+    stop: dict = field(default_factory=dict)
+    record_every: int = 1
+    batch_size: int | None = None
+    shuffle_seed: int = 0
 
 
 class SourceValues(fields.Dict):
@@ -328,12 +316,45 @@ class DiagramRequestSchema(ResultRequestSchema):
     format = fields.String(load_default=DEFAULT_FORMAT, validate=validate.OneOf(DIAGRAM_FORMATS))
 
 
+class OptimizeRequestSchema(BatchedRequestSchema):
+    """POST /v1/optimize (CONTRACT section 6): the loop of `steps` updates of `params`; with
+    a `batch`, each step's value is the mean over the points (or a mini-batch of them)."""
+
+    params = fields.List(
+        fields.String(), required=True, validate=validate.Length(min=1),
+        metadata={"description": "the input ids to update"},
+    )
+    goal = fields.String(load_default="minimize", validate=validate.OneOf(GOALS))
+    optimizer = fields.Nested(OptimizerSchema, required=True)
+    lr_schedule = fields.Nested(LrScheduleSchema)
+    steps = count(1, required=True, metadata={"description": "1..MAX_OPTIMIZE_STEPS"})
+    stop = fields.Nested(StopSchema)
+    record_every = count(1, load_default=1, metadata={
+        "description": "keep a trajectory entry every this many steps (and the last)"})
+    batch_size = count(1, metadata={
+        "description": "with a batch: each step uses this many points, drawn by a shuffle"})
+    shuffle_seed = count(0, metadata={"description": "the mini-batch shuffle's seed (default 0)"})
+
+    @validates_schema
+    def _batch_size_needs_a_batch(self, data: dict, **kwargs) -> None:
+        if "batch_size" in data and "batch" not in data:
+            raise ValidationError("batch_size draws mini-batches from a batch; send one",
+                                  "batch_size")
+
+    @post_load
+    def _canonical(self, data: dict, **kwargs) -> dict:
+        if "batch_size" not in data:  # no shuffle: its seed cannot change the result
+            data.pop("shuffle_seed", None)
+        return data
+
+
 REQUEST_SCHEMAS: dict[str, Schema] = {
     "gradients": GradientsRequestSchema(),
     "evaluate": EvaluateRequestSchema(),
     "gradcheck": GradcheckRequestSchema(),
     "diagram": DiagramRequestSchema(),
     "jacobian": JacobianRequestSchema(),
+    "optimize": OptimizeRequestSchema(),
 }
 
 
@@ -397,6 +418,9 @@ def _check_ops(graph: Graph) -> None:
 __all__ = [
     "DIAGRAM_FORMATS",
     "ENCODINGS",
+    "JsonNumber",
+    "StrictBoolean",
+    "StrictSchema",
     "REQUEST_KINDS",
     "REGISTERED_SCHEMAS",
     "REQUEST_SCHEMAS",

@@ -14,6 +14,7 @@ import orjson
 from marshmallow import Schema, fields, validate
 
 from engine import GradCheck, JacobianResult, RunResult, gc_paused
+from engine.optimize import OptimizeResult
 from schemas.jsontext import NONFINITE_SPELLINGS, spell_float
 from schemas.requests import DEFAULT_ENCODING, GraphSchema
 from schemas.tensors import Tensor, tensor_json
@@ -21,6 +22,7 @@ from schemas.tensors import Tensor, tensor_json
 CACHED_FALSE_SUFFIX = b',"cached":false}'
 HASH_PATTERN = r"^[0-9a-f]{64}$"
 VERDICTS = ("good", "ok", "suspect", "wrong")
+STOP_REASONS = ("steps", "grad_norm", "value", "deadline", "nonfinite")
 # gradcheck writes analytic/numeric only for tensors this small (CONTRACT, /v1/gradcheck).
 GRADCHECK_MAX_LISTED_ELEMENTS = 64
 
@@ -155,6 +157,30 @@ class GraphResourceSchema(GraphSummarySchema):
     )
 
 
+class TrajectoryEntrySchema(Schema):
+    step = fields.Integer(required=True, metadata={"description": "updates done"})
+    value = WireFloat(required=True, metadata={"description": "the output after `step` updates"})
+    grad_norm = WireFloat(
+        required=True, metadata={"description": "L2 norm of d(output)/d(params) there"}
+    )
+
+
+class OptimizeResponseSchema(Schema):
+    hash = ResultHash(required=True)
+    params = fields.Dict(
+        keys=fields.String(), values=Tensor(), required=True,
+        metadata={"description": "the params' final values, in request order"},
+    )
+    value = Tensor(required=True, metadata={"description": "the output at the final params"})
+    steps = fields.Integer(required=True, metadata={"description": "updates done"})
+    stopped = fields.String(
+        required=True, validate=validate.OneOf(STOP_REASONS),
+        metadata={"description": "why the run ended; a \"deadline\" answer is not cached"},
+    )
+    trajectory = fields.List(fields.Nested(TrajectoryEntrySchema), required=True)
+    cached = fields.Boolean(required=True)
+
+
 class ErrorDetailSchema(Schema):
     code = fields.String(required=True)
     message = fields.String(required=True)
@@ -227,6 +253,24 @@ def dump_gradcheck(
         body[name] = entry
     passed = all(check.verdict != "wrong" for check in checks.values())
     return _result_body({"hash": hash, "checks": body, "passed": passed})
+
+
+def dump_optimize(result: OptimizeResult, *, hash: str, encoding: str) -> bytes:
+    """The /v1/optimize body: final params and value, why the run ended, the trajectory."""
+    return _result_body({
+        "hash": hash,
+        "params": {name: _wire(value, encoding) for name, value in result.params.items()},
+        "value": _wire(result.value, encoding),
+        "steps": result.steps,
+        "stopped": result.stopped,
+        "trajectory": [trajectory_entry(entry) for entry in result.trajectory],
+    })
+
+
+def trajectory_entry(entry: dict) -> dict:
+    """A trajectory entry as the wire writes it (non-finite numbers spelled)."""
+    return {"step": entry["step"], "value": spell_float(entry["value"]),
+            "grad_norm": spell_float(entry["grad_norm"])}
 
 
 def mark_cached(body: bytes) -> bytes:

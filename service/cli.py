@@ -5,9 +5,12 @@
     chainrule gradcheck GRAPH.json [--inputs JSON] [--check ids] [--eps E] [--json]
     chainrule ops [--json]
     chainrule diagram GRAPH.json -o circuit.svg [--format svg|dot|png]
+    chainrule optimize GRAPH.json --params a,b --steps 1000 [--optimizer adam] [--lr 0.01]
+                      [--goal maximize] [--batch DATA.json [--batch-size K]] [--url URL] [--json]
 
-`eval`, `gradcheck` and `diagram` need no server: they load the file through the same pipeline
-and request kinds as the API (service/local.py) and run the engine in-process. A file that
+`eval`, `gradcheck`, `diagram` and `optimize` need no server: they load the file through the
+same pipeline and request kinds as the API (service/local.py) and run the engine in-process;
+`optimize --url` sends the run to a service instead and follows its event stream. A file that
 cannot be used (missing, not JSON, an invalid graph) is reported in one line on stderr naming
 the node or field, with exit status 2; a gradient check that fails exits with status 1.
 """
@@ -25,11 +28,21 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 import engine
 from service.config import ConfigError, load_config
 from service.kinds import KINDS
-from service.local import BadInput, compute_file, ids_option, run_file
+from service.local import (
+    BadInput,
+    compute_file,
+    ids_option,
+    local_context,
+    read_batch,
+    request_body,
+    run_file,
+)
+from service.remote import post_streamed
 from service.summaries import TABLE, summarize
 
 GUNICORN_CONF = Path(__file__).with_name("gunicorn.conf.py")
@@ -280,6 +293,88 @@ def diagram(
     except OSError as error:
         raise BadInput(f"{output_path}: cannot write: {error.strerror or error}") from None
     click.echo(f"wrote {output_path} ({fmt}, {len(run.plan.ids)} nodes)", err=True)
+
+
+# -------------------------------------------------------------------- optimize
+
+
+@main.command("optimize")
+@GRAPH_ARGUMENT
+@click.option("--params", "params", multiple=True, metavar="IDS",
+              help="Input ids to optimise (comma-separated; may be repeated).")
+@click.option("--steps", type=click.IntRange(min=1), help="Updates to run (default 100).")
+@click.option("--optimizer", "optimizer_name", type=click.Choice(["sgd", "adam"]),
+              help="The update rule (default adam).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Learning rate (default 0.01).")
+@click.option("--goal", type=click.Choice(["minimize", "maximize"]), help="Default minimize.")
+@click.option("--record-every", type=click.IntRange(min=1), help="Trajectory entry spacing.")
+@INPUTS_OPTION
+@click.option("--batch", "batch_file", metavar="DATA.json", type=click.Path(dir_okay=False),
+              help="A data set of batched inputs: each step minimises the mean over its points.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="With --batch: mini-batches.")
+@click.option("--url", metavar="URL", help="Run on this chainrule service instead of locally.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's response JSON instead.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: when stderr is a terminal).")
+def optimize_graph(
+    graph_file: str, inputs_text: str | None, url: str | None, as_json: bool,
+    progress: bool | None, **options: Any,
+) -> None:
+    """Run SGD or Adam on GRAPH.json's input nodes (--params) for --steps updates.
+
+    GRAPH.json holds a graph or a whole /v1/optimize request body; the options override its
+    fields. Prints the final params and value, and why the run stopped.
+    """
+    from tqdm import tqdm
+
+    body = optimize_body(graph_file, inputs_text, **options)
+    with tqdm(total=body["steps"], unit="step", disable=_no_bar(progress)) as bar:
+        def on_step(entry: dict) -> None:
+            bar.update(entry["step"] - bar.n)
+            bar.set_postfix(value=f"{float(entry['value']):.6g}", refresh=False)
+
+        answer = (post_streamed(url, "optimize", body, on_step) if url
+                  else local_optimize(graph_file, body, on_step))
+    if as_json:
+        click.echo(json.dumps(answer))
+        return
+    click.echo(f"stopped: {answer['stopped']} after {answer['steps']} steps; "
+               f"value {answer['value']}")
+    rows = [(name, summarize(np.asarray(value, dtype=float) if isinstance(value, list)
+                             else value, TABLE)) for name, value in answer["params"].items()]
+    click.echo(table(("param", "value"), rows))
+
+
+def optimize_body(
+    graph_file: str, inputs_text: str | None, params: tuple[str, ...], steps: int | None,
+    optimizer_name: str | None, lr: float | None, goal: str | None, record_every: int | None,
+    batch_file: str | None, batch_size: int | None,
+) -> dict[str, Any]:
+    """The /v1/optimize body of a graph file and the command's options (over the file's)."""
+    body = request_body(graph_file, inputs_text, {
+        "params": ids_option(params) or None, "goal": goal, "record_every": record_every,
+        "batch": None if batch_file is None else read_batch(batch_file),
+        "batch_size": batch_size})
+    optimizer = body.get("optimizer") if isinstance(body.get("optimizer"), dict) else {}
+    body["optimizer"] = {**optimizer, "name": optimizer_name or optimizer.get("name", "adam"),
+                         "lr": lr or optimizer.get("lr", 0.01)}
+    body["steps"] = steps or body.get("steps", 100)
+    if not body.get("params"):
+        raise BadInput(f"{graph_file}: name the input nodes to optimise with --params")
+    return body
+
+
+def local_optimize(graph_file: str, body: dict[str, Any], on_step) -> dict[str, Any]:
+    """The run in-process, through the same pipeline and kind as the API."""
+    context = local_context()
+    context.on_record = on_step
+    loaded, result = compute_file("optimize", graph_file, None, context=context, **body)
+    return json.loads(KINDS["optimize"].dump(result, loaded))
+
+
+def _no_bar(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress  # tqdm: None disables off a terminal
 
 
 # -------------------------------------------------------------------- text output

@@ -95,6 +95,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "MAX_GRADCHECK_ELEMENTS": (10_000, _positive_int),
     "DIAGRAM_MAX_NODES": (300, _positive_int),
     "DIAGRAM_TIMEOUT_SECONDS": (10.0, _positive_float),
+    "MAX_OPTIMIZE_STEPS": (10_000, _positive_int),
     "REDIS_TIMEOUT_SECONDS": (0.05, _positive_float),
     "LOG_LEVEL": ("INFO", _log_level),
     "HOST": ("0.0.0.0", str),

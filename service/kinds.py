@@ -14,16 +14,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from marshmallow import ValidationError
+
 from engine import (
     GradCheck,
     JacobianResult,
+    Plan,
     RunResult,
     TooLarge,
     gradcheck,
     input_ids,
     jacobian,
 )
-from schemas import dump_evaluate, dump_gradcheck, dump_jacobian, dump_result
+from engine.optim import Schedule, make_optimizer
+from engine.optimize import (
+    BadParams,
+    DataSetObjective,
+    OptimizeResult,
+    ParamVector,
+    StopRule,
+    optimize,
+)
+from schemas import (
+    dump_evaluate,
+    dump_gradcheck,
+    dump_jacobian,
+    dump_optimize,
+    dump_result,
+)
 from schemas.openapi import ComputeEndpoint
 from schemas.requests import REQUEST_SCHEMAS
 from service import diagram
@@ -38,7 +56,9 @@ class Kind:
 
     `compute(loaded, context)` does the engine's work; `dump(answer, loaded)` writes the body.
     A `cached` kind answers JSON that is stored under the request hash (X-Cache, GET
-    /v1/results); the others answer afresh each time, as `media_type(loaded)`.
+    /v1/results) unless `stored(answer)` says no; the others answer afresh each time, as
+    `media_type(loaded)`. A `streams` kind also answers `Accept: text/event-stream`, one event
+    per trajectory entry (`context.on_record`) and the body as the last.
     """
 
     name: str
@@ -51,6 +71,8 @@ class Kind:
     media_type: Callable[[Loaded], str] = lambda loaded: JSON
     image_types: tuple[str, ...] = ()  # what a non-JSON answer may be, for the OpenAPI document
     extra_errors: tuple[str, ...] = ()  # OpenAPI error responses beyond every kind's
+    stored: Callable[[Any], bool] = lambda answer: True
+    streams: bool = False
 
     @property
     def path(self) -> str:
@@ -112,6 +134,53 @@ def _draw(loaded: Loaded, context: ComputeContext) -> bytes:
         )
 
 
+def _optimize(loaded: Loaded, context: ComputeContext) -> OptimizeResult:
+    request = loaded.request
+    _limit_steps(request.steps, context.limits.max_optimize_steps)
+    _refuse_batched_params(request.params, request.batch)
+    optimizer = make_optimizer(**request.optimizer)
+    plan = plan_of(loaded, context)
+    with context.engine_stage("run"):
+        return optimize(
+            plan, loaded.sources, request.params, optimizer=optimizer, steps=request.steps,
+            lr_schedule=Schedule(**request.lr_schedule), goal=request.goal,
+            stop=StopRule(**request.stop), record_every=request.record_every,
+            deadline=context.deadline, on_record=context.on_record,
+            objective=_data_set_objective(loaded, plan, context.deadline),
+        )
+
+
+def _data_set_objective(
+    loaded: Loaded, plan: Plan, deadline: float | None
+) -> Callable[[ParamVector], DataSetObjective] | None:
+    """With a batch, what each step minimises: the mean over its points (or a mini-batch)."""
+    request = loaded.request
+    if not request.batch:
+        return None  # the plan's output itself
+    data = {name: loaded.sources[name] for name in request.batch}
+    return lambda params: DataSetObjective(
+        plan, loaded.sources, params, data, batch_size=request.batch_size,
+        shuffle_seed=request.shuffle_seed, deadline=deadline)
+
+
+def _refuse_batched_params(params: list[str], batch: dict) -> None:
+    batched = [name for name in params if name in batch]
+    if batched:
+        message = (f"params names '{batched[0]}', a batched input; the params are shared "
+                   "inputs, one value for every point")
+        raise BadParams(message, batched[0], {"params": [message]})
+
+
+def _limit_steps(steps: int, limit: int | None) -> None:
+    if limit is not None and steps > limit:
+        raise ValidationError({"steps": [f"at most {limit} steps (MAX_OPTIMIZE_STEPS)"]})
+
+
+def _finished(result: OptimizeResult) -> bool:
+    """A run the deadline cut short depends on the server's speed: answered, never stored."""
+    return result.stopped != "deadline"
+
+
 # ---------------------------------------------------------------- how each kind answers
 # (module-level names looked up at call time, so a test may replace a dump function)
 
@@ -130,6 +199,8 @@ def _dump_gradcheck(checks: dict[str, GradCheck], loaded: Loaded) -> bytes:
 
 def _dump_jacobian(result: JacobianResult, loaded: Loaded) -> bytes:
     return dump_jacobian(result, hash=loaded.hash, encoding=loaded.request.encoding)
+def _dump_optimize(result: OptimizeResult, loaded: Loaded) -> bytes:
+    return dump_optimize(result, hash=loaded.hash, encoding=loaded.request.encoding)
 
 
 def _image(image: bytes, loaded: Loaded) -> bytes:
@@ -161,6 +232,10 @@ KINDS: dict[str, Kind] = {
              cached=False, response_description="The image itself, in the requested format.",
              media_type=_image_type, image_types=tuple(diagram.MEDIA_TYPES.values()),
              extra_errors=("DiagramUnavailable",)),
+        Kind("optimize", "The update rule run in the service: SGD or Adam over input nodes",
+             _optimize, _dump_optimize, response_schema="OptimizeResponse",
+             response_description="Where the run ended and its trajectory.",
+             stored=_finished, streams=True),
     )
 }
 if KINDS.keys() != REQUEST_SCHEMAS.keys():
@@ -178,6 +253,7 @@ def openapi_endpoints() -> list[ComputeEndpoint]:
             response_description=kind.response_description,
             image_types=kind.image_types,
             errors=kind.extra_errors,
+            streams=kind.streams,
         )
         for kind in KINDS.values()
     ]

@@ -57,12 +57,15 @@ def run_file(
     return LocalRun(loaded, plan, result)
 
 
-def compute_file(kind: str, path: str, inputs_text: str | None, **fields: object) -> tuple:
+def compute_file(
+    kind: str, path: str, inputs_text: str | None,
+    context: pipeline.ComputeContext | None = None, **fields: object,
+) -> tuple:
     """(the loaded request, the answer of `kind`'s compute) for a graph file, `fields` (None:
     left out) merged into its body; BadInput for anything wrong."""
     with reported_as_bad_input(path):
         loaded = load_file(kind, path, inputs_text, **fields)
-        return loaded, KINDS[kind].compute(loaded, local_context())
+        return loaded, KINDS[kind].compute(loaded, context or local_context())
 
 
 def load_file(kind: str, path: str, inputs_text: str | None, **fields: object) -> pipeline.Loaded:

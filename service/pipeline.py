@@ -52,6 +52,7 @@ class RequestLimits:
     max_gradcheck_elements: int | None = None
     diagram_max_nodes: int | None = None
     diagram_timeout_seconds: float = 10.0
+    max_optimize_steps: int | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RequestLimits:
@@ -61,6 +62,7 @@ class RequestLimits:
             max_gradcheck_elements=config["MAX_GRADCHECK_ELEMENTS"],
             diagram_max_nodes=config["DIAGRAM_MAX_NODES"],
             diagram_timeout_seconds=config["DIAGRAM_TIMEOUT_SECONDS"],
+            max_optimize_steps=config["MAX_OPTIMIZE_STEPS"],
         )
 
 
@@ -85,7 +87,8 @@ class ComputeContext:
 
     `deadline` is a time.monotonic() value (None: none); `engine_stage` times the stages spent
     in the engine (compile, run) and `timer` the others (dump, render); `on_plan_lookup` hears
-    whether each plan came from the cache.
+    whether each plan came from the cache; `on_record` hears each trajectory entry of an
+    optimisation as it is recorded (the event stream).
     """
 
     plans: PlanCache
@@ -94,6 +97,7 @@ class ComputeContext:
     timer: Timer = untimed
     engine_stage: Timer = untimed
     on_plan_lookup: Callable[[bool], None] = field(default=_ignore_plan_lookup)
+    on_record: Callable[[dict], None] | None = None
 
 
 def load(kind: str, data: object, limits: RequestLimits, timer: Timer = untimed) -> Loaded:

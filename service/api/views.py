@@ -8,6 +8,8 @@ seen before, byte for byte or as the same parsed JSON (spelled with other whites
 another order), already has a known result hash (service/known_requests.py), so its hit skips
 the schema load, binding and hashing. Each stage is timed into Server-Timing.
 
+A streaming kind asked for `Accept: text/event-stream` answers as events (service/api/stream.py).
+
 Each request has one compute deadline, set when it starts: waiting for an identical request
 that is computing, compiling, running and gradchecking all spend from it.
 """
@@ -18,6 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 
 from flask import Blueprint, Response, current_app, g
@@ -25,11 +28,13 @@ from flask import Blueprint, Response, current_app, g
 from engine import describe_ops
 from schemas import mark_cached, parse_json
 from service.api.body import read_json_body
+from service.api.stream import event_stream_response, wants_event_stream
 from service.errors import ApiError
 from service.kinds import KINDS, Kind
-from service.pipeline import ComputeContext, Loaded, RequestLimits, load
+from service.observe.timing import StageTimer
+from service.pipeline import ComputeContext, Loaded, RequestLimits, Timer, load
 from service.resources import resources
-from service.store import fetch_or_compute
+from service.store import Unstored, fetch_or_compute
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -91,6 +96,8 @@ Loader = Callable[[object], Loaded]
 def computation(kind: Kind, body: bytes, load: Loader, scope: str = "") -> Response:
     """The answer of `kind` to `body`, loaded by `load`. `scope` tells apart bodies that load
     differently though their bytes are equal (the registered graph they are sent to)."""
+    if kind.streams and wants_event_stream():
+        return _streamed_computation(kind, load(_parsed(body)))
     if kind.cached:
         return _cached_computation(kind, body, load, scope)
     return _fresh_computation(kind, body, load)
@@ -130,7 +137,7 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
     for key in (fingerprint, json_fingerprint):
         known.put(key, loaded.hash)
     result, outcome = fetch_or_compute(
-        shared.results, loaded.hash, lambda: _answer(kind, loaded),
+        shared.results, loaded.hash, lambda: _storable_answer(kind, loaded),
         wait_until=g.wait_until, timer=timer,
     )
     shared.metrics.count_cache_lookup(outcome)
@@ -166,6 +173,17 @@ def observed(loaded: Loaded) -> Loaded:
     return loaded
 
 
+def _streamed_computation(kind: Kind, loaded: Loaded) -> Response:
+    # built here, where the app is current; its stages are timed apart from the request's,
+    # as they run in the stream's thread after the headers went out
+    context = _compute_context(kind, StageTimer())
+
+    def compute(on_record: Callable[[dict], None]) -> bytes | Unstored:
+        return _storable_answer(kind, loaded, replace(context, on_record=on_record))
+
+    return event_stream_response(loaded, compute, wait_until=g.wait_until)
+
+
 def _answer(kind: Kind, loaded: Loaded) -> bytes:
     """The kind's computation of the loaded request, written as its response body."""
     answer = kind.compute(loaded, _compute_context(kind))
@@ -173,19 +191,33 @@ def _answer(kind: Kind, loaded: Loaded) -> bytes:
         return kind.dump(answer, loaded)
 
 
+def _storable_answer(
+    kind: Kind, loaded: Loaded, context: ComputeContext | None = None
+) -> bytes | Unstored:
+    """`_answer`, marked Unstored when the kind says its answer is not to be kept."""
+    context = context or _compute_context(kind)
+    answer = kind.compute(loaded, context)
+    with context.timer("dump"):
+        body = kind.dump(answer, loaded)
+    return body if kind.stored(answer) else Unstored(body)
+
+
 def request_limits() -> RequestLimits:
     return RequestLimits.from_config(current_app.config)
 
 
-def _compute_context(kind: Kind) -> ComputeContext:
+def _compute_context(kind: Kind, timer: Timer | None = None) -> ComputeContext:
+    """The context of computing a request of `kind`, its stages timed by `timer` (default: the
+    request's, reported in Server-Timing)."""
     shared = resources()
+    timer = timer or g.timer
 
     @contextmanager
     def engine_stage(stage: str) -> Iterator[None]:
         """A stage inside the engine: timed for Server-Timing and the engine histogram."""
         started = time.perf_counter()
         try:
-            with g.timer(stage):
+            with timer(stage):
                 yield
         finally:
             elapsed = time.perf_counter() - started
@@ -198,7 +230,7 @@ def _compute_context(kind: Kind) -> ComputeContext:
         plans=shared.plans,
         limits=request_limits(),
         deadline=g.deadline,
-        timer=g.timer,
+        timer=timer,
         engine_stage=engine_stage,
         on_plan_lookup=on_plan_lookup,
     )

@@ -14,7 +14,7 @@ from service.store.lru import LockedLRU
 from service.store.memory import MemoryStore
 from service.store.near import NearCachedStore
 from service.store.redis import RedisStore
-from service.store.single_flight import Outcome, fetch_or_compute
+from service.store.single_flight import Outcome, Unstored, fetch_or_compute
 
 __all__ = [
     "DiskStore",
@@ -25,5 +25,6 @@ __all__ = [
     "Outcome",
     "RedisStore",
     "Store",
+    "Unstored",
     "fetch_or_compute",
 ]

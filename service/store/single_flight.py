@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Literal
 
 from service.store.base import Store
@@ -24,16 +25,24 @@ def _untimed(stage: str) -> AbstractContextManager:
     return nullcontext()
 
 
+@dataclass(frozen=True, slots=True)
+class Unstored:
+    """A computed body to answer but not to store (a run that the deadline cut short)."""
+
+    body: bytes
+
+
 def fetch_or_compute(
     cache: Store,
     key: str,
-    compute: Callable[[], bytes],
+    compute: Callable[[], bytes | Unstored],
     *,
     wait_until: float,
     timer: StageTimer = _untimed,
     poll_seconds: float = 0.002,
 ) -> tuple[bytes, Outcome]:
-    """The stored body for `key` ("hit"), or `compute()`'s, stored for the next caller ("miss").
+    """The stored body for `key` ("hit"), or `compute()`'s, stored for the next caller ("miss")
+    unless it comes as `Unstored`.
 
     While another request holds the claim on `key`, poll for its result until `wait_until`
     (a time.monotonic() value) and compute here if it does not come or the claim lapses.
@@ -56,10 +65,10 @@ def fetch_or_compute(
                 return body, "hit"
             if not still_claimed:
                 token = cache.claim(key)
-    body = None
+    computed = None
     try:
-        body = compute()
+        computed = compute()
     finally:
         with timer("cache_write"):
-            cache.put_and_release(key, token, body)
-    return body, "miss"
+            cache.put_and_release(key, token, computed if isinstance(computed, bytes) else None)
+    return (computed.body if isinstance(computed, Unstored) else computed), "miss"

@@ -207,6 +207,8 @@ def test_each_kind_hashes_the_fields_that_change_its_body():
         "jacobian": {"wrt", "encoding", "batch"},
         "gradcheck": {"seed", "encoding", "eps", "check"},  # wrt takes no part in a check
         "diagram": {"seed", "wrt", "format"},  # an image has no tensor encoding
+        "optimize": {"params", "goal", "optimizer", "lr_schedule", "steps", "stop",
+                     "record_every", "encoding", "batch", "batch_size", "shuffle_seed"},
     }
 
 

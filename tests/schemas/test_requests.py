@@ -43,7 +43,7 @@ def test_the_contract_example_loads_into_engine_objects():
 
 def test_defaults_of_every_kind():
     for kind in REQUEST_KINDS:
-        if kind == "jacobian":  # wrt is required there
+        if kind in ("jacobian", "optimize"):  # wrt is required there; params etc. here
             continue
         request = load_request(kind, circuit_request())
         assert request.inputs == {} and request.seed is None and request.wrt is None
@@ -74,6 +74,9 @@ def test_each_kind_takes_the_gradients_request_plus_its_own_fields():
         "gradcheck": gradients | {"eps", "check"},
         "diagram": gradients | {"format"},
         "jacobian": gradients - {"seed"} | {"batch"},
+        "optimize": gradients - {"seed", "wrt"} | {
+            "batch", "batch_size", "shuffle_seed", "params", "goal", "optimizer", "lr_schedule",
+            "steps", "stop", "record_every"},
     }
 
 

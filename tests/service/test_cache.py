@@ -13,6 +13,7 @@ from service.store import (
     MemoryStore,
     NearCachedStore,
     RedisStore,
+    Unstored,
     fetch_or_compute,
 )
 
@@ -238,6 +239,15 @@ def test_fetch_or_compute_misses_then_hits(any_cache):
         b"v",
         "hit",
     )
+
+
+def test_an_unstored_body_is_answered_and_its_claim_released(any_cache):
+    far = time.monotonic() + FAR
+    assert fetch_or_compute(any_cache, "k", lambda: Unstored(b"cut short"), wait_until=far) == (
+        b"cut short", "miss")
+    assert any_cache.get("k") is None
+    assert any_cache.claim("k")  # nobody holds it: the next request computes at once
+    assert fetch_or_compute(any_cache, "j", lambda: b"whole", wait_until=far) == (b"whole", "miss")
 
 
 def test_concurrent_identical_misses_compute_once(any_cache):

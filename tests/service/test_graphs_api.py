@@ -22,6 +22,8 @@ KIND_FIELDS = {
     "gradcheck": {"check": ["x"], "eps": 1e-6},
     "diagram": {"format": "dot", "inputs": {"z": 2}},
     "jacobian": {"wrt": ["x", "q"], "batch": {"x": [1, 2, 3]}},
+    "optimize": {"params": ["x", "y"], "optimizer": {"name": "adam", "lr": 0.1}, "steps": 5,
+                 "inputs": {"z": 2}},
 }
 
 

@@ -72,12 +72,14 @@ def test_error_responses_carry_the_error_schema(spec):
 def test_request_schemas_are_the_validating_schemas(spec):
     names = {"gradients": "GradientsRequest", "evaluate": "EvaluateRequest",
              "gradcheck": "GradcheckRequest", "diagram": "DiagramRequest",
-             "jacobian": "JacobianRequest"}
+             "jacobian": "JacobianRequest", "optimize": "OptimizeRequest"}
     for kind, schema in REQUEST_SCHEMAS.items():
         described = spec["components"]["schemas"][names[kind]]
         assert set(described["properties"]) == set(schema.fields)
         assert described["additionalProperties"] is False
-        assert described["required"] == (["graph", "wrt"] if kind == "jacobian" else ["graph"])
+        required = {"optimize": ["graph", "optimizer", "params", "steps"],
+                    "jacobian": ["graph", "wrt"]}
+        assert described["required"] == required.get(kind, ["graph"])
 
 
 def test_op_names_come_from_the_engine_catalog(spec):
