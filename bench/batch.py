@@ -31,11 +31,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bench.engine import best_of
+from bench.engine import BASIC_GATES, MICROGRAD_GATES, best_of, gate_row
 from engine import Graph, Node, compile_plan, jacobian
 from engine.executors.workspace import POOL
 
-GATES = ("add", "mul", "max", "exp", "sigmoid", "inv", "pow")
 POINTS = 10_000
 MICROGRAD_POINTS = 200
 
@@ -58,16 +57,11 @@ def batch_dag(n: int = 1000, width: int = 50, shared: int = 8, seed: int = 0) ->
         row = []
         for _ in range(min(width, n - 1 - len(spec))):
             name = f"n{len(spec)}"
-            op = "sigmoid" if level % 2 == 0 else GATES[rng.integers(len(GATES))]
+            op = "sigmoid" if level % 2 == 0 else BASIC_GATES[rng.integers(len(BASIC_GATES))]
             a = previous[rng.integers(len(previous))]
             b = (weights[rng.integers(len(weights))] if rng.random() < 0.3
                  else previous[rng.integers(len(previous))])
-            if op in ("add", "mul", "max"):
-                spec.append((name, op, (a, b), {}, None))
-            elif op == "pow":
-                spec.append((name, op, (a,), {"exponent": 2.0}, None))
-            else:
-                spec.append((name, op, (a,), {}, None))
+            spec.append(gate_row(name, op, a, b))
             row.append(name)
         previous = row
     # the output adds up every gate nothing reads, so that every gate lies on a path to it
@@ -157,30 +151,7 @@ def micrograd_points(spec: list[tuple], batch: dict[str, np.ndarray], points: in
     (so far as those points go)."""
     from micrograd.engine import Value
 
-    def unary(x, data, local):
-        out = Value(data, (x,), "")
-
-        def _backward():
-            x.grad += local(out.data) * out.grad
-
-        out._backward = _backward
-        return out
-
-    def maximum(a, b):
-        out = Value(max(a.data, b.data), (a, b), "max")
-
-        def _backward():
-            (a if a.data >= b.data else b).grad += out.grad
-
-        out._backward = _backward
-        return out
-
-    build = {
-        "add": lambda *xs: sum(xs[1:], xs[0]), "mul": lambda a, b: a * b, "max": maximum,
-        "exp": lambda a: unary(a, math.exp(a.data), lambda o: o),
-        "sigmoid": lambda a: unary(a, 1.0 / (1.0 + math.exp(-a.data)), lambda o: o * (1 - o)),
-        "inv": lambda a: a**-1, "pow": lambda a: a**2,
-    }
+    build = {"add": lambda *xs: sum(xs[1:], xs[0]), **MICROGRAD_GATES}
     totals = {name: 0.0 for name in input_names(spec)}
     for k in range(points):
         values = {}

@@ -68,17 +68,20 @@ def random_dag(n: int, depth: int, seed: int = 0) -> list[tuple]:
         for k in range(count):
             name = f"n{len(spec)}"
             op = "sigmoid" if level % 2 == 0 else BASIC_GATES[kinds[k]]
-            a, b = previous[picks[k, 0]], previous[picks[k, 1]]
-            if op in ("add", "mul", "max"):
-                spec.append((name, op, (a, b), {}, None))
-            elif op == "pow":
-                spec.append((name, op, (a,), {"exponent": 2.0}, None))
-            else:
-                spec.append((name, op, (a,), {}, None))
+            spec.append(gate_row(name, op, previous[picks[k, 0]], previous[picks[k, 1]]))
             row.append(name)
         previous = row
     spec.append(("out", "add", tuple(previous[:2]), {}, None))
     return spec
+
+
+def gate_row(name: str, op: str, a: str, b: str) -> tuple:
+    """The description of one of BASIC_GATES over `a` (and `b`, for the binary ones)."""
+    if op in ("add", "mul", "max"):
+        return (name, op, (a, b), {}, None)
+    if op == "pow":
+        return (name, op, (a,), {"exponent": 2.0}, None)
+    return (name, op, (a,), {}, None)
 
 
 def chain(n: int) -> list[tuple]:
@@ -104,6 +107,42 @@ def to_graph(spec: list[tuple]) -> tuple[Graph, dict]:
 # ---------------------------------------------------------------- micrograd
 
 
+def _micrograd_unary(x, data: float, local):
+    """A micrograd Value of `data` whose gradient is local(its data) times the outer one."""
+    from micrograd.engine import Value
+
+    out = Value(data, (x,), "")
+
+    def _backward():
+        x.grad += local(out.data) * out.grad
+
+    out._backward = _backward
+    return out
+
+
+def _micrograd_maximum(a, b):
+    """max(a, b) in micrograd's closure style; a tie sends the gradient to `a`."""
+    from micrograd.engine import Value
+
+    out = Value(max(a.data, b.data), (a, b), "max")
+
+    def _backward():
+        (a if a.data >= b.data else b).grad += out.grad
+
+    out._backward = _backward
+    return out
+
+
+# the gates micrograd 0.1.0 lacks, in its own closure style; 1/x is its own `x ** -1`
+MICROGRAD_GATES = {
+    "mul": lambda a, b: a * b, "max": _micrograd_maximum,
+    "exp": lambda a: _micrograd_unary(a, math.exp(a.data), lambda o: o),
+    "sigmoid": lambda a: _micrograd_unary(a, 1.0 / (1.0 + math.exp(-a.data)),
+                                          lambda o: o * (1.0 - o)),
+    "inv": lambda a: a**-1, "pow": lambda a: a**2,
+}
+
+
 def micrograd_run(spec: list[tuple]):
     """Build the graph from micrograd Values (forward happens while building), then backward.
 
@@ -112,37 +151,7 @@ def micrograd_run(spec: list[tuple]):
     """
     from micrograd.engine import Value
 
-    def unary(x, data, local):
-        out = Value(data, (x,), "")
-
-        def _backward():
-            x.grad += local(out.data) * out.grad
-
-        out._backward = _backward
-        return out
-
-    def exp(x):
-        return unary(x, math.exp(x.data), lambda o: o)
-
-    def sigmoid(x):
-        return unary(x, 1.0 / (1.0 + math.exp(-x.data)), lambda o: o * (1.0 - o))
-
-    def maximum(a, b):
-        out = Value(max(a.data, b.data), (a, b), "max")
-
-        def _backward():
-            if a.data >= b.data:
-                a.grad += out.grad
-            else:
-                b.grad += out.grad
-
-        out._backward = _backward
-        return out
-
-    build = {
-        "add": lambda a, b: a + b, "mul": lambda a, b: a * b, "max": maximum, "exp": exp,
-        "sigmoid": sigmoid, "inv": lambda a: a**-1, "pow": lambda a: a**2,
-    }
+    build = {"add": lambda a, b: a + b, **MICROGRAD_GATES}
     values = {}
     for name, op, inputs, _, value in spec:
         values[name] = Value(value) if op == "input" else build[op](*(values[i] for i in inputs))

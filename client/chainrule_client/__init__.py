@@ -12,87 +12,27 @@ The SDK speaks the HTTP wire contract only; it shares no code with the service. 
 rooted at `ChainruleError` (tree in `chainrule_client.exceptions`).
 """
 
+from chainrule_client import exceptions, functions, results
 from chainrule_client import nn as nn  # the submodule, as cr.nn
 from chainrule_client.client import VERSION as __version__
 from chainrule_client.client import AsyncClient, Client
-from chainrule_client.exceptions import (
-    APIError,
-    BadRequest,
-    ChainruleError,
-    DeadlineExceeded,
-    GraphError,
-    NetworkError,
-    NotFound,
-    ProtocolError,
-    ServerError,
-    Timeout,
-    TooLarge,
-    TransportError,
-    Unavailable,
-    ValidationError,
-)
+from chainrule_client.exceptions import *  # noqa: F403 - the whole tree, as listed there
 from chainrule_client.expr import Node, const, input
-from chainrule_client.functions import (
-    add_const,
-    concat,
-    conv2d,
-    cross_entropy,
-    inv,
-    max_pool2d,
-    maximum,
-    minimum,
-    scale,
-    stack,
-)
+from chainrule_client.functions import *  # noqa: F403 - the gate-building functions
 from chainrule_client.graphs import from_graph, to_graph
-from chainrule_client.results import (
-    Check,
-    GradcheckResult,
-    JacobianResult,
-    OptimizeResult,
-    Params,
-    Result,
-    Step,
-)
+from chainrule_client.results import *  # noqa: F403 - the result types
 
+# each module's own __all__ says which of its names the package exports
 __all__ = [
-    "APIError",
     "AsyncClient",
-    "BadRequest",
-    "ChainruleError",
-    "Check",
     "Client",
-    "DeadlineExceeded",
-    "GradcheckResult",
-    "GraphError",
-    "JacobianResult",
-    "NetworkError",
     "Node",
-    "NotFound",
-    "OptimizeResult",
-    "Params",
-    "ProtocolError",
-    "Result",
-    "ServerError",
-    "Step",
-    "Timeout",
-    "TooLarge",
-    "TransportError",
-    "Unavailable",
-    "ValidationError",
     "__version__",
-    "add_const",
-    "concat",
     "const",
-    "conv2d",
-    "cross_entropy",
     "from_graph",
     "input",
-    "inv",
-    "max_pool2d",
-    "maximum",
-    "minimum",
-    "scale",
-    "stack",
     "to_graph",
+    *exceptions.__all__,
+    *functions.__all__,
+    *results.__all__,
 ]

@@ -20,7 +20,7 @@ from chainrule_client import replies
 from chainrule_client.expr import GraphLike, Node
 from chainrule_client.graphs import serialise
 from chainrule_client.protocol import Call, EventSink, Reply
-from chainrule_client.results import GradcheckResult, JacobianResult, Result
+from chainrule_client.results import GradcheckResult, JacobianResult, Result, known_id
 from chainrule_client.tensors import as_array, encode_tensor
 
 __all__ = [
@@ -112,15 +112,10 @@ def _jsonable(value: object) -> object:
 
 def node_id(node: NodeRef, ids: Mapping[Node, str]) -> str:
     """The id a node (of the expression sent, or named) or an id string stands for."""
-    if isinstance(node, str):
-        return node
-    if isinstance(node, Node):
-        if node in ids:
-            return ids[node]
-        if node.id is not None:
-            return node.id
+    key = known_id(node, ids)
+    if key is None:
         raise ValueError("an unnamed node that is not part of the expression cannot be named")
-    raise TypeError(f"expected a Node or a node id, got {type(node).__name__}")
+    return key
 
 
 def node_ids(refs: Nodes, ids: Mapping[Node, str]) -> list[str]:

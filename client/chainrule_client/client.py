@@ -38,6 +38,36 @@ def _headers(extra: Mapping[str, str] | None) -> dict[str, str]:
     return {"User-Agent": f"chainrule-client/{VERSION}", **(extra or {})}
 
 
+def _arguments(call: Request[object]) -> dict[str, object]:
+    """What httpx's request and stream take for this call."""
+    return {"method": call.method, "url": call.path, "content": call.body, "headers": call.headers}
+
+
+def _whole(response: httpx.Response) -> Reply:
+    return Reply(response.status_code, response.headers, response.content)
+
+
+class _Received:
+    """A streamed body as it arrives. A success's chunks also go to the call's event sink as
+    they come, so that its events reach the caller before the stream ends."""
+
+    def __init__(self, call: Request[object]) -> None:
+        self.call = call
+        self.chunks: list[bytes] = []
+
+    def take(self, response: httpx.Response, chunk: bytes) -> None:
+        if response.is_success:
+            self.call.events.feed(chunk)
+        self.chunks.append(chunk)
+
+    def reply(self, response: httpx.Response) -> Reply:
+        return Reply(response.status_code, response.headers, b"".join(self.chunks))
+
+    def failed(self, exc: httpx.TransportError) -> Reply | httpx.TransportError:
+        """A stream that broke after part of it arrived is not retried (`broken_stream`)."""
+        return protocol.broken_stream(exc) if self.chunks else exc
+
+
 class _Face(Endpoints):
     """What both clients are made of: settings, an httpx client, and the endpoints."""
 
@@ -109,23 +139,16 @@ class Client(_Face):
                 return done.value
 
     def _send(self, call: Request[object]) -> Reply | httpx.TransportError:
-        chunks: list[bytes] = []
+        received = _Received(call)
         try:
             if call.events is None:
-                response = self._http.request(
-                    call.method, call.path, content=call.body, headers=call.headers
-                )
-                return Reply(response.status_code, response.headers, response.content)
-            with self._http.stream(
-                call.method, call.path, content=call.body, headers=call.headers
-            ) as response:
+                return _whole(self._http.request(**_arguments(call)))
+            with self._http.stream(**_arguments(call)) as response:
                 for chunk in response.iter_bytes():
-                    if response.is_success:
-                        call.events.feed(chunk)
-                    chunks.append(chunk)
-                return Reply(response.status_code, response.headers, b"".join(chunks))
+                    received.take(response, chunk)
+                return received.reply(response)
         except httpx.TransportError as exc:
-            return protocol.broken_stream(exc) if chunks else exc
+            return received.failed(exc)
 
 
 class AsyncClient(_Face):
@@ -163,20 +186,13 @@ class AsyncClient(_Face):
                 return done.value
 
     async def _send(self, call: Request[object]) -> Reply | httpx.TransportError:
-        chunks: list[bytes] = []
+        received = _Received(call)
         try:
             if call.events is None:
-                response = await self._http.request(
-                    call.method, call.path, content=call.body, headers=call.headers
-                )
-                return Reply(response.status_code, response.headers, response.content)
-            async with self._http.stream(
-                call.method, call.path, content=call.body, headers=call.headers
-            ) as response:
+                return _whole(await self._http.request(**_arguments(call)))
+            async with self._http.stream(**_arguments(call)) as response:
                 async for chunk in response.aiter_bytes():
-                    if response.is_success:
-                        call.events.feed(chunk)
-                    chunks.append(chunk)
-                return Reply(response.status_code, response.headers, b"".join(chunks))
+                    received.take(response, chunk)
+                return received.reply(response)
         except httpx.TransportError as exc:
-            return protocol.broken_stream(exc) if chunks else exc
+            return received.failed(exc)

@@ -189,10 +189,7 @@ def _read(reply: Reply, ids: Mapping[Node, str], stream: _StepStream | None) -> 
 
 
 def _data(event: Event) -> Any:
-    try:
-        return json.loads(event.data)
-    except ValueError as exc:
-        raise ProtocolError(f"an {event.name!r} event's data is not JSON: {exc}") from None
+    return replies.json_of(event.data, f"an {event.name!r} event's data")
 
 
 def _stream_error(event: Event, reply: Reply) -> Exception:

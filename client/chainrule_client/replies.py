@@ -6,7 +6,8 @@ Every reader raises `ProtocolError` when a success body breaks the wire contract
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from chainrule_client.exceptions import ProtocolError
@@ -28,6 +29,8 @@ __all__ = [
     "gradients_reader",
     "image_reader",
     "json_body",
+    "json_of",
+    "mistypes",
     "parse_any_result",
     "parse_gradcheck",
     "parse_health",
@@ -40,12 +43,29 @@ __all__ = [
     "tensor",
 ]
 
+# what reading a field of a decoded body raises when the field is missing or of another type
+READ_ERRORS: tuple[type[Exception], ...] = (KeyError, TypeError, AttributeError)
+
 
 def json_body(reply: Reply) -> Any:
+    return json_of(reply.content, "the response body")
+
+
+def json_of(text: bytes | str, what: str) -> Any:
+    """Decoded JSON, or a ProtocolError saying that `what` is not JSON."""
     try:
-        return json.loads(reply.content)
+        return json.loads(text)
     except ValueError as exc:
-        raise ProtocolError(f"the response body is not JSON: {exc}") from None
+        raise ProtocolError(f"{what} is not JSON: {exc}") from None
+
+
+@contextmanager
+def mistypes(what: str, errors: tuple[type[Exception], ...] = READ_ERRORS) -> Iterator[None]:
+    """Turns a missing or mistyped field met while reading `what` into a ProtocolError."""
+    try:
+        yield
+    except errors as exc:
+        raise ProtocolError(f"{what} is missing or mistypes {exc}") from None
 
 
 def tensor(value: object, where: str) -> Any:
@@ -59,7 +79,7 @@ def tensor(value: object, where: str) -> Any:
 def parse_result(reply: Reply, ids: Mapping[Node, str], kind: str) -> Result:
     """A /v1/gradients or /v1/evaluate body as a Result."""
     body = json_body(reply)
-    try:
+    with mistypes(f"a {kind} response"):
         nodes = body["nodes"]
         values, grads = {}, {}
         for node_id, entry in nodes.items():
@@ -77,8 +97,6 @@ def parse_result(reply: Reply, ids: Mapping[Node, str], kind: str) -> Result:
             request_id=reply.headers.get("x-request-id"),
             ids=ids,
         )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ProtocolError(f"a {kind} response is missing or mistypes {exc}") from None
 
 
 def gradients_reader(reply: Reply, ids: Mapping[Node, str]) -> Result:
@@ -97,7 +115,7 @@ def image_reader(reply: Reply, ids: Mapping[Node, str]) -> bytes:
 def parse_gradcheck(reply: Reply, ids: Mapping[Node, str]) -> GradcheckResult:
     """A /v1/gradcheck body as a GradcheckResult."""
     body = json_body(reply)
-    try:
+    with mistypes("a gradcheck response"):
         checks = {}
         for node_id, entry in body["checks"].items():
             analytic, numeric = entry.get("analytic"), entry.get("numeric")
@@ -115,14 +133,12 @@ def parse_gradcheck(reply: Reply, ids: Mapping[Node, str]) -> GradcheckResult:
             request_id=reply.headers.get("x-request-id"),
             ids=ids,
         )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ProtocolError(f"a gradcheck response is missing or mistypes {exc}") from None
 
 
 def parse_jacobian(reply: Reply, ids: Mapping[Node, str]) -> JacobianResult:
     """A /v1/jacobian body as a JacobianResult."""
     body = json_body(reply)
-    try:
+    with mistypes("a jacobian response"):
         return JacobianResult(
             output=body["output"],
             value=tensor(body["value"], "value"),
@@ -134,8 +150,6 @@ def parse_jacobian(reply: Reply, ids: Mapping[Node, str]) -> JacobianResult:
             request_id=reply.headers.get("x-request-id"),
             ids=ids,
         )
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ProtocolError(f"a jacobian response is missing or mistypes {exc}") from None
 
 
 def parse_optimize(reply: Reply, ids: Mapping[Node, str]) -> OptimizeResult:
@@ -145,7 +159,7 @@ def parse_optimize(reply: Reply, ids: Mapping[Node, str]) -> OptimizeResult:
 
 def read_optimize(body: Any, ids: Mapping[Node, str], request_id: str | None) -> OptimizeResult:
     """An optimize response body (already decoded JSON) as an OptimizeResult."""
-    try:
+    with mistypes("an optimize response", (*READ_ERRORS, ValueError)):
         params = {node_id: tensor(v, f"params.{node_id}") for node_id, v in body["params"].items()}
         return OptimizeResult(
             params=Params(params, ids),
@@ -157,20 +171,16 @@ def read_optimize(body: Any, ids: Mapping[Node, str], request_id: str | None) ->
             cached=bool(body["cached"]),
             request_id=request_id,
         )
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ProtocolError(f"an optimize response is missing or mistypes {exc}") from None
 
 
 def read_step(entry: Any) -> Step:
     """One trajectory entry (also the data of a streamed `step` event)."""
-    try:
+    with mistypes("a trajectory entry", (KeyError, TypeError, ValueError)):
         return Step(
             step=int(entry["step"]),
             value=tensor(entry["value"], "trajectory value"),
             grad_norm=float(tensor(entry["grad_norm"], "trajectory grad_norm")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"a trajectory entry is missing or mistypes {exc}") from None
 
 
 def parse_any_result(reply: Reply) -> Result | GradcheckResult | JacobianResult | OptimizeResult:

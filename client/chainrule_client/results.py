@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
 from chainrule_client.expr import Node
 
-__all__ = [
+__all__ = [  # what the package exports; Tensor is an alias for annotations
     "Check",
     "GradcheckResult",
     "JacobianResult",
@@ -20,22 +20,36 @@ __all__ = [
     "Params",
     "Result",
     "Step",
-    "Tensor",
 ]
 
 Tensor = float | np.ndarray
+V = TypeVar("V")
 
 
-def _key(node: Node | str, ids: Mapping[Node, str]) -> str:
+def known_id(node: Node | str, ids: Mapping[Node, str]) -> str | None:
+    """The id a node (of the expression sent, or named) or an id string stands for; None for
+    an unnamed node that is not part of the expression."""
     if isinstance(node, str):
         return node
     if isinstance(node, Node):
-        if node in ids:
-            return ids[node]
-        if node.id is not None:
-            return node.id
-        raise KeyError("this unnamed node is not part of the request's expression")
+        return ids.get(node, node.id)
     raise TypeError(f"expected a Node or a node id, got {type(node).__name__}")
+
+
+def _key(node: Node | str, ids: Mapping[Node, str]) -> str:
+    key = known_id(node, ids)
+    if key is None:
+        raise KeyError("this unnamed node is not part of the request's expression")
+    return key
+
+
+def _entry(table: Mapping[str, V], node: Node | str, ids: Mapping[Node, str], missing: str) -> V:
+    """The table's entry for a node; else a KeyError saying `missing` of the node's id."""
+    key = _key(node, ids)
+    try:
+        return table[key]
+    except KeyError:
+        raise KeyError(missing.format(key)) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,21 +73,14 @@ class Result:
 
     def grad(self, node: Node | str) -> Tensor:
         """d(seed . output)/d(node)."""
-        key = _key(node, self.ids)
         if self.kind == "evaluate":
+            key = _key(node, self.ids)
             raise KeyError(f"an evaluate result has no gradients (asked for {key!r})")
-        try:
-            return self.grads[key]
-        except KeyError:
-            raise KeyError(f"no gradient reported for node {key!r} (see wrt)") from None
+        return _entry(self.grads, node, self.ids, "no gradient reported for node {!r} (see wrt)")
 
     def node_value(self, node: Node | str) -> Tensor:
         """The forward value of one node."""
-        key = _key(node, self.ids)
-        try:
-            return self.values[key]
-        except KeyError:
-            raise KeyError(f"no value reported for node {key!r} (see wrt)") from None
+        return _entry(self.values, node, self.ids, "no value reported for node {!r} (see wrt)")
 
     def __repr__(self) -> str:
         value = self.value if isinstance(self.value, float) else f"<array {self.value.shape}>"
@@ -105,11 +112,7 @@ class GradcheckResult:
     ids: Mapping[Node, str] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, node: Node | str) -> Check:
-        key = _key(node, self.ids)
-        try:
-            return self.checks[key]
-        except KeyError:
-            raise KeyError(f"input {key!r} was not checked") from None
+        return _entry(self.checks, node, self.ids, "input {!r} was not checked")
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,11 +132,8 @@ class JacobianResult:
 
     def jacobian(self, node: Node | str) -> Tensor:
         """d(output)/d(node), every output element against every node element."""
-        key = _key(node, self.ids)
-        try:
-            return self.jacobians[key]
-        except KeyError:
-            raise KeyError(f"no Jacobian reported for node {key!r} (see wrt)") from None
+        missing = "no Jacobian reported for node {!r} (see wrt)"
+        return _entry(self.jacobians, node, self.ids, missing)
 
 
 @dataclass(frozen=True)
@@ -155,11 +155,7 @@ class Params(Mapping[str, Tensor]):
         self._ids = ids
 
     def __getitem__(self, node: Node | str) -> Tensor:  # type: ignore[override]
-        key = _key(node, self._ids)
-        try:
-            return self._values[key]
-        except KeyError:
-            raise KeyError(f"{key!r} is not one of the optimised params") from None
+        return _entry(self._values, node, self._ids, "{!r} is not one of the optimised params")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)

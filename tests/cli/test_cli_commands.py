@@ -20,19 +20,9 @@ from click.testing import CliRunner
 import chainrule_client as cr
 import engine
 from service import cli
+from tests.circuits import CIRCUIT
 
 REPO = Path(__file__).resolve().parents[2]
-
-CIRCUIT = {
-    "nodes": [
-        {"id": "x", "op": "input", "value": -2},
-        {"id": "y", "op": "input", "value": 5},
-        {"id": "z", "op": "input", "value": -4},
-        {"id": "q", "op": "add", "inputs": ["x", "y"]},
-        {"id": "f", "op": "mul", "inputs": ["q", "z"]},
-    ],
-    "output": "f",
-}
 
 
 def write(tmp_path: Path, name: str, content: object) -> str:

@@ -4,16 +4,14 @@ loopback port, its progress bar fed by the event stream; the two answer the same
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from click.testing import CliRunner
 
 from service import cli
+from tests.loopback import served_on_loopback
 
 SEEDS = {
     "nodes": [
@@ -29,27 +27,10 @@ SEEDS_STEP = ["--params", "a,b,c", "--steps", "1", "--optimizer", "sgd", "--lr",
               "--goal", "maximize"]
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
 @pytest.fixture
 def live_url(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, server_class=ThreadingWSGIServer,
-                         handler_class=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with served_on_loopback(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,24 +7,13 @@ the README example, which opens its own client from a URL.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 import pytest
 
 import chainrule_client as cr
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+from tests.loopback import served_on_loopback
 
 
 @pytest.fixture
@@ -35,14 +24,5 @@ def sdk(app) -> Iterator[cr.Client]:
 
 @pytest.fixture
 def live_url(app) -> Iterator[str]:
-    server = make_server(
-        "127.0.0.1", 0, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+    with served_on_loopback(app) as url:
+        yield url

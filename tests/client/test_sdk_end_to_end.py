@@ -14,6 +14,7 @@ import pytest
 
 import chainrule_client as cr
 from service import create_app
+from tests.client.expressions import micrograd_readme
 
 
 def numeric_grads(
@@ -72,20 +73,6 @@ def test_the_x_plus_y_times_z_circuit(sdk):
     assert sorted(order) == ["f", "q", "x", "y", "z"] and order[-1] == "f"
     assert order.index("q") > max(order.index("x"), order.index("y"))
     assert result.cached is False and len(result.hash) == 64
-
-
-def micrograd_readme(a, b):
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
-    return g
 
 
 def test_micrograds_readme_expression_matches_micrograd(sdk):

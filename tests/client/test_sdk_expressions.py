@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import chainrule_client as cr
+from tests.client.expressions import micrograd_readme
 
 
 def nodes_by_id(graph: dict) -> dict[str, dict]:
@@ -183,18 +184,7 @@ def test_two_different_nodes_with_one_name_are_refused():
 
 
 def micrograd_expression():
-    a, b = cr.input("a", -4.0), cr.input("b", 2.0)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
-    return g
+    return micrograd_readme(cr.input("a", -4.0), cr.input("b", 2.0))
 
 
 def test_the_same_expression_gives_the_same_json():

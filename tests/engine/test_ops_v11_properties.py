@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import bind_sources, compile_plan, gradcheck
-from tests.engine.graphs import graph, node
+from engine import gradcheck
+from tests.engine.graphs import Builder, compiled, random_tensor_dag
 
 UNARY = ("sin", "cos", "softplus", "gelu", "leaky_relu")
 REDUCTIONS = ("amax", "amin", "logsumexp", "var")
@@ -22,17 +22,6 @@ def test_the_steps_cover_every_new_op():
            "logsumexp", "var", "concat", "stack", "slice", "take", "broadcast_to",
            "cross_entropy", "conv2d", "max_pool2d"}
     assert v11 <= set(STEPS)
-
-
-class Builder:
-    """Appends nodes with fresh ids under one step's prefix."""
-
-    def __init__(self, nodes: list, prefix: str):
-        self.nodes, self.prefix = nodes, prefix
-
-    def __call__(self, op: str, inputs: list[str], **attrs) -> str:
-        self.nodes.append(node(f"{self.prefix}_{len(self.nodes)}", op, inputs, **attrs))
-        return self.nodes[-1].id
 
 
 def _images_step(draw, add: Builder, a: str, b: str, kind: str) -> str:
@@ -54,9 +43,7 @@ def _images_step(draw, add: Builder, a: str, b: str, kind: str) -> str:
     return add("broadcast_to", [row], shape=[2, 3])
 
 
-def _step(draw, pool: list[str], nodes: list, k: int) -> str:
-    a, b = draw(st.sampled_from(pool)), draw(st.sampled_from(pool))
-    add = Builder(nodes, f"t{k}")
+def _step(draw, add: Builder, a: str, b: str) -> str:
     kind = draw(st.sampled_from(STEPS))
     if kind in UNARY or kind == "tanh":
         out = add(kind, [a])
@@ -86,26 +73,18 @@ def _step(draw, pool: list[str], nodes: list, k: int) -> str:
         out = add("add", [add("reshape", [losses], shape=[2, 1]), b])
     else:
         out = _images_step(draw, add, a, b, kind)
-    return add("tanh", [out])  # keep values moderate for the next step
+    return out
 
 
 @st.composite
 def v11_dags(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    nodes = [node(f"x{i}", "input", value=rng.uniform(-1.5, 1.5, size=(2, 3)))
-             for i in range(draw(st.integers(1, 3)))]
-    pool = [n.id for n in nodes]
-    for k in range(draw(st.integers(1, 6))):
-        pool.append(_step(draw, pool, nodes, k))
-    nodes.append(node("loss", "sum", [pool[-1]]))
-    return graph(*nodes, output="loss")
+    return random_tensor_dag(draw, _step)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(v11_dags())
 def test_random_dags_over_the_new_ops_agree_with_finite_differences(g):
-    sources = bind_sources(g)
-    plan = compile_plan(g, {k: v.shape for k, v in sources.items()})
+    plan, sources = compiled(g)
     for name, outcome in gradcheck(plan, sources, eps=1e-6).items():
         scale = max(1.0, float(np.max(np.abs(outcome.numeric))))
         assert float(np.max(np.abs(outcome.analytic - outcome.numeric))) < 1e-6 * scale, name

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import DeadlineExceeded, ShapeMismatch, UnknownNode, bind_sources, compile_plan
+from engine import DeadlineExceeded, ShapeMismatch, UnknownNode
 from engine.optim import SGD, Adam, Schedule
 from engine.optimize import (
     MAX_TRAJECTORY,
@@ -21,13 +21,7 @@ from engine.optimize import (
     minibatches,
     optimize,
 )
-from tests.engine.graphs import graph, node
-
-
-def compiled(g, strategy=None):
-    sources = bind_sources(g)
-    plan = compile_plan(g, {k: v.shape for k, v in sources.items()}, strategy=strategy)
-    return plan, sources
+from tests.engine.graphs import compiled, graph, node
 
 
 def seeds_graph():

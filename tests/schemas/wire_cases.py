@@ -10,17 +10,7 @@ from hypothesis import strategies as st
 
 from engine import bind_sources
 from schemas import load_request, parse_json, request_hash
-
-CIRCUIT = {
-    "nodes": [
-        {"id": "x", "op": "input", "value": -2},
-        {"id": "y", "op": "input", "value": 5},
-        {"id": "z", "op": "input", "value": -4},
-        {"id": "q", "op": "add", "inputs": ["x", "y"]},
-        {"id": "f", "op": "mul", "inputs": ["q", "z"]},
-    ],
-    "output": "f",
-}
+from tests.circuits import CIRCUIT
 
 
 def circuit_request(**fields) -> dict:

@@ -6,18 +6,9 @@ import copy
 
 import pytest
 
-CIRCUIT = {
-    "graph": {
-        "nodes": [
-            {"id": "x", "op": "input", "value": -2},
-            {"id": "y", "op": "input", "value": 5},
-            {"id": "z", "op": "input", "value": -4},
-            {"id": "q", "op": "add", "inputs": ["x", "y"]},
-            {"id": "f", "op": "mul", "inputs": ["q", "z"]},
-        ],
-        "output": "f",
-    }
-}
+from tests import circuits
+
+CIRCUIT = {"graph": circuits.CIRCUIT}
 
 
 @pytest.fixture

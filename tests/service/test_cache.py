@@ -16,6 +16,7 @@ from service.store import (
     Unstored,
     fetch_or_compute,
 )
+from tests.service.stores import STORE_KINDS, store_of_kind
 
 FAR = 60.0  # seconds: a wait_until nobody reaches in these tests
 
@@ -215,19 +216,11 @@ def disk_cache(directory, **overrides) -> DiskStore:
     return DiskStore(directory, **settings)
 
 
-@pytest.fixture(params=["memory", "redis", "near+redis", "disk", "near+disk", "cluster"])
+@pytest.fixture(params=STORE_KINDS)
 def any_cache(request, tmp_path):
-    if request.param == "memory":
-        yield near_memory()
-        return
-    if request.param.endswith("disk"):
-        cache = disk_cache(tmp_path / "store")
-    elif request.param == "cluster":
-        cache = redis_cache(request.getfixturevalue("redis_cluster"))
-    else:
-        cache = redis_cache(request.getfixturevalue("redis_server"))
-    yield NearCachedStore(near_memory(), cache) if request.param.startswith("near") else cache
-    cache.close()
+    yield from store_of_kind(
+        request, tmp_path, near=near_memory, redis=redis_cache, disk=disk_cache
+    )
 
 
 def test_fetch_or_compute_misses_then_hits(any_cache):

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from service.store import DiskStore, KeyLayout, MemoryStore, NearCachedStore, RedisStore
+from service.store import DiskStore, KeyLayout, MemoryStore, RedisStore
+from tests.service.stores import STORE_KINDS, store_of_kind
 
 GRAPH_TTL = 2  # seconds (Redis TTLs are whole seconds; two leave room for a busy machine)
 BIG = b"x" * 5000  # over every max_entry_bytes below: graphs are not bound by it
@@ -34,19 +35,11 @@ def disk_store(directory) -> DiskStore:
     )
 
 
-@pytest.fixture(params=["memory", "redis", "near+redis", "cluster", "disk", "near+disk"])
+@pytest.fixture(params=STORE_KINDS)
 def store(request, tmp_path):
-    if request.param == "memory":
-        yield memory_store()
-        return
-    if request.param.endswith("disk"):
-        far = disk_store(tmp_path / "store")
-    elif request.param == "cluster":
-        far = redis_store(request.getfixturevalue("redis_cluster"))
-    else:
-        far = redis_store(request.getfixturevalue("redis_server"))
-    yield NearCachedStore(memory_store(), far) if request.param.startswith("near") else far
-    far.close()
+    yield from store_of_kind(
+        request, tmp_path, near=memory_store, redis=redis_store, disk=disk_store
+    )
 
 
 def test_a_put_graph_is_read_back_whatever_its_size(store):

@@ -23,6 +23,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,20 +76,20 @@ def _answers(url: str, path: str = "/healthz") -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Stack:
-    log = tmp_path_factory.mktemp("replicas") / "stack.log"
-    port = free_port_block(REPLICAS + 1)
-    redis_port = free_port_block(1)
+@contextmanager
+def native_stack(log: Path, port: int, redis_port: int, *options: str,
+                 start_seconds: float = 60) -> Iterator[Stack]:
+    """scripts/stack-native with REPLICAS replicas behind nginx on `port`, once every replica
+    and nginx answer /readyz; stopped by SIGTERM after, which must end it cleanly."""
     # append mode: nginx reopens /dev/stdout with O_APPEND, the api writes through this one
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "stack-native"), "--port", str(port),
-             "--replicas", str(REPLICAS), "--redis-port", str(redis_port)],
+             "--replicas", str(REPLICAS), "--redis-port", str(redis_port), *options],
             stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     try:
-        _wait_for(lambda: "redis at" in log.read_text(errors="replace"), 60,
+        _wait_for(lambda: "redis at" in log.read_text(errors="replace"), start_seconds,
                   "stack-native did not start", log)
         pids = [int(p) for p in re.findall(r"^replica \d+ on \S+ \(pid (\d+)\)$",
                                            log.read_text(errors="replace"), re.M)]
@@ -100,6 +102,15 @@ def stack(tmp_path_factory) -> Stack:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    log = tmp_path_factory.mktemp("replicas") / "stack.log"
+    port = free_port_block(REPLICAS + 1)
+    redis_port = free_port_block(1)
+    with native_stack(log, port, redis_port) as stack:
+        yield stack
 
 
 def _requests_counted(replica_url: str, route: str) -> float:

@@ -12,13 +12,10 @@ replica answering (computing what the lost shard held) and /readyz naming the sh
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import uuid
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -27,11 +24,9 @@ import redis
 from deploy.native.ports import free_port_block
 from tests.stack.test_replicas import (
     REPLICAS,
-    ROOT,
     Stack,
-    _answers,
     _graph,
-    _wait_for,
+    native_stack,
 )
 from tests.stack.test_replicas import (
     test_a_replica_killed_under_load_costs_no_request as replica_killed_under_load,
@@ -39,32 +34,15 @@ from tests.stack.test_replicas import (
 
 
 @pytest.fixture(scope="module")
-def cluster_stack(tmp_path_factory) -> Stack:
+def cluster_stack(tmp_path_factory) -> Iterator[Stack]:
     log = tmp_path_factory.mktemp("replicas-cluster") / "stack.log"
     port = free_port_block(REPLICAS + 1)
     redis_port = free_port_block(3, offset=10000)  # the cluster bus listens 10000 above
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "stack-native"), "--port", str(port),
-             "--replicas", str(REPLICAS), "--redis-port", str(redis_port), "--redis-cluster"],
-            stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
-    try:
-        _wait_for(lambda: "redis at" in log.read_text(errors="replace"), 90,
-                  "stack-native did not start", log)
+    with native_stack(log, port, redis_port, "--redis-cluster", start_seconds=90) as stack:
         text = log.read_text(errors="replace")
         assert "redis at redis+cluster://" in text
-        pids = [int(p) for p in re.findall(r"^replica \d+ on \S+ \(pid (\d+)\)$", text, re.M)]
-        stack = Stack(f"http://127.0.0.1:{port}",
-                      [f"http://127.0.0.1:{port + i}" for i in range(1, REPLICAS + 1)],
-                      pids, log)
         stack.shard_ports = [redis_port + i for i in range(3)]
-        for url in [*stack.replica_urls, stack.url]:
-            _wait_for(lambda url=url: _answers(url, "/readyz"), 60, f"{url} never ready", log)
         yield stack
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
 
 
 def slow_request(seed: float) -> dict:
