@@ -156,21 +156,28 @@ class Family:
 def _families(table: Sequence[tuple[Op, dict]]) -> tuple[np.ndarray, list[Family], dict]:
     """Each kind's family, the families, and each merged attr's value by kind (nan where a
     kind has none). A null array attr stays shared: clip without a bound is another call."""
-    family_of = np.zeros(len(table), dtype=np.intp)
+    family_of: list[int] = []
     families: list[Family] = []
     known: dict[tuple, int] = {}
-    columns: dict[str, np.ndarray] = {}
+    merged_values: dict[str, tuple[list[int], list[float]]] = {}
     for k, (op, attrs) in enumerate(table):
         merged = tuple(name for name in op.array_attrs if attrs[name] is not None)
-        shared = _shared_attrs(op, attrs, merged)
+        shared = _shared_attrs(op, attrs, merged) if attrs else attrs
         key = (op.name, repr(shared), merged)  # repr: 2 and 2.0 are not the same attrs
-        if key not in known:
-            known[key] = len(families)
+        family = known.get(key)
+        if family is None:
+            family = known[key] = len(families)
             families.append(Family(op, shared, merged))
-        family_of[k] = known[key]
+        family_of.append(family)
         for name in merged:
-            columns.setdefault(name, np.full(len(table), np.nan))[k] = attrs[name]
-    return family_of, families, columns
+            kinds, values = merged_values.setdefault(name, ([], []))
+            kinds.append(k)
+            values.append(attrs[name])
+    columns = {}
+    for name, (kinds, values) in merged_values.items():
+        columns[name] = np.full(len(table), np.nan)
+        columns[name][kinds] = values
+    return np.array(family_of, dtype=np.intp), families, columns
 
 
 def _shared_attrs(op: Op, attrs: dict, merged: tuple[str, ...]) -> dict:
