@@ -6,7 +6,9 @@ declares `array_attrs`: those are gathered into arrays of one value per member, 
 scale gates with a thousand different factors is still one call. The backward pass adds a
 level's gradient contributions in one `np.add.at`, in the order the per-node executors add
 them (consumers last to first, each one's inputs first to last), so the gradients are the same
-floats whatever the grouping.
+floats whatever the grouping. Every gate of a level is computed, and the contributions of
+those nobody needs are then made -0.0, which added to any float leaves it as it was: as if
+they had been skipped, as the per-node executors skip them.
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ if TYPE_CHECKING:
 class LevelGroup:
     """Gates of one op, arity and shared attrs on one level, computed in one call.
 
-    `attrs` holds the shared attrs as they are and the op's array attrs as one value per
-    member; `ins[k]` are the members' k-th inputs, and `slots[k]` where the gradients for them
-    go among the contributions the backward pass adds up.
+    `attrs` are the shared attrs, `columns` the op's array attrs with one value per member;
+    `ins[k]` are the members' k-th inputs, and `slots[k]` where the gradients for them go
+    among the contributions the backward pass adds up.
     """
 
     forward: Callable
     vjp: Callable
     attrs: dict
+    columns: dict[str, np.ndarray]
     idx: np.ndarray
     ins: tuple[np.ndarray, ...]
     slots: tuple[np.ndarray, ...]
@@ -43,9 +46,12 @@ class LevelGroup:
 
 @dataclass(frozen=True, slots=True)
 class Level:
-    """The groups of one level; its gradient contributions are `start:stop` of the sum order."""
+    """The groups of one level, whose gates are nodes `first:last`; its gradient contributions
+    are `start:stop` of the sum order."""
 
     groups: tuple[LevelGroup, ...]
+    first: int
+    last: int
     start: int
     stop: int
 
@@ -53,7 +59,8 @@ class Level:
 @dataclass(frozen=True, slots=True)
 class LevelProgram:
     """`size` nodes, the output at `out`; the levels from the sources up. Contribution s of
-    the backward pass goes to node `targets[s]` and comes from gate `consumers[s]`."""
+    the backward pass goes to node `targets[s]`; node i has `indptr[i + 1] - indptr[i]`
+    inputs (the plan's own array)."""
 
     size: int
     out: int
@@ -67,8 +74,7 @@ class LevelsExecutor(Executor):
     gives_floats = True
 
     def prepare(self, plan: Plan) -> LevelProgram:
-        targets, consumers = _sum_order(plan)
-        return LevelProgram(len(plan.ids), plan.out, _group_levels(plan), targets, consumers)
+        return LevelProgram(len(plan.ids), plan.out, _group_levels(plan), *_sum_order(plan))
 
     def forward(
         self, state: LevelProgram, sources: Mapping[int, np.ndarray], deadline: Deadline
@@ -79,7 +85,8 @@ class LevelsExecutor(Executor):
         for level in state.levels:
             check_deadline(deadline)
             for group in level.groups:
-                v[group.idx] = group.forward(*[v[a] for a in group.ins], **group.attrs)
+                v[group.idx] = group.forward(*[v[a] for a in group.ins], **group.attrs,
+                                             **group.columns)
         return v
 
     def backward(
@@ -89,14 +96,20 @@ class LevelsExecutor(Executor):
         grad = np.zeros(state.size)
         grad[state.out] = seed
         need = np.asarray(needed, dtype=bool)
-        every = bool(need.all())
         contributions = np.empty(len(state.targets))
         for level in reversed(state.levels):
             check_deadline(deadline)
+            needed_here = need[level.first : level.last]
+            if not needed_here.any():
+                continue
             for group in level.groups:
-                if every or need[group.idx].any():
-                    _contribute(group, values, grad, contributions)
-            _accumulate(state, level, grad, contributions, None if every else need)
+                _contribute(group, values, grad, contributions)
+            span = slice(level.start, level.stop)
+            targets, local = state.targets[span], contributions[span]
+            if not needed_here.all():
+                keep = need[state.consumers[span]]
+                targets, local = targets[keep], local[keep]
+            np.add.at(grad, targets, local)
         return grad.tolist()
 
     def listed(self, values: np.ndarray) -> list[float]:
@@ -104,23 +117,12 @@ class LevelsExecutor(Executor):
 
 
 def _contribute(group: LevelGroup, v: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
-    """Write the group's members' gradient contributions into their slots of `out`."""
+    """Write the gradient contributions of the group's members into their slots of `out`."""
     idx = group.idx
-    local = group.vjp(grad[idx], v[idx], *[v[a] for a in group.ins], **group.attrs)
-    for slots, contribution in zip(group.slots, local, strict=True):
-        out[slots] = contribution
-
-
-def _accumulate(state: LevelProgram, level: Level, grad: np.ndarray, contributions: np.ndarray,
-                need: np.ndarray | None) -> None:
-    """Add a level's contributions into `grad` in order, leaving out those of gates nobody
-    needs (`need` None: every gate is needed)."""
-    span = slice(level.start, level.stop)
-    targets, local = state.targets[span], contributions[span]
-    if need is not None:
-        keep = need[state.consumers[span]]
-        targets, local = targets[keep], local[keep]
-    np.add.at(grad, targets, local)
+    local = group.vjp(grad[idx], v[idx], *[v[a] for a in group.ins], **group.attrs,
+                      **group.columns)
+    for where, contribution in zip(group.slots, local, strict=True):
+        out[where] = contribution
 
 
 # ---------------------------------------------------------------- compiling
@@ -198,25 +200,27 @@ def _group_levels(plan: Plan) -> tuple[Level, ...]:
         grouped[level].append(_group(plan, family, members, columns))
     # a level's nodes are consecutive (levels never decrease along the order), so are their
     # input entries, and so are the entries' slots, reversed
-    first = np.searchsorted(plan.levels, np.arange(depth + 1))
-    entries = len(plan.ins.indices) - plan.ins.indptr[first]
-    return tuple(Level(tuple(groups), int(entries[d + 1]), int(entries[d]))
+    first = np.searchsorted(plan.levels, np.arange(depth + 1)).tolist()
+    entries = (len(plan.ins.indices) - plan.ins.indptr[first]).tolist()
+    return tuple(Level(tuple(groups), first[d], first[d + 1], entries[d + 1], entries[d])
                  for d, groups in enumerate(grouped))
 
 
 def _group(plan: Plan, family: Family, members: np.ndarray, columns: dict) -> LevelGroup:
     op = family.op
-    starts, stops = plan.ins.indptr[members], plan.ins.indptr[members + 1]
-    arity = int(stops[0] - starts[0])
+    starts = plan.ins.indptr[members]
+    arity = int(plan.ins.indptr[members[0] + 1] - starts[0])
     # numpy's rule for an elementwise op; on 0-d values the others are the identity, whose
     # float kernels serve a gathered row of values as well
     forward, vjp = (op.forward, op.vjp) if op.elementwise else (op.scalar.forward, op.scalar.vjp)
-    kinds = plan.kinds[members]
-    attrs = {**family.shared, **{name: columns[name][kinds] for name in family.merged}}
-    entries = len(plan.ins.indices) - stops
-    return LevelGroup(forward, vjp, attrs, members,
+    merged = {}
+    if family.merged:
+        kinds = plan.kinds[members]
+        merged = {name: columns[name][kinds] for name in family.merged}
+    slots = len(plan.ins.indices) - arity - starts  # the first input's, see _sum_order
+    return LevelGroup(forward, vjp, family.shared, merged, members,
                       tuple(plan.ins.indices[starts + k] for k in range(arity)),
-                      tuple(entries + k for k in range(arity)))
+                      tuple(slots + k for k in range(arity)))
 
 
 def _groups(plan: Plan, families: np.ndarray) -> list[np.ndarray]:

@@ -188,12 +188,12 @@ def _shared(op, attrs: dict) -> dict:
     return {a: v for a, v in attrs.items() if a not in merged}
 
 
-def reference_sum_order(plan) -> list[list[tuple[int, int]]]:
-    """Per level, the (input, gate) of every gradient contribution in the order the per-node
-    executors add them: the level's gates last to first, each one's inputs first to last."""
-    levels: list[list[tuple[int, int]]] = [[] for _ in range(max(plan.levels) + 1)]
+def reference_sum_order(plan) -> list[list[tuple[int, int, int]]]:
+    """Per level, the (gate, k, its k-th input) of every gradient contribution in the order the
+    per-node executors add them: the level's gates last to first, each one's inputs in order."""
+    levels: list[list[tuple[int, int, int]]] = [[] for _ in range(max(plan.levels) + 1)]
     for i in range(len(plan.ops) - 1, -1, -1):
-        levels[plan.levels[i]].extend((j, i) for j in plan.ins[i])
+        levels[plan.levels[i]].extend((i, k, j) for k, j in enumerate(plan.ins[i]))
     return levels
 
 

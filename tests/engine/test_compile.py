@@ -216,7 +216,8 @@ def test_level_groups_are_the_reference_groups(case):
     plan = compile_plan(graph, shapes, strategy="levels")
     ref = reference_compile(graph, shapes)
     groups = [
-        [(g.forward, _listed(g.attrs), g.idx.tolist(), [column.tolist() for column in g.ins])
+        [(g.forward, {**g.attrs, **_listed(g.columns)}, g.idx.tolist(),
+          [column.tolist() for column in g.ins])
          for g in level.groups]
         for level in plan.state.levels
     ]
@@ -227,14 +228,15 @@ def test_level_groups_are_the_reference_groups(case):
     ]
     assert groups == expected
     state = plan.state
-    sums = [list(zip(state.targets[level.start:level.stop].tolist(),
-                     state.consumers[level.start:level.stop].tolist(), strict=True))
-            for level in state.levels]
-    assert sums == reference_sum_order(ref)
+    order = reference_sum_order(ref)
+    assert [state.targets[level.start:level.stop].tolist() for level in state.levels] == [
+        [j for _, _, j in level] for level in order]
+    slot_of = {(i, k): level.start + s
+               for level, entries in zip(state.levels, order, strict=True)
+               for s, (i, k, _) in enumerate(entries)}
     for group in (g for level in state.levels for g in level.groups):
-        for column, slots in zip(group.ins, group.slots, strict=True):
-            assert state.targets[slots].tolist() == column.tolist()
-            assert state.consumers[slots].tolist() == group.idx.tolist()
+        for k, slots in enumerate(group.slots):
+            assert slots.tolist() == [slot_of[(i, k)] for i in group.idx.tolist()]
 
 
 def _listed(attrs: dict) -> dict:
