@@ -6,9 +6,8 @@ declares `array_attrs`: those are gathered into arrays of one value per member, 
 scale gates with a thousand different factors is still one call. The backward pass adds a
 level's gradient contributions in one `np.add.at`, in the order the per-node executors add
 them (consumers last to first, each one's inputs first to last), so the gradients are the same
-floats whatever the grouping. Every gate of a level is computed, and the contributions of
-those nobody needs are then made -0.0, which added to any float leaves it as it was: as if
-they had been skipped, as the per-node executors skip them.
+floats whatever the grouping. A level is computed whole, and the contributions of gates
+nobody needs are left out of its sum, as the per-node executors skip those gates.
 """
 
 from __future__ import annotations
@@ -59,8 +58,7 @@ class Level:
 @dataclass(frozen=True, slots=True)
 class LevelProgram:
     """`size` nodes, the output at `out`; the levels from the sources up. Contribution s of
-    the backward pass goes to node `targets[s]`; node i has `indptr[i + 1] - indptr[i]`
-    inputs (the plan's own array)."""
+    the backward pass comes from gate `consumers[s]` and goes to node `targets[s]`."""
 
     size: int
     out: int
