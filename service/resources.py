@@ -9,6 +9,7 @@ from flask import current_app
 
 from service.graphs import GraphRegistry
 from service.known_requests import KnownRequests
+from service.known_structures import KnownStructures
 from service.observe.metrics import ServiceMetrics
 from service.plans import PlanCache
 from service.store import Store
@@ -21,6 +22,7 @@ class Resources:
     results: Store
     plans: PlanCache
     known_requests: KnownRequests
+    known_structures: KnownStructures
     metrics: ServiceMetrics
     graphs: GraphRegistry
 

@@ -127,7 +127,7 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
         return hit
     with timer("parse"):  # the parsed value's fingerprint is part of reading it
         data = parse_json(body)
-        json_fingerprint = known.json_fingerprint(kind.name + scope, data)
+        json_fingerprint = known.json_fingerprint(kind.name + scope, data, len(body))
     hit = _known_hit(json_fingerprint)
     if hit is not None:
         known.put(fingerprint, hit.headers["ETag"].strip('"'))
@@ -167,7 +167,8 @@ def _parsed(body: bytes) -> object:
 
 
 def _load(kind: Kind, data: object) -> Loaded:
-    return observed(load(kind.name, data, request_limits(), g.timer))
+    structures = resources().known_structures
+    return observed(load(kind.name, data, request_limits(), g.timer, structures))
 
 
 def observed(loaded: Loaded) -> Loaded:
