@@ -11,7 +11,10 @@ and only the values need decoding: the known graph is reused with its valued nod
 around the new values. When a value does not decode the request takes the whole way, so its
 error is the one a full load gives. Only structures that loaded successfully are remembered.
 
-Entries are bounded as the plan cache is, by count and by the nodes they hold.
+A structure is kept the second time it loads, not the first: a loaded graph is many small
+objects (about 0.35 KB a node), which the worker's cyclic collector scans on every full pass,
+so graphs sent once are not worth holding. Until then only its key is remembered. Entries are
+bounded as the plan cache is, by count and by the nodes they hold.
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ def _nodes_held(key: bytes, known: KnownGraph) -> int:
     return len(known.graph.nodes)
 
 
+# Keys of structures loaded once, kept to tell a structure's second load from its first.
+SEEN_KEYS = 4096
+
+
 class KnownStructures:
     """Up to `max_items` known structures holding at most `max_nodes` nodes in all. Thread-safe."""
 
@@ -74,6 +81,7 @@ class KnownStructures:
         self._known: LockedLRU[bytes, KnownGraph] = LockedLRU(
             max_items=max_items, max_cost=max_nodes, cost=_nodes_held
         )
+        self._seen: LockedLRU[bytes, bool] = LockedLRU(max_items=SEEN_KEYS)
 
     def __len__(self) -> int:
         return len(self._known)
@@ -97,7 +105,11 @@ class KnownStructures:
         sources: Sequence[int],
     ) -> None:
         """Keep a graph that loaded under its structure's key, with its canonical form and the
-        positions of its source nodes (service.graphs.source_positions)."""
+        positions of its source nodes (service.graphs.source_positions), if its structure
+        loaded before; else only note the key."""
+        if self._seen.get(structure.key) is None:
+            self._seen.put(structure.key, True)
+            return
         known = KnownGraph(graph, canonical, tuple(structure.valued), tuple(sources))
         self._known.put(structure.key, known)
 

@@ -27,6 +27,13 @@ def with_values(body: dict, values: dict[str, object]) -> dict:
     return body
 
 
+def make_known(client, kind: str, body: dict) -> None:
+    """Load `body`'s structure twice (a structure is kept the second time it loads): the
+    second time uncached, so that it is loaded rather than found by its bytes."""
+    for cache in (True, False):
+        assert client.post(f"/v1/{kind}", json={**body, "cache": cache}).status_code == 200
+
+
 def answers(client, kind: str, body: dict) -> tuple[int, dict, str | None]:
     response = client.post(f"/v1/{kind}", json=body)
     answer = response.get_json()
@@ -48,7 +55,7 @@ def test_new_values_on_a_known_structure_answer_as_a_new_graph(two_apps, circuit
     app, fresh = two_apps
     client = app.test_client()
     circuit.update(KINDS[kind])
-    assert client.post(f"/v1/{kind}", json=circuit).status_code == 200
+    make_known(client, kind, circuit)
     for values in ({"x": 3, "y": -1.5, "z": 0.25}, {"x": 1e-3}, {"z": [1.0, 2.0]}):
         body = with_values(circuit, values)
         assert answers(client, kind, body) == answers(fresh(), kind, body)
@@ -61,6 +68,7 @@ def test_a_const_takes_its_new_value(client):
         {"id": "c", "op": "const", "value": 3},
         {"id": "f", "op": "mul", "inputs": ["x", "c"]},
     ], "output": "f"}}
+    make_known(client, "gradients", body)
     assert client.post("/v1/gradients", json=body).json["nodes"]["f"]["value"] == 6.0
     again = client.post("/v1/gradients", json=with_values(body, {"c": -5})).json
     assert again["nodes"]["f"]["value"] == -10.0 and again["nodes"]["x"]["grad"] == -5.0
@@ -74,8 +82,10 @@ def test_a_bad_value_on_a_known_structure_is_refused_as_on_a_new_graph(
     make_app, circuit, value, status
 ):
     config = {"MAX_ELEMENTS": 10}
-    client = make_app(config).test_client()
-    assert client.post("/v1/gradients", json=circuit).status_code == 200
+    app = make_app(config)
+    client = app.test_client()
+    make_known(client, "gradients", circuit)
+    assert len(app.extensions["chainrule"].known_structures) == 1
     body = with_values(circuit, {"y": value})
     known = client.post("/v1/gradients", json=body)
     new = make_app(config).test_client().post("/v1/gradients", json=body)
@@ -84,7 +94,7 @@ def test_a_bad_value_on_a_known_structure_is_refused_as_on_a_new_graph(
 
 
 def test_a_node_without_its_value_is_another_structure(client, circuit):
-    assert client.post("/v1/gradients", json=circuit).status_code == 200
+    make_known(client, "gradients", circuit)
     del circuit["graph"]["nodes"][0]["value"]  # x, an input, now without a default
     missing = client.post("/v1/gradients", json=circuit)
     assert missing.status_code == 422 and missing.json["error"]["node"] == "x"
@@ -93,7 +103,7 @@ def test_a_node_without_its_value_is_another_structure(client, circuit):
 
 
 def test_a_gate_given_a_value_is_refused_though_its_structure_is_known(client, circuit):
-    assert client.post("/v1/gradients", json=circuit).status_code == 200
+    make_known(client, "gradients", circuit)
     refused = client.post("/v1/gradients", json=with_values(circuit, {"q": 1.0}))
     assert refused.status_code == 422 and refused.json["error"]["node"] == "q"
 
@@ -114,14 +124,26 @@ def test_a_body_without_node_objects_has_no_structure(body):
     assert structure_of(body) is None
 
 
+def remember(known: KnownStructures, body: dict) -> None:
+    nodes = [Node(n["id"], n["op"], tuple(n.get("inputs", ())), {}, n.get("value"))
+             for n in body["graph"]["nodes"]]
+    graph = Graph(tuple(nodes), body["graph"]["output"])
+    known.remember(structure_of(body), graph, canonical_graph(graph), [0])
+
+
+def test_a_structure_is_kept_the_second_time_it_loads():
+    known = KnownStructures(max_items=8, max_nodes=1000)
+    remember(known, chain_request(5))
+    assert len(known) == 0 and known.recall(structure_of(chain_request(5)), None) is None
+    remember(known, chain_request(5, 0.75))
+    assert len(known) == 1 and known.recall(structure_of(chain_request(5)), None) is not None
+
+
 def test_known_structures_are_bounded_by_the_nodes_they_hold():
     known = KnownStructures(max_items=8, max_nodes=120)
     for length in (50, 51, 52):
-        body = chain_request(length)
-        nodes = [Node(n["id"], n["op"], tuple(n.get("inputs", ())))
-                 for n in body["graph"]["nodes"]]
-        graph = Graph(tuple(nodes), body["graph"]["output"])
-        known.remember(structure_of(body), graph, canonical_graph(graph), [0])
+        for _ in range(2):
+            remember(known, chain_request(length))
     assert len(known) == 2  # 51 + 52 + 53 nodes do not fit in 120
     oldest = structure_of(chain_request(50))
     assert known.recall(oldest, None) is None
