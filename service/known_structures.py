@@ -110,10 +110,13 @@ class KnownStructures:
         if self._seen.get(structure.key) is None:
             self._seen.put(structure.key, True)
             return
-        # the columns alone, without what the first request worked out from them (kind
-        # keys, id order: its canonical form and plan are kept already)
+        # The columns alone, without what the first request worked out from them (kind
+        # keys, id order: its canonical form and plan are kept already), as tuples: a tuple
+        # of strings, of tuples of strings, of plain dicts or of arrays is one the cyclic
+        # collector stops tracking, so a held structure costs its full passes nothing.
         table = node_table(graph.nodes)
-        columns = NodeTable(table.ids, table.ops, table.inputs, table.attrs, table.values)
+        columns = NodeTable(*map(tuple, (table.ids, table.ops, table.inputs, table.attrs,
+                                         table.values)))
         known = KnownGraph(
             Graph(columns, graph.output), canonical, tuple(structure.valued), tuple(sources)
         )
