@@ -26,8 +26,10 @@ class Node:
 
 
 class NodeTable(Sequence):
-    """Nodes as five parallel lists (ids, ops, inputs, attrs, values), read as a sequence of
-    Node. The lists are never modified; the Nodes are built once, on first iteration."""
+    """Nodes as five parallel columns (ids, ops, inputs, attrs, values: lists, or tuples in a
+    held table), read as a sequence of Node. The columns are never modified; what is worked
+    out from them (kind keys, id order, the Nodes themselves) is computed once, on first use,
+    and kept with the table."""
 
     __slots__ = ("_by_id", "_kind_keys", "_kinds", "_nodes", "attrs", "ids", "inputs", "ops",
                  "values")
@@ -79,8 +81,8 @@ class NodeTable(Sequence):
         return self._kind_keys
 
     def kinds(self) -> dict[str, int]:
-        """Each distinct kind key (in order of first listing) with the position of a node of
-        that kind. Computed once; the canonical form and compile share it."""
+        """Each distinct kind key (in order of first listing) with the position of the last
+        node of that kind. Computed once; the canonical form and compile share it."""
         if self._kinds is None:
             keys = self.kind_keys()
             self._kinds = dict(zip(keys, range(len(keys)), strict=True))
@@ -93,12 +95,21 @@ class NodeTable(Sequence):
             self._by_id = sorted(range(len(self.ids)), key=self.ids.__getitem__)
         return self._by_id
 
-    def held(self) -> NodeTable:
-        """The same nodes, to be kept a long time: the columns as tuples and nothing derived
-        from them. A tuple of strings, or of tuples of strings, is one the cyclic collector
-        stops tracking; the attrs and values columns stay tracked, but their plain dicts and
-        arrays are not, so a full pass over a held graph looks at each and goes no further."""
-        return NodeTable(*map(tuple, (self.ids, self.ops, self.inputs, self.attrs, self.values)))
+    def held(self, values: Sequence | None = None) -> NodeTable:
+        """The same nodes (holding `values` when given), to be kept a long time: the columns
+        as tuples, and nothing worked out from them. A tuple of strings, or of tuples of
+        strings, is one the cyclic collector stops tracking; the attrs and values columns stay
+        tracked, but their plain dicts and arrays are not, so a full pass over a held graph
+        looks at each and goes no further. Requests read a held table through a `view`."""
+        columns = (self.ids, self.ops, self.inputs, self.attrs,
+                   self.values if values is None else values)
+        return NodeTable(*map(tuple, columns))
+
+    def view(self, values: Sequence | None = None) -> NodeTable:
+        """A fresh table over the same columns (holding `values` when given): what one
+        request works out from it stays with the request, not with a held table."""
+        return NodeTable(self.ids, self.ops, self.inputs, self.attrs,
+                         self.values if values is None else values)
 
     def node(self, i: int) -> Node:
         """Node i, built alone (an error path naming one node needs no others)."""

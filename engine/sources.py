@@ -7,11 +7,12 @@ structure (missing values, non-finite numbers, a finite seed) is checked here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from itertools import compress
 
 import numpy as np
 
 from engine.errors import MissingInput, NonfiniteInput, UnexpectedValue, UnknownNode
-from engine.graph import Graph, Node
+from engine.graph import Graph, Node, NodeTable
 from engine.ops import OP_TABLE, OPS
 
 # The field error for a `value` on a gate: "only input and const nodes take a value".
@@ -21,7 +22,10 @@ GATE_TAKES_NO_VALUE = (
 
 
 def input_ids(nodes: Iterable[Node]) -> list[str]:
-    """The ids of the variable sources (the nodes a request's `inputs` may feed), in order."""
+    """The ids of the variable sources (the nodes a request's `inputs` may feed), in order;
+    read from the columns of a NodeTable (no node objects built)."""
+    if type(nodes) is NodeTable:
+        return list(compress(nodes.ids, map(_is_variable, nodes.ops)))
     return [node.id for node in nodes if _is_variable(node.op)]
 
 

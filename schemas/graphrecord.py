@@ -59,7 +59,7 @@ def read_graph_record(record: bytes) -> tuple[Graph, CanonicalGraph]:
         rows = form["nodes"]
         names = {entry[0]: entry[0] for entry in rows}
         mention = names.get
-        ids = tuple(names)
+        ids = tuple([mention(row[0]) for row in rows])
         nodes = NodeTable(
             ids,
             tuple([sys.intern(row[1]) for row in rows]),

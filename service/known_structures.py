@@ -29,18 +29,22 @@ import numpy as np
 import orjson
 from marshmallow import ValidationError
 
-from engine import EngineError, Graph, NodeTable, node_table
+from engine import EngineError, Graph, node_table
 from schemas import CanonicalGraph, load_node_values
+from service.graphs import source_positions
 from service.store.lru import LockedLRU
 
 # Marks a node without a value in the column of popped values (null is a value, if a bad one).
 _NO_VALUE = object()
+# Keys of structures loaded once, kept to tell a structure's second load from its first.
+SEEN_KEYS = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class KnownGraph:
-    """A structure's loaded graph (values of the request that first sent it), its canonical
-    form, the listing positions of its nodes with a value, and of its source nodes."""
+    """A structure's loaded graph (without values: each request brings its own), its
+    canonical form, the listing positions of its nodes with a value, and of its source
+    nodes."""
 
     graph: Graph
     canonical: CanonicalGraph
@@ -63,15 +67,12 @@ class Structure:
 
     key: bytes
     valued: list[int]
-    values: list
+    values: list[object]  # as parsed: numbers, nested lists, b64 objects, or anything sent
 
 
 def _nodes_held(key: bytes, known: KnownGraph) -> int:
     return len(known.graph.nodes)
 
-
-# Keys of structures loaded once, kept to tell a structure's second load from its first.
-SEEN_KEYS = 4096
 
 
 class KnownStructures:
@@ -97,21 +98,17 @@ class KnownStructures:
             return None
         return _with_values(known, decoded)
 
-    def remember(
-        self,
-        structure: Structure,
-        graph: Graph,
-        canonical: CanonicalGraph,
-        sources: Sequence[int],
-    ) -> None:
-        """Keep a graph that loaded under its structure's key, with its canonical form and the
-        positions of its source nodes (service.graphs.source_positions), if its structure
-        loaded before; else only note the key."""
+    def remember(self, structure: Structure, graph: Graph, canonical: CanonicalGraph) -> None:
+        """Keep a graph that loaded under its structure's key, with its canonical form, if its
+        structure loaded before; else only note the key."""
         if self._seen.get(structure.key) is None:
             self._seen.put(structure.key, True)
             return
-        held = Graph(node_table(graph.nodes).held(), graph.output)
-        known = KnownGraph(held, canonical, tuple(structure.valued), tuple(sources))
+        # without its values: every recall brings its own
+        table = node_table(graph.nodes)
+        held = Graph(table.held(values=(None,) * len(table)), graph.output)
+        known = KnownGraph(held, canonical, tuple(structure.valued),
+                           tuple(source_positions(graph)))
         self._known.put(structure.key, known)
 
 
@@ -134,10 +131,26 @@ def structure_of(data: object) -> Structure | None:
     finally:
         for i in valued:
             nodes[i]["value"] = values[i]
+    # orjson writes an infinity or NaN (a number literal beyond float64, read as infinity) as
+    # null, as it writes null: such a graph's text could stand for two graphs
+    if b"null" in text and any(map(_nonfinite_in, map(dict.get, nodes, repeat("attrs")))):
+        return None
     digest = hashlib.sha256(text, usedforsecurity=False)
     # The text is one JSON object, so the positions that follow it have one reading.
     digest.update(np.array(valued, dtype="<i8").tobytes())
     return Structure(digest.digest(), valued, [values[i] for i in valued])
+
+
+def _nonfinite_in(value: object) -> bool:
+    """Whether a parsed JSON value holds a non-finite float anywhere."""
+    kind = type(value)
+    if kind is float:
+        return value - value != 0.0
+    if kind is list:
+        return any(map(_nonfinite_in, value))
+    if kind is dict:
+        return any(map(_nonfinite_in, value.values()))
+    return False
 
 
 def _decoded(values: list, max_elements: int | None) -> list[np.ndarray] | None:
@@ -155,7 +168,7 @@ def _with_values(known: KnownGraph, values: Sequence[np.ndarray]) -> Recalled:
     column = list(table.values)
     for i, value in zip(known.valued, values, strict=True):
         column[i] = value
-    nodes = NodeTable(table.ids, table.ops, table.inputs, table.attrs, column)
+    nodes = table.view(values=column)
     output = known.graph.output
     sources = Graph(tuple(map(nodes.node, known.sources)), output)
     return Recalled(Graph(nodes, output), sources, known.canonical)

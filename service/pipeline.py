@@ -29,10 +29,11 @@ from engine import (
     check_finite,
     check_seed,
     input_ids,
+    node_table,
 )
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
-from service.graphs import RegisteredGraph, source_nodes, source_positions
-from service.known_structures import KnownStructures, structure_of
+from service.graphs import RegisteredGraph, source_nodes
+from service.known_structures import KnownStructures, Recalled, structure_of
 from service.plans import PlanCache
 
 # Times a named stage: `with timer("load"): ...` (the views pass the request's StageTimer).
@@ -119,21 +120,22 @@ def load(
     with timer("load"):
         structure = structure_of(data) if structures is not None else None
         known = structures.recall(structure, limits.max_elements) if structure else None
-        if known is not None:
-            rest = {key: value for key, value in data.items() if key != "graph"}
-            request = load_request(
-                kind, rest, max_elements=limits.max_elements, graph=known.graph
-            )
-        else:
-            request = load_request(kind, data, max_elements=limits.max_elements)
-            positions = source_positions(request.graph)
-            sources = source_nodes(request.graph, positions)
-    if known is not None:
-        return _bound_and_hashed(kind, request, known.sources, known.canonical, timer)
-    loaded = _bound_and_hashed(kind, request, sources, None, timer)
-    if structure is not None:
-        structures.remember(structure, request.graph, loaded.graph, positions)
+        request = _request_of(kind, data, known, limits)
+        sources = source_nodes(request.graph) if known is None else known.sources
+    canonical = None if known is None else known.canonical
+    loaded = _bound_and_hashed(kind, request, sources, canonical, timer)
+    if structure is not None and known is None:
+        structures.remember(structure, request.graph, loaded.graph)
     return loaded
+
+
+def _request_of(kind: str, data: object, known: Recalled | None, limits: RequestLimits) -> Request:
+    """The request of a parsed body: loaded whole, or (a known structure) its body without
+    `graph` against the known graph holding this body's values."""
+    if known is None:
+        return load_request(kind, data, max_elements=limits.max_elements)
+    rest = {key: value for key, value in data.items() if key != "graph"}
+    return load_request(kind, rest, max_elements=limits.max_elements, graph=known.graph)
 
 
 def load_registered(
@@ -147,12 +149,11 @@ def load_registered(
     loaded, bound and hashed: the same request and hash as the inline body.
 
     The graph was loaded, checked and put in canonical form at registration; binding reads
-    only its source nodes.
+    only its source nodes. The request reads the held graph through a view of its own.
     """
+    graph = Graph(node_table(registered.graph.nodes).view(), registered.graph.output)
     with timer("load"):
-        request = load_request(
-            kind, data, max_elements=limits.max_elements, graph=registered.graph
-        )
+        request = load_request(kind, data, max_elements=limits.max_elements, graph=graph)
     return _bound_and_hashed(kind, request, registered.sources, registered.canonical, timer)
 
 

@@ -128,7 +128,7 @@ def remember(known: KnownStructures, body: dict) -> None:
     nodes = [Node(n["id"], n["op"], tuple(n.get("inputs", ())), {}, n.get("value"))
              for n in body["graph"]["nodes"]]
     graph = Graph(tuple(nodes), body["graph"]["output"])
-    known.remember(structure_of(body), graph, canonical_graph(graph), [0])
+    known.remember(structure_of(body), graph, canonical_graph(graph))
 
 
 def test_a_structure_is_kept_the_second_time_it_loads():
@@ -158,16 +158,58 @@ def test_the_structure_key_ignores_spelling_of_values_only(circuit):
     assert a.key == b.key
 
 
-def test_a_reformatted_repeat_of_a_big_body_hits_through_its_known_structure(client):
+def test_a_reformatted_repeat_of_a_big_body_hits_through_its_known_structure(
+    client, monkeypatch
+):
     """Bodies over JSON_FINGERPRINT_MAX_BYTES are not fingerprinted as parsed values; their
-    reformatted repeats are still hits, found by loading the known structure and hashing."""
+    reformatted repeats are still hits, found by loading and hashing them: from the third
+    send on, through the known structure."""
+    recalled = []
+    recall = KnownStructures.recall
+    monkeypatch.setattr(KnownStructures, "recall",
+                        lambda *args: recalled.append(recall(*args)) or recalled[-1])
     body = chain_request(25_000)
     sent = orjson.dumps(body)
     assert len(sent) > JSON_FINGERPRINT_MAX_BYTES
     first = client.post("/v1/evaluate", data=sent, content_type="application/json")
     assert first.headers["X-Cache"] == "miss"
-    again = client.post("/v1/evaluate", data=orjson.dumps(body, option=orjson.OPT_INDENT_2),
-                        content_type="application/json")
-    assert again.headers["X-Cache"] == "hit" and again.headers["ETag"] == first.headers["ETag"]
-    stages = [part.split(";")[0] for part in again.headers["Server-Timing"].split(", ")]
-    assert "load" in stages and "compile" not in stages
+    for indent in (orjson.OPT_INDENT_2, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE):
+        again = client.post("/v1/evaluate", data=orjson.dumps(body, option=indent),
+                            content_type="application/json")
+        assert again.headers["X-Cache"] == "hit"
+        assert again.headers["ETag"] == first.headers["ETag"]
+        stages = [part.split(";")[0] for part in again.headers["Server-Timing"].split(", ")]
+        assert "load" in stages and "compile" not in stages
+    assert [known is not None for known in recalled] == [False, False, True]
+
+
+def test_an_infinite_attr_is_not_taken_for_a_null_one(make_app):
+    """orjson writes infinity as null: a structure holding one is never recalled as the
+    same structure with null there (1e400 reads as infinity, which sum's axis refuses)."""
+    client = make_app().test_client()
+    body = {"graph": {"nodes": [
+        {"id": "x", "op": "input", "value": [[1, 2], [3, 4]]},
+        {"id": "s", "op": "sum", "inputs": ["x"], "attrs": {"axis": None}},
+    ], "output": "s"}}
+    for cache in (True, False):  # known, sent with its keys in the order of the one below
+        sent = orjson.dumps({**body, "cache": cache})
+        assert client.post("/v1/gradients", data=sent,
+                           content_type="application/json").status_code == 200
+    infinite = orjson.dumps(body).replace(b"null", b"1e400")
+    refused = client.post("/v1/gradients", data=infinite, content_type="application/json")
+    fresh = make_app().test_client().post("/v1/gradients", data=infinite,
+                                          content_type="application/json")
+    assert refused.status_code == fresh.status_code == 422
+    assert refused.json["error"] == fresh.json["error"]
+
+
+def test_a_known_structure_keeps_no_values(circuit):
+    """Each recall brings its own values: keeping the first request's would hold its arrays
+    (any size) for as long as the structure is known."""
+    known = KnownStructures(max_items=8, max_nodes=1000)
+    remember(known, circuit)
+    remember(known, circuit)
+    held = known._known.get(structure_of(circuit).key)  # the entry itself, as kept
+    assert held.graph.nodes.values == (None,) * 5
+    recalled = known.recall(structure_of(with_values(circuit, {"y": 7})), None)
+    assert [float(node.value) for node in recalled.sources.nodes] == [-2.0, 7.0, -4.0]

@@ -110,6 +110,14 @@ def test_graphs_kept_between_requests_leave_the_collector_nothing_to_scan(app, c
         service.known_structures.structure_of(chain_request(300)), None
     )
     assert registered is not None and known is not None
+    # requests against the registered graph (new shapes: a compile; a gradcheck over every
+    # input) work out what they need on their own view of the held table
+    for x in ([1.0, 2.0], [[0.5]]):
+        reply = client.post(f"/v1/graphs/{graph_id}/gradients", json={"inputs": {"x": x}})
+        assert reply.status_code == 200
+    assert client.post(f"/v1/graphs/{graph_id}/gradcheck", json={}).status_code == 200
+    held = registered.graph.nodes
+    assert (held._nodes, held._kind_keys, held._by_id, held._kinds) == (None,) * 4
     gc.collect()
     # a recalled graph shares the held columns but its values (this request's own)
     for columns in (held_columns(registered.graph), held_columns(known.graph)[:4]):
