@@ -11,7 +11,8 @@ remembered.
 
 Bodies over JSON_FINGERPRINT_MAX_BYTES get no parsed-value fingerprint: writing a big value out
 again costs about a third of parsing it, on every miss, while a reformatted repeat of a big
-graph is found almost as fast through its known structure (service/known_structures.py).
+graph is still found by its hash, and from its third send on almost as fast, through its known
+structure (service/known_structures.py).
 """
 
 from __future__ import annotations
