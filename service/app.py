@@ -34,6 +34,7 @@ from service.known_requests import KnownRequests
 from service.observe import jsonlog
 from service.observe.metrics import ServiceMetrics
 from service.observe.timing import StageTimer
+from service.pipeline import RequestLimits
 from service.plans import PlanCache
 from service.resources import Resources, resources
 from service.site import pages
@@ -79,6 +80,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             results, plans, ttl_seconds=settings["GRAPH_TTL_SECONDS"],
             max_items=settings["PLAN_CACHE_SIZE"], max_nodes=settings["PLAN_CACHE_MAX_NODES"],
         ),
+        request_limits=RequestLimits.from_config(settings),
     )
     app.before_request(_start_request)
     app.after_request(_finish_request)

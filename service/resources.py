@@ -10,6 +10,7 @@ from flask import current_app
 from service.graphs import GraphRegistry
 from service.known_requests import KnownRequests
 from service.observe.metrics import ServiceMetrics
+from service.pipeline import RequestLimits
 from service.plans import PlanCache
 from service.store import Store
 
@@ -23,6 +24,7 @@ class Resources:
     known_requests: KnownRequests
     metrics: ServiceMetrics
     graphs: GraphRegistry
+    request_limits: RequestLimits  # what one request may ask for, read from the config once
 
     def close(self) -> None:
         """Release what the worker holds open (Redis connections): gunicorn's worker_exit hook
