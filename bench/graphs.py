@@ -16,7 +16,9 @@ building and backpropagating the same graph in the benchmark's own process:
 
 The service runs under gunicorn with service/gunicorn.conf.py and a Redis store, one worker so
 that every request meets the same caches. Times are the best of `--repeats` runs, the
-contenders taking turns. Each case prints the Server-Timing stages of its fastest request.
+contenders taking turns. Each case prints the Server-Timing stages of its fastest request, the
+client's own json.dumps + json.loads (a floor no server work can go below) and the remainder
+(HTTP and WSGI).
 Not a test: it prints numbers.
 """
 
@@ -167,12 +169,20 @@ class Service:
         self.http = httpx.Client(base_url=url, timeout=300)
 
     def post(self, path: str, body: dict) -> tuple[dict, dict[str, float]]:
-        response = self.http.post(path, content=json.dumps(body).encode(),
+        """The answer, and the Server-Timing stages plus the client's own share ("client":
+        json.dumps of the body and json.loads of the answer), in ms."""
+        started = time.perf_counter()
+        content = json.dumps(body).encode()
+        written = time.perf_counter()
+        response = self.http.post(path, content=content,
                                   headers={"Content-Type": "application/json"})
+        received = time.perf_counter()
         answer = json.loads(response.content)
+        client = (written - started + time.perf_counter() - received) * 1e3
         if response.status_code >= 300:
             raise SystemExit(f"{path}: {response.status_code} {str(answer)[:300]}")
-        return answer, server_timing(response.headers.get("Server-Timing", "x;dur=0"))
+        stages = server_timing(response.headers.get("Server-Timing", "x;dur=0"))
+        return answer, {**stages, "client": client}
 
     def grads(self, path: str, body: dict) -> tuple[dict[str, float], dict[str, float]]:
         answer, stages = self.post(path, body)
@@ -223,7 +233,15 @@ class Case:
                 f" ms  ratio {ratio:5.2f}x{goal}")
 
     def stage_line(self) -> str:
-        return "      " + ", ".join(f"{name} {ms:.1f}" for name, ms in self.stages.items())
+        """The server's stages, then where the rest went: the client's json.dumps + json.loads
+        (alone, as a ratio to micrograd) and HTTP + WSGI (the remainder)."""
+        server = {name: ms for name, ms in self.stages.items() if name != "client"}
+        client = self.stages.get("client", 0.0)
+        rest = self.ours * 1e3 - sum(server.values()) - client
+        return ("      " + ", ".join(f"{name} {ms:.1f}" for name, ms in server.items())
+                + f"\n      server {sum(server.values()):.1f} ms; client json {client:.1f} ms"
+                f" ({client / (self.micro * 1e3):.2f}x micrograd alone); HTTP and WSGI"
+                f" {rest:.1f} ms")
 
 
 # ---------------------------------------------------------------- the cases

@@ -167,9 +167,8 @@ def _maps_scalars_to_scalar(op: Op, attrs: dict, arity: int) -> bool:
 
 def _check_batch_axis(ids, shapes, batched) -> None:
     """A batched node's values gain a leading axis: numpy's limits must leave room for it."""
-    for name, shape, flag in zip(ids, shapes, batched, strict=True):
-        if flag:
-            check_shape((1, *shape), name)
+    for k in np.flatnonzero(batched).tolist():
+        check_shape((1, *shapes[k]), ids[k])
 
 
 def _infer_shapes(ids, ops, attrs, ins, source_shapes, limits: Limits) -> tuple[Shape, ...]:

@@ -13,6 +13,7 @@ from schemas.canonical import (
     structure_hash,
     structure_key,
 )
+from schemas.graph import load_node_values
 from schemas.jsontext import BadJson, parse_json
 from schemas.openapi import build_spec
 from schemas.requests import REQUEST_KINDS, Request, load_request
@@ -40,6 +41,7 @@ __all__ = [
     "dump_result",
     "error_body",
     "graph_id",
+    "load_node_values",
     "load_request",
     "mark_cached",
     "parse_json",

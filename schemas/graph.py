@@ -101,6 +101,19 @@ def load_graph(data: object, *, max_elements: int | None = None) -> Graph:
     return graph
 
 
+_NODE_VALUE = NodeSchema().fields["value"]
+
+
+def load_node_values(values: list, *, max_elements: int | None = None) -> list[np.ndarray]:
+    """Node `value`s as the node schema's `value` field loads them (a column of plain numbers
+    or encoded scalars at once). Raises ValidationError, or TooLarge over `max_elements`."""
+    with element_limit(max_elements):
+        decoded = _NODE_VALUE.load_numbers(values)
+        if decoded is None:
+            decoded = [_NODE_VALUE.deserialize(value, "value") for value in values]
+    return decoded
+
+
 def faulty_node(messages: object, data: object) -> str | None:
     """The id of the first node that field errors under graph.nodes.N point at, if it has one.
 

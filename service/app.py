@@ -27,10 +27,12 @@ from werkzeug.exceptions import MethodNotAllowed
 from engine import ENGINE_VERSION, WORKSPACES, Limits
 from service import access, cors, errors
 from service.api import api_blueprint, graphs_blueprint, probes_blueprint
+from service.api.body import release_after_sending
 from service.config import ConfigError, load_config
 from service.errors import ApiError
 from service.graphs import GraphRegistry
 from service.known_requests import KnownRequests
+from service.known_structures import KnownStructures
 from service.observe import jsonlog
 from service.observe.metrics import ServiceMetrics
 from service.observe.timing import StageTimer
@@ -74,8 +76,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         results=results,
         plans=plans,
         known_requests=KnownRequests(KNOWN_REQUESTS_SIZE),
+        # Known structures and loaded registered graphs are bounded as the plans are: they
+        # hold as many nodes.
+        known_structures=KnownStructures(
+            max_items=settings["PLAN_CACHE_SIZE"], max_nodes=settings["PLAN_CACHE_MAX_NODES"]
+        ),
         metrics=metrics,
-        # Loaded registered graphs are bounded as the plans are: they hold as many nodes.
         graphs=GraphRegistry(
             results, plans, ttl_seconds=settings["GRAPH_TTL_SECONDS"],
             max_items=settings["PLAN_CACHE_SIZE"], max_nodes=settings["PLAN_CACHE_MAX_NODES"],
@@ -184,6 +190,7 @@ def _finish_request(response: Response) -> Response:
         headers["Server-Timing"] = timer.server_timing()
     status = response.status_code
     resources().metrics.observe_request(_route_of(req), req.method, status, elapsed)
+    release_after_sending(response)
     return response
 
 

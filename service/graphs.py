@@ -120,14 +120,22 @@ class GraphRegistry:
 _SOURCE_OPS = frozenset(name for name, op in OPS.items() if op.is_source)
 
 
-def source_nodes(graph: Graph) -> Graph:
+def source_nodes(graph: Graph, positions: list[int] | None = None) -> Graph:
     """The graph's source nodes, and any other node holding a value (for binding to refuse):
-    all that `engine.bind_sources` reads, without a pass over a big graph's gates."""
+    all that `engine.bind_sources` reads, without a pass over a big graph's gates.
+    `positions` are their `source_positions` when the caller has them."""
+    nodes = graph.nodes
+    if positions is None:
+        positions = source_positions(graph)
+    return Graph(tuple([nodes[i] for i in positions]), graph.output)
+
+
+def source_positions(graph: Graph) -> list[int]:
+    """The listing positions of `source_nodes`."""
     sources = _SOURCE_OPS
-    return Graph(
-        tuple([node for node in graph.nodes if node.op in sources or node.value is not None]),
-        graph.output,
-    )
+    return [
+        i for i, node in enumerate(graph.nodes) if node.op in sources or node.value is not None
+    ]
 
 
 def _is_open_input(graph: Graph, node_id: str | None) -> bool:

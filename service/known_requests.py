@@ -8,6 +8,10 @@ in whitespace or key order parse to the same JSON value; `json_fingerprint` name
 exact: within one app (one configuration, one engine version) the same bytes, or the same
 parsed value, always load to the same request, and only bodies that loaded successfully are
 remembered.
+
+Bodies over JSON_FINGERPRINT_MAX_BYTES get no parsed-value fingerprint: writing a big value out
+again costs about a third of parsing it, on every miss, while a reformatted repeat of a big
+graph is found almost as fast through its known structure (service/known_structures.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import hashlib
 import orjson
 
 from service.store.lru import LockedLRU
+
+JSON_FINGERPRINT_MAX_BYTES = 1 << 20
 
 
 class KnownRequests:
@@ -35,9 +41,12 @@ class KnownRequests:
         return hashlib.sha256(body, usedforsecurity=False).digest() + kind.encode()
 
     @staticmethod
-    def json_fingerprint(kind: str, data: object) -> bytes | None:
-        """The key of a parsed body sent to endpoint `kind`; None when its writing could stand
-        for two values (orjson writes NaN and infinities as null, as it writes null)."""
+    def json_fingerprint(kind: str, data: object, size: int) -> bytes | None:
+        """The key of a parsed body of `size` bytes sent to endpoint `kind`; None when the body
+        is over JSON_FINGERPRINT_MAX_BYTES or its writing could stand for two values (orjson
+        writes NaN and infinities as null, as it writes null)."""
+        if size > JSON_FINGERPRINT_MAX_BYTES:
+            return None
         try:
             text = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:

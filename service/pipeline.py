@@ -32,7 +32,8 @@ from engine import (
     input_ids,
 )
 from schemas import CanonicalGraph, Request, canonical_graph, load_request, request_hash
-from service.graphs import RegisteredGraph, source_nodes
+from service.graphs import RegisteredGraph, source_nodes, source_positions
+from service.known_structures import KnownStructures, structure_of
 from service.plans import PlanCache
 
 # Times a named stage: `with timer("load"): ...` (the views pass the request's StageTimer).
@@ -101,21 +102,39 @@ class ComputeContext:
     on_record: Callable[[dict], None] | None = None
 
 
-def load(kind: str, data: object, limits: RequestLimits, timer: Timer = untimed) -> Loaded:
+def load(
+    kind: str,
+    data: object,
+    limits: RequestLimits,
+    timer: Timer = untimed,
+    structures: KnownStructures | None = None,
+) -> Loaded:
     """A parsed body of endpoint `kind`, loaded, bound and hashed.
 
+    With `structures`, a graph whose structure loaded before is not loaded again, only its
+    values (service/known_structures.py); a new structure is remembered once it loads.
     Raises TooLarge, marshmallow's ValidationError, or the engine's error naming the node.
     """
     if limits.max_nodes is not None:
         reject_oversized_graph(data, limits.max_nodes)
     with timer("load"):
-        request = load_request(kind, data, max_elements=limits.max_elements)
-    with timer("bind"):
-        sources = bind_request(request, source_nodes(request.graph))
-    with timer("hash"):
-        graph = canonical_graph(request.graph)
-        digest = request_hash(kind, request, sources, graph)
-    return Loaded(kind, request, sources, graph, digest)
+        structure = structure_of(data) if structures is not None else None
+        known = structures.recall(structure, limits.max_elements) if structure else None
+        if known is not None:
+            rest = {key: value for key, value in data.items() if key != "graph"}
+            request = load_request(
+                kind, rest, max_elements=limits.max_elements, graph=known.graph
+            )
+        else:
+            request = load_request(kind, data, max_elements=limits.max_elements)
+            positions = source_positions(request.graph)
+            sources = source_nodes(request.graph, positions)
+    if known is not None:
+        return _bound_and_hashed(kind, request, known.sources, known.canonical, timer)
+    loaded = _bound_and_hashed(kind, request, sources, None, timer)
+    if structure is not None:
+        structures.remember(structure, request.graph, loaded.graph, positions)
+    return loaded
 
 
 def load_registered(
@@ -135,11 +154,24 @@ def load_registered(
         request = load_request(
             kind, data, max_elements=limits.max_elements, graph=registered.graph
         )
+    return _bound_and_hashed(kind, request, registered.sources, registered.canonical, timer)
+
+
+def _bound_and_hashed(
+    kind: str,
+    request: Request,
+    sources: Graph,
+    canonical: CanonicalGraph | None,
+    timer: Timer,
+) -> Loaded:
+    """A loaded request with its `sources` nodes bound and its hash; `canonical` is its
+    graph's canonical form when known already."""
     with timer("bind"):
-        sources = bind_request(request, registered.sources)
+        values = bind_request(request, sources)
     with timer("hash"):
-        digest = request_hash(kind, request, sources, registered.canonical)
-    return Loaded(kind, request, sources, registered.canonical, digest)
+        canonical = canonical or canonical_graph(request.graph)
+        digest = request_hash(kind, request, values, canonical)
+    return Loaded(kind, request, values, canonical, digest)
 
 
 def reject_oversized_graph(data: object, max_nodes: int) -> None:

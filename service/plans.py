@@ -3,7 +3,7 @@
 The key is schemas.structure_key: the graph id and the source shapes, without values, so the
 same network evaluated at new inputs skips validation, shape inference and planning.
 
-A plan's memory grows with its node count (about 0.6 KB a node for scalar graphs), so the cache
+A plan's memory grows with its node count (about 0.15 KB a node for scalar graphs), so the cache
 is bounded by the nodes it holds as well as by the number of plans: a handful of maximal graphs
 cannot take a worker's memory.
 """

@@ -9,6 +9,7 @@ from flask import current_app
 
 from service.graphs import GraphRegistry
 from service.known_requests import KnownRequests
+from service.known_structures import KnownStructures
 from service.observe.metrics import ServiceMetrics
 from service.pipeline import RequestLimits
 from service.plans import PlanCache
@@ -22,6 +23,7 @@ class Resources:
     results: Store
     plans: PlanCache
     known_requests: KnownRequests
+    known_structures: KnownStructures
     metrics: ServiceMetrics
     graphs: GraphRegistry
     request_limits: RequestLimits  # what one request may ask for, read from the config once

@@ -26,7 +26,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from engine import describe_ops
 from schemas import mark_cached, parse_json
-from service.api.body import read_json_body
+from service.api.body import hold_until_sent, read_json_body
 from service.api.stream import event_stream_response, wants_event_stream
 from service.errors import ApiError
 from service.kinds import KINDS, Kind
@@ -128,8 +128,8 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
     if hit is not None:
         return hit
     with timer("parse"):  # the parsed value's fingerprint is part of reading it
-        data = parse_json(body)
-        json_fingerprint = known.json_fingerprint(kind.name + scope, data)
+        data = hold_until_sent(parse_json(body))
+        json_fingerprint = known.json_fingerprint(kind.name + scope, data, len(body))
     hit = _known_hit(shared, timer, json_fingerprint)
     if hit is not None:
         known.put(fingerprint, hit.headers["ETag"].strip('"'))
@@ -164,17 +164,21 @@ def _known_hit(shared: Resources, timer: Timer, fingerprint: bytes | None) -> Re
 
 def _parsed(body: bytes) -> object:
     with g.timer("parse"):
-        return parse_json(body)
+        return hold_until_sent(parse_json(body))
 
 
 def _load(kind: Kind, data: object) -> Loaded:
-    return observed(load(kind.name, data, request_limits(), g.timer))
+    shared = resources()
+    return observed(
+        load(kind.name, data, shared.request_limits, g.timer, shared.known_structures)
+    )
 
 
 def observed(loaded: Loaded) -> Loaded:
-    """`loaded`, its graph's size counted in the metrics."""
+    """`loaded`, its graph's size counted in the metrics (and held until the response is
+    sent)."""
     resources().metrics.observe_graph_nodes(loaded.kind, len(loaded.request.graph.nodes))
-    return loaded
+    return hold_until_sent(loaded)
 
 
 def _streamed_computation(kind: Kind, loaded: Loaded) -> Response:

@@ -32,8 +32,19 @@ def test_an_inline_request_puts_its_graph_in_canonical_form_once(client, canonic
     body = chain_request(50)
     first = client.post("/v1/gradients", json=body)  # miss: hash, plan key, compile
     assert first.status_code == 200 and canonical_passes == [51]
-    again = client.post("/v1/gradients", json={**body, "inputs": {"x": 0.25}})  # plan cached
-    assert again.status_code == 200 and canonical_passes == [51, 51]
+    longer = client.post("/v1/gradients", json=chain_request(60))  # another structure
+    assert longer.status_code == 200 and canonical_passes == [51, 61]
+
+
+def test_a_known_structure_needs_no_canonical_pass(client, canonical_passes):
+    """The same nodes with new values: from the structure's second load on, its canonical
+    form is reused."""
+    for start in (0.5, 0.25):
+        body = chain_request(50, start)
+        assert client.post("/v1/gradients", json=body).status_code == 200
+        again = client.post("/v1/gradients", json={**body, "inputs": {"x": start / 2}})
+        assert again.status_code == 200
+    assert canonical_passes == [51, 51]
 
 
 def test_a_registered_request_needs_no_canonical_pass(client, canonical_passes):
