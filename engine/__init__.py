@@ -21,7 +21,7 @@ from engine.errors import (
 )
 from engine.executors import EXECUTORS, WORKSPACES, Executor
 from engine.gradcheck import GradCheck, gradcheck, relative_error
-from engine.graph import Graph, Limits, Node
+from engine.graph import Graph, Limits, Node, NodeTable, node_table
 from engine.jacobian import JacobianResult, jacobian
 from engine.ops import (
     OP_TABLE,
@@ -69,6 +69,7 @@ __all__ = [
     "Limits",
     "MissingInput",
     "Node",
+    "NodeTable",
     "NonfiniteInput",
     "Op",
     "Plan",
@@ -92,6 +93,7 @@ __all__ = [
     "gradcheck",
     "input_ids",
     "jacobian",
+    "node_table",
     "relative_error",
     "run_graph",
     "topological_order",

@@ -16,7 +16,7 @@ from typing import NoReturn
 import numpy as np
 
 from engine.errors import Arity, DuplicateId, GraphError, UnknownNode, UnknownOp
-from engine.graph import Node
+from engine.graph import Node, NodeTable, node_table
 from engine.ops import OPS, Op, checked_attrs
 from engine.ragged import Ragged
 
@@ -43,20 +43,21 @@ def source_kinds(table: Sequence[tuple[Op, dict]]) -> np.ndarray:
 
 def node_columns(nodes: Sequence[Node]) -> Columns:
     """The checked columns of `nodes`; raise the GraphError the per-node checks give."""
-    ids = [node.id for node in nodes]
+    table = node_table(nodes)
+    ids = table.ids
     index = dict(zip(ids, range(len(ids)), strict=True))
     if len(index) != len(ids):
-        raise_first_fault(nodes)
-    kinds, table = _kinds(nodes)
-    inputs = [node.inputs for node in nodes]
+        raise_first_fault(table)
+    kinds, kind_rows = _kinds(table)
+    inputs = table.inputs
     lengths = np.fromiter(map(len, inputs), np.intp, len(inputs))
-    if not _arities_fit(lengths, kinds, table):
-        raise_first_fault(nodes)
+    if not _arities_fit(lengths, kinds, kind_rows):
+        raise_first_fault(table)
     try:
         flat = np.array(lookup(index, list(chain.from_iterable(inputs))), dtype=np.intp)
     except KeyError:
-        raise_first_fault(nodes)
-    return Columns(ids, index, kinds, table, Ragged.from_lengths(lengths, flat))
+        raise_first_fault(table)
+    return Columns(ids, index, kinds, kind_rows, Ragged.from_lengths(lengths, flat))
 
 
 def lookup(mapping: dict, keys: list) -> tuple | list:
@@ -66,25 +67,24 @@ def lookup(mapping: dict, keys: list) -> tuple | list:
     return itemgetter(*keys)(mapping)
 
 
-def _kinds(nodes: Sequence[Node]) -> tuple[np.ndarray, tuple[tuple[Op, dict], ...]]:
+def _kinds(table: NodeTable) -> tuple[np.ndarray, tuple[tuple[Op, dict], ...]]:
     """Each node's kind, and each kind's op and canonical attrs (checked once per kind).
 
-    Attrs are told apart by their repr: 2 and 2.0, 1 and True, 0.0 and -0.0 are equal in
-    Python, and would share a dict key, but they are not the same attrs.
+    Nodes are grouped by `NodeTable.kind_keys`, which tells apart attrs that == calls equal.
     """
-    keys = [node.op if not node.attrs else (node.op, repr(node.attrs)) for node in nodes]
-    # a node of each key, the first one listed (walking backwards, the last write wins)
-    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))
-    table: dict[tuple, int] = {}
+    keys = table.kind_keys()
+    # a node of each kind stands for all: any fault sends the checks back to listing order
+    first = table.kinds()
+    kind_table: dict[tuple, int] = {}
     rows: list[tuple[Op, dict]] = []
     kind_of: dict = {}
     for key, k in first.items():
-        row = _checked_row(nodes[k], nodes)
+        row = _checked_row(table.node(k), table)
         canonical = (row[0].name, repr(row[1]))
-        if canonical not in table:  # equal attrs written differently share one kind
-            table[canonical] = len(rows)
+        if canonical not in kind_table:  # equal attrs written differently share one kind
+            kind_table[canonical] = len(rows)
             rows.append(row)
-        kind_of[key] = table[canonical]
+        kind_of[key] = kind_table[canonical]
     kinds = np.array(lookup(kind_of, keys), dtype=np.intp)
     return kinds, tuple(rows)
 

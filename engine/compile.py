@@ -21,7 +21,7 @@ from engine.collector import gc_paused
 from engine.columns import Columns, node_columns, source_kinds
 from engine.errors import GraphError, MissingInput, TooLarge, UnknownNode
 from engine.executors import choose_executor
-from engine.graph import NO_LIMITS, Graph, Limits, Node
+from engine.graph import NO_LIMITS, Graph, Limits, Node, node_table
 from engine.numpy_limits import check_shape
 from engine.ops import Op, Shape, same_shape
 from engine.ordering import canonical_order, reached_from, reaching
@@ -49,11 +49,12 @@ def compile_plan(
     if limits.max_nodes is not None and len(nodes) > limits.max_nodes:
         raise TooLarge(f"the graph has {len(nodes)} nodes; the limit is {limits.max_nodes}")
     with gc_paused():
-        columns = node_columns(nodes)
+        table = node_table(nodes)
+        columns = node_columns(table)
         if graph.output not in columns.index:
             raise UnknownNode(f"output '{graph.output}' is not a node of the graph", graph.output)
         _check_batched(columns, batched)
-        order, levels = canonical_order(columns.ids, columns.ins)
+        order, levels = canonical_order(columns.ids, columns.ins, table.by_id())
         return _plan(columns, order, levels, source_shapes, graph.output, limits, strategy,
                      frozenset(batched))
 

@@ -24,10 +24,13 @@ from engine.ragged import Ragged
 NARROW = 80
 
 
-def canonical_order(ids: list[str], ins: Ragged) -> tuple[np.ndarray, np.ndarray]:
+def canonical_order(
+    ids: list[str], ins: Ragged, by_id: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The listing positions in topological order and their levels; raise Cycle naming a node
-    on a cycle. `ins` holds listing positions."""
-    rank = _id_ranks(ids)
+    on a cycle. `ins` holds listing positions; `by_id`, when given, the listing positions in
+    id order."""
+    rank = _id_ranks(ids, by_id)
     consumers = _consumers(ins, rank)
     pending = ins.lengths()
     frontier = np.flatnonzero(pending == 0)
@@ -50,11 +53,12 @@ def canonical_order(ids: list[str], ins: Ragged) -> tuple[np.ndarray, np.ndarray
     return placed, np.concatenate(levels) if levels else placed
 
 
-def _id_ranks(ids: list[str]) -> np.ndarray:
+def _id_ranks(ids: list[str], by_id: list[int] | None = None) -> np.ndarray:
     """Each node's place among the ids sorted (Python's string order)."""
-    by_id = np.array(sorted(range(len(ids)), key=ids.__getitem__), dtype=np.intp)
+    if by_id is None:
+        by_id = sorted(range(len(ids)), key=ids.__getitem__)
     rank = np.empty(len(ids), dtype=np.intp)
-    rank[by_id] = np.arange(len(ids), dtype=np.intp)
+    rank[np.array(by_id, dtype=np.intp)] = np.arange(len(ids), dtype=np.intp)
     return rank
 
 

@@ -1,7 +1,8 @@
 """The canonical graph and the names derived from it: `graph_id`, `request_hash`, `structure_key`.
 
 One pass over a request's graph builds its canonical form (`canonical_graph`), serialised once;
-the request hash, the graph id and the plan-cache key all reuse that text.
+the request hash, the graph id and the plan-cache key all reuse that text. The pass reads the
+graph's columns (engine.NodeTable), each distinct op and attrs put in canonical form once.
 
 The canonical graph: nodes sorted by id, each as [id, op, inputs in argument order, attrs].
 Attrs are the engine's own check of them (`coerce_attr` over the op's declared attrs): defaults
@@ -47,14 +48,13 @@ import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
 import orjson
 
 import engine
-from engine import OPS, EngineError, Graph, Op, gc_paused
+from engine import OPS, EngineError, Graph, NodeTable, Op, gc_paused, node_table
 from engine.ops import coerce_attr
 from schemas.jsontext import spell_float
 from schemas.requests import REQUEST_SCHEMAS, Request
@@ -95,20 +95,15 @@ class CanonicalGraph:
 
 def canonical_graph(graph: Graph) -> CanonicalGraph:
     """The canonical form of `graph`, serialised once, and its SHA-256 (the graph id)."""
+    table = node_table(graph.nodes)
     with gc_paused():
-        nodes = sorted(graph.nodes, key=_NODE_ID)
-        defaults = _DEFAULT_ATTRS
-        form = {
-            "nodes": [
-                (node.id, node.op, node.inputs,
-                 _canonical_attrs(node.op, node.attrs, node.id) if node.attrs
-                 else defaults[node.op])
-                for node in nodes
-            ],
-            "output": graph.output,
-        }
-        text = orjson.dumps(form, option=_SORTED)
-    return CanonicalGraph.of(text)
+        return CanonicalGraph.of(_canonical_text(table, graph.output))
+
+
+def _canonical_text(table: NodeTable, output: str) -> bytes:
+    rows = list(zip(table.ids, table.ops, table.inputs, _canonical_attrs(table), strict=True))
+    rows = list(map(rows.__getitem__, table.by_id()))  # sorted by id
+    return orjson.dumps({"nodes": rows, "output": output}, option=_SORTED)
 
 
 def graph_id(graph: Graph) -> str:
@@ -116,29 +111,23 @@ def graph_id(graph: Graph) -> str:
     return canonical_graph(graph).id
 
 
-# Canonical attrs by (op, the attrs as orjson writes them): big graphs repeat a few spellings
-# (every "scale" by 0.5) many times. Bounded by clearing: a graph of all-distinct attrs just
-# misses.
-_ATTRS_SEEN: dict[tuple[str, bytes], dict] = {}
-_ATTRS_SEEN_MAX = 4096
-
-
-def _canonical_attrs(op_name: str, attrs: dict, node: str) -> dict:
-    if not attrs:  # most nodes: their op's defaults, checked once per op
-        return _default_attrs(op_name)
-    try:
-        spelling = orjson.dumps(attrs)
-    except orjson.JSONEncodeError:
-        return _checked_or_given(op_name, attrs, node)
-    if b"null" in spelling:  # orjson writes NaN as null too: those two must not share a key
-        return _checked_or_given(op_name, attrs, node)
-    key = (op_name, spelling)
-    canonical = _ATTRS_SEEN.get(key)
-    if canonical is None:
-        if len(_ATTRS_SEEN) >= _ATTRS_SEEN_MAX:
-            _ATTRS_SEEN.clear()
-        canonical = _ATTRS_SEEN[key] = _checked_or_given(op_name, attrs, node)
-    return canonical
+def _canonical_attrs(table: NodeTable) -> list[dict]:
+    """Every node's canonical attrs, worked out once per distinct op and attrs: big graphs
+    repeat a few (every "scale" by 0.5, every "add" without attrs) many times."""
+    keys = table.kind_keys()
+    one_of_each = table.kinds()
+    canonical = {
+        key: _checked_or_given(table.ops[k], table.attrs[k], table.ids[k]) if table.attrs[k]
+        else _DEFAULT_ATTRS[key]
+        for key, k in one_of_each.items()
+    }
+    column = list(map(canonical.__getitem__, keys))
+    # A repr may abbreviate (a numpy array's "..."): such attrs are read node by node.
+    abbreviated = {key for key in canonical if "..." in key}
+    if abbreviated:
+        for k in [k for k, key in enumerate(keys) if key in abbreviated]:
+            column[k] = _checked_or_given(table.ops[k], table.attrs[k], table.ids[k])
+    return column
 
 
 def _checked_or_given(op_name: str, attrs: dict, node: str) -> dict:
@@ -158,8 +147,6 @@ class _DefaultAttrs(dict):
         attrs = self[op_name] = _default_attrs(op_name)
         return attrs
 
-
-_NODE_ID = attrgetter("id")
 
 
 @cache

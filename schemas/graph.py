@@ -5,12 +5,22 @@ and `load_graph` for the body of POST /v1/graphs.
 
 from __future__ import annotations
 
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import is_not, not_
 
 import numpy as np
 from marshmallow import ValidationError, fields, post_load, validate
 
-from engine import GATE_TAKES_NO_VALUE, OPS, Graph, Node, UnknownOp, gc_paused
+from engine import (
+    GATE_TAKES_NO_VALUE,
+    OPS,
+    Graph,
+    Node,
+    NodeTable,
+    UnknownOp,
+    gc_paused,
+    node_table,
+)
 from schemas.fields import StrictSchema
 from schemas.objectlist import ObjectList, TupleList
 from schemas.tensors import Tensor, element_limit
@@ -70,13 +80,30 @@ def node_from_fields(
     return Node(id, op, inputs, attrs, value)
 
 
+def node_table_from_fields(
+    id: list[str], op: list[str], inputs: list[tuple[str, ...]], attrs: list[dict],
+    value: list[np.ndarray | None],
+) -> NodeTable:
+    """The NodeTable of the loaded field columns of many node objects: `node_from_fields`
+    over whole columns. Raises a ValidationError when some node breaks the rule on `value`
+    (the loader then finds which, node by node)."""
+    has_value = list(map(is_not, value, repeat(None)))
+    valued_ops = set(compress(op, has_value))
+    if not GATE_OPS.isdisjoint(valued_ops):
+        raise ValidationError(GATE_TAKES_NO_VALUE, "value")
+    if "const" in op and "const" in set(compress(op, map(not_, has_value))):
+        raise ValidationError(CONST_NEEDS_VALUE, "value")
+    return NodeTable(id, op, inputs, attrs, value)
+
+
 class GraphSchema(StrictSchema):
-    nodes = ObjectList(NodeSchema, node_from_fields, required=True)
+    nodes = ObjectList(NodeSchema, node_from_fields, node_table_from_fields, required=True)
     output = fields.String(required=True, metadata={"description": "the node backward starts from"})
 
     @post_load
     def _graph(self, data: dict, **kwargs) -> Graph:
-        return Graph(tuple(data["nodes"]), data["output"])
+        nodes = data["nodes"]
+        return Graph(nodes if type(nodes) is NodeTable else tuple(nodes), data["output"])
 
 
 class RegisterGraphSchema(StrictSchema):
@@ -143,7 +170,8 @@ def _as_index(key: object) -> int | None:
 
 
 def check_ops(graph: Graph) -> None:
-    unknown = set(map(attrgetter("op"), graph.nodes)) - OPS.keys()
+    table = node_table(graph.nodes)
+    unknown = set(table.ops) - OPS.keys()
     if unknown:
-        node = next(node for node in graph.nodes if node.op in unknown)
+        node = table.node(next(i for i, op in enumerate(table.ops) if op in unknown))
         raise UnknownOp(f"unknown op '{node.op}'; GET /v1/ops lists the ops", node.id)

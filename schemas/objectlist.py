@@ -16,6 +16,11 @@ have no load hooks besides a post_load that calls `build(**data)`. `build` may r
 object by raising ValidationError (a rule across fields): that object is then loaded by the
 schema, whose post_load raises the same error. The test comparing the two paths holds the
 loader to this.
+
+`ObjectList` may also take `build_columns`: when every object passes the column checks, the
+loaded columns go to it whole (one call, no object per item; the graph's nodes become an
+engine NodeTable this way), and it may refuse them by raising ValidationError, which sends
+the list down the object path above.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
+from operator import is_not
 
 from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate
 
@@ -52,8 +58,7 @@ def _check_lengths(values, bounds: tuple[int, float]) -> None:
     low, high = bounds
     if low <= 0 and high == float("inf"):
         return
-    lengths = list(map(len, values))
-    if lengths and (min(lengths) < low or max(lengths) > high):
+    if values and (min(map(len, values)) < low or max(map(len, values)) > high):
         raise _Reject
 
 
@@ -67,8 +72,8 @@ def _strings_check(field: fields.Field) -> Callable | None:
     if type(field) is not fields.String or not _plain(field) or bounds is None:
         return None
 
-    def check(values):
-        if not set(map(type, values)) <= {str}:
+    def check(values, kinds: set | None = None):
+        if not (set(map(type, values)) if kinds is None else kinds) <= {str}:
             raise _Reject
         _check_lengths(values, bounds)
         return values
@@ -91,8 +96,8 @@ def _list_check(field: fields.Field) -> Callable | None:
         return None
     sequence = tuple if type(field) is TupleList else list
 
-    def check(values):
-        if not set(map(type, values)) <= {list}:
+    def check(values, kinds: set | None = None):
+        if not (set(map(type, values)) if kinds is None else kinds) <= {list}:
             raise _Reject
         items(list(chain.from_iterable(values)))
         return list(map(sequence, values))
@@ -109,8 +114,8 @@ def _dict_check(field: fields.Field) -> Callable | None:
     if field.key_field is not None and keys is None:
         return None
 
-    def check(values):
-        if not set(map(type, values)) <= {dict}:
+    def check(values, kinds: set | None = None):
+        if not (set(map(type, values)) if kinds is None else kinds) <= {dict}:
             raise _Reject
         if keys is not None:
             keys(list(chain.from_iterable(values)))
@@ -164,9 +169,9 @@ class _Column:
             raise _Reject
         if type(None) in kinds:
             raise _Reject  # null: let marshmallow word the error (or apply allow_none)
-        present = [v for v in raw if v is not missing] if has_missing else raw
-        if self.check is not None:
-            loaded = self.check(present)
+        present = list(compress(raw, map(is_not, raw, repeat(missing)))) if has_missing else raw
+        if self.check is not None:  # told the types of the values present, known already
+            loaded = self.check(present, kinds - {_MissingType})
         elif self.load_numbers is not None and (numbers := self.load_numbers(present)) is not None:
             loaded = numbers
         else:
@@ -245,7 +250,17 @@ class ColumnLoader:
                 results[start + i] = fallback(start + i)
         return results
 
-    def _load_chunk(self, rows: list) -> tuple[list, set[int]]:
+    def load_columns(self, rows: list) -> list[list] | None:
+        """Every field's loaded column of `rows` (in the schema's field order, as `build`
+        takes them) when every row passes the column checks, else None: `load` then settles
+        the rows, the failing ones by the schema."""
+        try:
+            loaded, failed = self._columns(rows)
+        except _Reject:
+            return None
+        return None if failed else loaded
+
+    def _columns(self, rows: list) -> tuple[list[list], set[int]]:
         if not set(map(type, rows)) <= {dict}:
             raise _Reject
         if not all(map(self.allowed_keys.issuperset, rows)):
@@ -254,6 +269,10 @@ class ColumnLoader:
         loaded: list = [None] * len(self.columns)
         for i in self.order:
             loaded[i] = self.columns[i].load(rows, failed)
+        return loaded, failed
+
+    def _load_chunk(self, rows: list) -> tuple[list, set[int]]:
+        loaded, failed = self._columns(rows)
         try:
             return list(map(self.build, *loaded)), failed
         except ValidationError:
@@ -269,13 +288,31 @@ class ObjectList(fields.List):
 
     fast = True
 
-    def __init__(self, schema: type[Schema], build: Callable[..., object], **kwargs):
+    def __init__(self, schema: type[Schema], build: Callable[..., object],
+                 build_columns: Callable[..., object] | None = None, **kwargs):
         super().__init__(fields.Nested(schema), **kwargs)
         self.loader = ColumnLoader(schema(), build)
+        self.build_columns = build_columns
 
-    def _deserialize(self, value, attr, data, **kwargs) -> list:
+    def _deserialize(self, value, attr, data, **kwargs) -> object:
         if not self.fast or type(value) is not list:
             return super()._deserialize(value, attr, data, **kwargs)
+        if self.build_columns is not None and (table := self._table(value)) is not None:
+            return table
+        return self._objects(value, kwargs)
+
+    def _table(self, value: list) -> object | None:
+        """`build_columns` of the loaded columns, when every item passes the column checks and
+        it accepts them (else None: the items are settled one by one)."""
+        columns = self.loader.load_columns(value)
+        if columns is None:
+            return None
+        try:
+            return self.build_columns(*columns)
+        except ValidationError:
+            return None
+
+    def _objects(self, value: list, kwargs: dict) -> list:
         errors = {}
         partial = {}
 

@@ -30,7 +30,6 @@ from werkzeug.exceptions import MethodNotAllowed
 from engine import ENGINE_VERSION, WORKSPACES, Limits
 from service import access, cors, errors
 from service.api import api_blueprint, graphs_blueprint, probes_blueprint
-from service.api.body import release_after_sending
 from service.config import ConfigError, load_config
 from service.errors import ApiError
 from service.graphs import GraphRegistry
@@ -215,7 +214,6 @@ def _finish_request(response: Response) -> Response:
         headers["Server-Timing"] = timer.server_timing()
     status = response.status_code
     resources().metrics.observe_request(_route_of(req), req.method, status, elapsed)
-    release_after_sending(response)
     return response
 
 

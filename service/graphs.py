@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from itertools import count
 
-from engine import OPS, Graph, MissingInput
+from engine import OPS, Graph, MissingInput, node_table
 from schemas.canonical import CanonicalGraph, canonical_graph
 from schemas.graphrecord import graph_record, read_graph_record, record_id
 from service.plans import PlanCache
@@ -124,17 +125,19 @@ def source_nodes(graph: Graph, positions: list[int] | None = None) -> Graph:
     """The graph's source nodes, and any other node holding a value (for binding to refuse):
     all that `engine.bind_sources` reads, without a pass over a big graph's gates.
     `positions` are their `source_positions` when the caller has them."""
-    nodes = graph.nodes
+    table = node_table(graph.nodes)
     if positions is None:
         positions = source_positions(graph)
-    return Graph(tuple([nodes[i] for i in positions]), graph.output)
+    return Graph(tuple(map(table.node, positions)), graph.output)
 
 
 def source_positions(graph: Graph) -> list[int]:
     """The listing positions of `source_nodes`."""
+    table = node_table(graph.nodes)
     sources = _SOURCE_OPS
     return [
-        i for i, node in enumerate(graph.nodes) if node.op in sources or node.value is not None
+        i for i, op, value in zip(count(), table.ops, table.values)
+        if op in sources or value is not None
     ]
 
 

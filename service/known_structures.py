@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 from marshmallow import ValidationError
 
-from engine import EngineError, Graph, Node
+from engine import EngineError, Graph, NodeTable, node_table
 from schemas import CanonicalGraph, load_node_values
 from service.store.lru import LockedLRU
 
@@ -110,7 +110,16 @@ class KnownStructures:
         if self._seen.get(structure.key) is None:
             self._seen.put(structure.key, True)
             return
-        known = KnownGraph(graph, canonical, tuple(structure.valued), tuple(sources))
+        # The columns alone, without what the first request worked out from them (kind
+        # keys, id order: its canonical form and plan are kept already), as tuples: a tuple
+        # of strings, of tuples of strings, of plain dicts or of arrays is one the cyclic
+        # collector stops tracking, so a held structure costs its full passes nothing.
+        table = node_table(graph.nodes)
+        columns = NodeTable(*map(tuple, (table.ids, table.ops, table.inputs, table.attrs,
+                                         table.values)))
+        known = KnownGraph(
+            Graph(columns, graph.output), canonical, tuple(structure.valued), tuple(sources)
+        )
         self._known.put(structure.key, known)
 
 
@@ -148,11 +157,13 @@ def _decoded(values: list, max_elements: int | None) -> list[np.ndarray] | None:
 
 
 def _with_values(known: KnownGraph, values: Sequence[np.ndarray]) -> Recalled:
-    """The known graph with its valued nodes holding `values` instead."""
-    nodes = list(known.graph.nodes)
+    """The known graph with its valued nodes holding `values` instead (its other columns
+    shared: no node object is built but the sources)."""
+    table = node_table(known.graph.nodes)
+    column = list(table.values)
     for i, value in zip(known.valued, values, strict=True):
-        node = nodes[i]
-        nodes[i] = Node(node.id, node.op, node.inputs, node.attrs, value)
+        column[i] = value
+    nodes = NodeTable(table.ids, table.ops, table.inputs, table.attrs, column)
     output = known.graph.output
-    sources = Graph(tuple([nodes[i] for i in known.sources]), output)
-    return Recalled(Graph(tuple(nodes), output), sources, known.canonical)
+    sources = Graph(tuple(map(nodes.node, known.sources)), output)
+    return Recalled(Graph(nodes, output), sources, known.canonical)

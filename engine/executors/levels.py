@@ -1,5 +1,14 @@
-"""The levels executor: for wide graphs of 0-d values, every node of one op on one topological
-level is computed by a single numpy call over gathered operands."""
+"""The levels executor: for wide graphs of 0-d values, the gates of one op on one topological
+level are computed by a single numpy call over gathered operands.
+
+Gates share a call when they have the same op, arity and attrs, except for the attrs the op row
+declares `array_attrs`: those are gathered into arrays of one value per member, so a level of
+scale gates with a thousand different factors is still one call. The backward pass adds a
+level's gradient contributions in one `np.add.at`, in the order the per-node executors add
+them (consumers last to first, each one's inputs first to last), so the gradients are the same
+floats whatever the grouping. A level is computed whole, and the contributions of gates
+nobody needs are left out of its sum, as the per-node executors skip those gates.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +19,52 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.executors.base import Deadline, Executor, check_deadline
+from engine.ops import Op
 
 if TYPE_CHECKING:
     from engine.plan import Plan
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class LevelGroup:
-    """Every node of one op (same arity and attrs) on one topological level, with the op's
-    forward and vjp in a form that computes all of them in one call."""
+    """Gates of one op, arity and shared attrs on one level, computed in one call.
+
+    `attrs` are the shared attrs, `columns` the op's array attrs with one value per member;
+    `ins[k]` are the members' k-th inputs, and `slots[k]` where the gradients for them go
+    among the contributions the backward pass adds up.
+    """
 
     forward: Callable
     vjp: Callable
     attrs: dict
+    columns: dict[str, np.ndarray]
     idx: np.ndarray
-    ins: list[np.ndarray]
+    ins: tuple[np.ndarray, ...]
+    slots: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """The groups of one level, whose gates are nodes `first:last`; its gradient contributions
+    are `start:stop` of the sum order."""
+
+    groups: tuple[LevelGroup, ...]
+    first: int
+    last: int
+    start: int
+    stop: int
 
 
 @dataclass(frozen=True, slots=True)
 class LevelProgram:
-    """The gates in groups, level by level; `size` nodes in all, the output at `out`."""
+    """`size` nodes, the output at `out`; the levels from the sources up. Contribution s of
+    the backward pass comes from gate `consumers[s]` and goes to node `targets[s]`."""
 
     size: int
     out: int
-    levels: tuple[tuple[LevelGroup, ...], ...]
+    levels: tuple[Level, ...]
+    targets: np.ndarray
+    consumers: np.ndarray
 
 
 class LevelsExecutor(Executor):
@@ -41,7 +72,7 @@ class LevelsExecutor(Executor):
     gives_floats = True
 
     def prepare(self, plan: Plan) -> LevelProgram:
-        return LevelProgram(len(plan.ids), plan.out, _group_levels(plan))
+        return LevelProgram(len(plan.ids), plan.out, _group_levels(plan), *_sum_order(plan))
 
     def forward(
         self, state: LevelProgram, sources: Mapping[int, np.ndarray], deadline: Deadline
@@ -51,8 +82,9 @@ class LevelsExecutor(Executor):
             v[i] = value
         for level in state.levels:
             check_deadline(deadline)
-            for group in level:
-                v[group.idx] = group.forward(*[v[a] for a in group.ins], **group.attrs)
+            for group in level.groups:
+                v[group.idx] = group.forward(*[v[a] for a in group.ins], **group.attrs,
+                                             **group.columns)
         return v
 
     def backward(
@@ -62,58 +94,144 @@ class LevelsExecutor(Executor):
         grad = np.zeros(state.size)
         grad[state.out] = seed
         need = np.asarray(needed, dtype=bool)
+        contributions = np.empty(len(state.targets))
         for level in reversed(state.levels):
             check_deadline(deadline)
-            for group in level:
-                _backward_group(group, values, grad, need)
+            needed_here = need[level.first : level.last]
+            if not needed_here.any():
+                continue
+            for group in level.groups:
+                _contribute(group, values, grad, contributions)
+            span = slice(level.start, level.stop)
+            targets, local = state.targets[span], contributions[span]
+            if not needed_here.all():
+                keep = need[state.consumers[span]]
+                targets, local = targets[keep], local[keep]
+            np.add.at(grad, targets, local)
         return grad.tolist()
 
     def listed(self, values: np.ndarray) -> list[float]:
         return values.tolist()
 
 
-def _backward_group(group: LevelGroup, v: np.ndarray, grad: np.ndarray, need: np.ndarray) -> None:
-    """Add the group's members' input gradients into `grad`, skipping members nobody needs."""
-    idx, ins = group.idx, group.ins
-    keep = need[idx]
-    if not keep.all():
-        if not keep.any():
-            return
-        idx, ins = idx[keep], [a[keep] for a in ins]
-    local = group.vjp(grad[idx], v[idx], *[v[a] for a in ins], **group.attrs)
-    for a, contribution in zip(ins, local, strict=True):
-        np.add.at(grad, a, contribution)
+def _contribute(group: LevelGroup, v: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
+    """Write the gradient contributions of the group's members into their slots of `out`."""
+    idx = group.idx
+    local = group.vjp(grad[idx], v[idx], *[v[a] for a in group.ins], **group.attrs,
+                      **group.columns)
+    for where, contribution in zip(group.slots, local, strict=True):
+        out[where] = contribution
 
 
-def _group_levels(plan: Plan) -> tuple[tuple[LevelGroup, ...], ...]:
-    """The gates grouped by (level, kind, arity), members in topological order; the groups of
-    a level in the order of their first member."""
-    levels: list[list[LevelGroup]] = [[] for _ in range(int(np.max(plan.levels)) + 1)]
-    for members in _groups(plan):
-        op, attrs = plan.kind_table[int(plan.kinds[members[0]])]
-        arity = int(plan.ins.indptr[members[0] + 1] - plan.ins.indptr[members[0]])
-        first_input = plan.ins.indptr[members]
-        # numpy's rule for an elementwise op; on 0-d values the others are the identity,
-        # whose float kernels serve a gathered row of values as well
-        forward, vjp = (op.forward, op.vjp) if op.elementwise else (op.scalar.forward,
-                                                                   op.scalar.vjp)
-        levels[int(plan.levels[members[0]])].append(
-            LevelGroup(forward, vjp, attrs, members,
-                       [plan.ins.indices[first_input + k] for k in range(arity)])
-        )
-    return tuple(tuple(level) for level in levels)
+# ---------------------------------------------------------------- compiling
 
 
-def _groups(plan: Plan) -> list[np.ndarray]:
-    """The members of each group, the groups in the order of their first member."""
+def _sum_order(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """Each gradient contribution's target and consumer, in the order they are added: gates
+    from the last to the first, the inputs of each from its first to its last.
+
+    Input entry e of gate c (the Ragged's flat order) has slot E - indptr[c + 1] + (e -
+    indptr[c]), E the number of entries: the gates' blocks reversed, each kept in order.
+    """
+    indptr, indices = plan.ins.indptr, plan.ins.indices
+    lengths = np.diff(indptr)
+    consumer = np.repeat(np.arange(len(lengths), dtype=np.intp), lengths)
+    slot = len(indices) - indptr[consumer + 1] + (np.arange(len(indices)) - indptr[consumer])
+    targets = np.empty_like(indices)
+    consumers = np.empty_like(consumer)
+    targets[slot] = indices
+    consumers[slot] = consumer
+    return targets, consumers
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """Kinds that share calls: one op, the same attrs but for its array attrs (`merged`)."""
+
+    op: Op
+    shared: dict
+    merged: tuple[str, ...]
+
+
+def _families(table: Sequence[tuple[Op, dict]]) -> tuple[np.ndarray, list[Family], dict]:
+    """Each kind's family, the families, and each merged attr's value by kind (nan where a
+    kind has none). A null array attr stays shared: clip without a bound is another call."""
+    family_of: list[int] = []
+    families: list[Family] = []
+    known: dict[tuple, int] = {}
+    merged_values: dict[str, tuple[list[int], list[float]]] = {}
+    for k, (op, attrs) in enumerate(table):
+        merged = tuple(name for name in op.array_attrs if attrs[name] is not None)
+        shared = _shared_attrs(op, attrs, merged) if attrs else attrs
+        key = (op.name, repr(shared), merged)  # repr: 2 and 2.0 are not the same attrs
+        family = known.get(key)
+        if family is None:
+            family = known[key] = len(families)
+            families.append(Family(op, shared, merged))
+        family_of.append(family)
+        for name in merged:
+            kinds, values = merged_values.setdefault(name, ([], []))
+            kinds.append(k)
+            values.append(attrs[name])
+    columns = {}
+    for name, (kinds, values) in merged_values.items():
+        columns[name] = np.full(len(table), np.nan)
+        columns[name][kinds] = values
+    return np.array(family_of, dtype=np.intp), families, columns
+
+
+def _shared_attrs(op: Op, attrs: dict, merged: tuple[str, ...]) -> dict:
+    if not op.elementwise and op.scalar is not None and op.scalar.identity:
+        return {}  # the identity on 0-d values whatever its attrs: every kind shares a call
+    return {name: value for name, value in attrs.items() if name not in merged}
+
+
+def _group_levels(plan: Plan) -> tuple[Level, ...]:
+    """The gates grouped by (level, family, arity), members in topological order; the groups
+    of a level in the order of their first member."""
+    family_of, families, columns = _families(plan.kind_table)
+    depth = int(np.max(plan.levels)) + 1
+    grouped: list[list[LevelGroup]] = [[] for _ in range(depth)]
+    for members in _groups(plan, family_of[plan.kinds]):
+        family = families[int(family_of[plan.kinds[members[0]]])]
+        level = int(plan.levels[members[0]])
+        grouped[level].append(_group(plan, family, members, columns))
+    # a level's nodes are consecutive (levels never decrease along the order), so are their
+    # input entries, and so are the entries' slots, reversed
+    first = np.searchsorted(plan.levels, np.arange(depth + 1)).tolist()
+    entries = (len(plan.ins.indices) - plan.ins.indptr[first]).tolist()
+    return tuple(Level(tuple(groups), first[d], first[d + 1], entries[d + 1], entries[d])
+                 for d, groups in enumerate(grouped))
+
+
+def _group(plan: Plan, family: Family, members: np.ndarray, columns: dict) -> LevelGroup:
+    op = family.op
+    starts = plan.ins.indptr[members]
+    arity = int(plan.ins.indptr[members[0] + 1] - starts[0])
+    # numpy's rule for an elementwise op; on 0-d values the others are the identity, whose
+    # float kernels serve a gathered row of values as well
+    forward, vjp = (op.forward, op.vjp) if op.elementwise else (op.scalar.forward, op.scalar.vjp)
+    merged = {}
+    if family.merged:
+        kinds = plan.kinds[members]
+        merged = {name: columns[name][kinds] for name in family.merged}
+    slots = len(plan.ins.indices) - arity - starts  # the first input's, see _sum_order
+    return LevelGroup(forward, vjp, family.shared, merged, members,
+                      tuple(plan.ins.indices[starts + k] for k in range(arity)),
+                      tuple(slots + k for k in range(arity)))
+
+
+def _groups(plan: Plan, families: np.ndarray) -> list[np.ndarray]:
+    """The members of each group, the groups in the order of their first member; `families`
+    is every node's family."""
     gates = plan.gates()
     if not gates.size:
         return []
-    keys = (plan.ins.lengths()[gates], plan.kinds[gates], plan.levels[gates])
+    keys = (plan.ins.lengths()[gates], families[gates], plan.levels[gates])
     by_key = np.lexsort(keys)  # stable: members stay in topological order within a group
     gates = gates[by_key]
-    arity, kinds, levels = (key[by_key] for key in keys)
-    new = np.flatnonzero((np.diff(levels) != 0) | (np.diff(kinds) != 0) | (np.diff(arity) != 0))
+    arity, family, levels = (key[by_key] for key in keys)
+    new = np.flatnonzero((np.diff(levels) != 0) | (np.diff(family) != 0) | (np.diff(arity) != 0))
     groups = np.split(gates, new + 1)
     firsts = gates[np.concatenate(([0], new + 1))]
     return [groups[g] for g in np.argsort(firsts).tolist()]

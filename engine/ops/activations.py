@@ -105,10 +105,12 @@ def _clip_vjp(g, out, x, *, lo, hi):
 
 
 def _clip_scalar(x, *, lo, hi):
-    if lo is not None and x < lo:
-        return lo
-    if hi is not None and x > hi:
-        return hi
+    # as np.maximum and np.minimum: nan passes, and a bound equal to x is the result (which
+    # tells 0.0 from -0.0)
+    if lo is not None and x <= lo:
+        x = lo
+    if hi is not None and x >= hi:
+        x = hi
     return x
 
 
@@ -155,7 +157,7 @@ ROWS: tuple[Op, ...] = (
     ),
     elementwise_unary(
         name="leaky_relu", symbol="lrelu", doc="x if x > 0 else slope * x (gradient slope at 0)",
-        attrs=(Attr("slope", "number", 0.01),),
+        attrs=(Attr("slope", "number", 0.01),), array_attrs=("slope",),
         forward=_leaky_relu, vjp=_leaky_relu_vjp,
         scalar_forward=_leaky_relu_scalar, scalar_vjp=_leaky_relu_vjp_scalar, label=_slope_label,
     ),
@@ -164,6 +166,7 @@ ROWS: tuple[Op, ...] = (
         doc="x limited to [lo, hi] (a null bound does not limit); gradient 1 where "
             "lo <= x <= hi, else 0",
         attrs=(Attr("lo", "number_or_null", None), Attr("hi", "number_or_null", None)),
+        array_attrs=("lo", "hi"),
         forward=_clip, vjp=_clip_vjp, scalar_forward=_clip_scalar, scalar_vjp=_clip_vjp_scalar,
         label=_clip_label,
     ), infer_shape=_clip_shape),

@@ -100,6 +100,11 @@ class Op:
     sources may be fed by the request's `inputs` and are what gradcheck perturbs.
     `elementwise` rows apply forward and vjp element by element, so one call may serve many
     nodes at once (the levels executor does so), and one generic batching rule serves them all.
+    `array_attrs` names an elementwise row's number attrs that forward and vjp take as well as
+    arrays of one value per element, giving exactly each element's result with its own number:
+    nodes differing only in those attrs may then share a call. (Not pow's exponent: numpy
+    computes x ** 2, x ** 0.5 and x ** -1 by routes an array of exponents does not take, and
+    their last bits differ.)
     Every other gate declares `batch`: its batching rule (engine/ops/batching.py says what a
     rule is told and what it answers).
     """
@@ -118,6 +123,7 @@ class Op:
     is_source: bool = False
     is_variable: bool = False
     elementwise: bool = False
+    array_attrs: tuple[str, ...] = ()
     batch: BatchRule | None = None
     scalar: ScalarKernels | None = None
     # elements of the largest temporary array forward or vjp allocates, for ops whose
@@ -132,6 +138,10 @@ class Op:
             raise ValueError(f"op '{self.name}': a gate needs a shape rule, forward and vjp")
         if self.is_variable and not self.is_source:
             raise ValueError(f"op '{self.name}': only a source can be a variable")
+        numbers = {a.name for a in self.attrs if a.kind in ("number", "number_or_null")}
+        if self.array_attrs and not (self.elementwise and numbers.issuperset(self.array_attrs)):
+            raise ValueError(f"op '{self.name}': array_attrs must be number attrs of an "
+                             "elementwise op")
 
     @property
     def min_arity(self) -> int:

@@ -70,12 +70,13 @@ def elementwise_unary(
     scalar_forward: Callable | None = None,
     scalar_vjp: Callable | None = None,
     attrs: tuple[Attr, ...] = (),
+    array_attrs: tuple[str, ...] = (),
     label: Label | None = None,
 ) -> Op:
     """A row for a one-input elementwise op; the float kernels default to the numpy rules."""
     return Op(
         name=name, arity=(1, 1), doc=doc, symbol=symbol, attrs=attrs, infer_shape=same_shape,
-        forward=forward, vjp=vjp, label=label, elementwise=True,
+        forward=forward, vjp=vjp, label=label, elementwise=True, array_attrs=array_attrs,
         scalar=ScalarKernels(forward=scalar_forward or forward, vjp=scalar_vjp or vjp),
     )
 
@@ -91,11 +92,12 @@ ROWS: tuple[Op, ...] = (
     ),
     elementwise_unary(
         name="add_const", symbol="+c", doc="c + x", attrs=(Attr("c", "number"),),
+        array_attrs=("c",),
         forward=lambda x, *, c: c + x, vjp=lambda g, out, x, *, c: (g,),
         label=number_label("c"),
     ),
     elementwise_unary(
-        name="scale", symbol="*a", doc="a * x", attrs=(Attr("a", "number"),),
+        name="scale", symbol="*a", doc="a * x", attrs=(Attr("a", "number"),), array_attrs=("a",),
         forward=lambda x, *, a: a * x, vjp=lambda g, out, x, *, a: (g * a,),
         label=number_label("a", "*"),
     ),

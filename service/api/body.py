@@ -1,11 +1,8 @@
-"""Reading a request body: JSON only, and never past the size limit; and keeping what was read
-from it until the response is sent."""
+"""Reading a request body: JSON only, and never past the size limit."""
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-from flask import Response, current_app, g, request
+from flask import current_app, request
 
 from service.errors import ApiError
 
@@ -30,23 +27,3 @@ def read_json_body() -> bytes:
     if over:
         raise ApiError(413, "too_large", f"the request body is over the limit of {limit} bytes")
     return body
-
-
-T = TypeVar("T")
-
-
-def hold_until_sent(thing: T) -> T:
-    """`thing`, kept alive until the response has been sent (see `release_after_sending`).
-
-    Freeing a big graph's parsed body and loaded nodes takes tens of milliseconds (some 35 ms
-    for 100,000 nodes), which the client need not wait for.
-    """
-    g.setdefault("held_until_sent", []).append(thing)
-    return thing
-
-
-def release_after_sending(response: Response) -> None:
-    """Let go of what `hold_until_sent` kept once the server has sent `response`."""
-    held = g.pop("held_until_sent", None)
-    if held:
-        response.call_on_close(held.clear)

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, g
 from schemas import parse_json
 from schemas.graph import load_graph
 from schemas.graphrecord import canonical_graph_json
-from service.api.body import hold_until_sent, read_json_body
+from service.api.body import read_json_body
 from service.api.views import (
     HASH_FORMAT,
     computation,
@@ -40,7 +40,7 @@ def register() -> Response:
     """201 with the new graph's summary; 200 with it when the graph was registered already."""
     body = read_json_body()
     with g.timer("parse"):
-        data = hold_until_sent(parse_json(body))
+        data = parse_json(body)
     limits = request_limits()
     if limits.max_nodes is not None:
         reject_oversized_graph(data, limits.max_nodes)

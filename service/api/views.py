@@ -26,7 +26,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from engine import describe_ops
 from schemas import mark_cached, parse_json
-from service.api.body import hold_until_sent, read_json_body
+from service.api.body import read_json_body
 from service.api.stream import event_stream_response, wants_event_stream
 from service.errors import ApiError
 from service.kinds import KINDS, Kind
@@ -128,7 +128,7 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
     if hit is not None:
         return hit
     with timer("parse"):  # the parsed value's fingerprint is part of reading it
-        data = hold_until_sent(parse_json(body))
+        data = parse_json(body)
         json_fingerprint = known.json_fingerprint(kind.name + scope, data, len(body))
     hit = _known_hit(shared, timer, json_fingerprint)
     if hit is not None:
@@ -164,7 +164,7 @@ def _known_hit(shared: Resources, timer: Timer, fingerprint: bytes | None) -> Re
 
 def _parsed(body: bytes) -> object:
     with g.timer("parse"):
-        return hold_until_sent(parse_json(body))
+        return parse_json(body)
 
 
 def _load(kind: Kind, data: object) -> Loaded:
@@ -175,10 +175,9 @@ def _load(kind: Kind, data: object) -> Loaded:
 
 
 def observed(loaded: Loaded) -> Loaded:
-    """`loaded`, its graph's size counted in the metrics (and held until the response is
-    sent)."""
+    """`loaded`, its graph's size counted in the metrics."""
     resources().metrics.observe_graph_nodes(loaded.kind, len(loaded.request.graph.nodes))
-    return hold_until_sent(loaded)
+    return loaded
 
 
 def _streamed_computation(kind: Kind, loaded: Loaded) -> Response:

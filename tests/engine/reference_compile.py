@@ -156,17 +156,44 @@ def _reaching(ins, target: int) -> tuple:
 
 def reference_groups(plan) -> list[list[tuple]]:
     """The levels executor's groups as the per-node grouping built them: per level, each
-    group's (op name, attrs, members, input columns), groups in order of first appearance."""
+    group's (op name, attrs, members, input columns), groups in order of first appearance.
+
+    Gates share a group when level, op, arity and attrs agree, except for the op's non-null
+    array attrs, which become lists of one value per member; the attrs of an op that is the
+    identity on 0-d values do not matter."""
     keyed: dict[tuple, list[int]] = {}
     for i, op in enumerate(plan.ops):
         if op.is_source:
             continue
-        key = (plan.levels[i], op.name, len(plan.ins[i]), tuple(plan.attrs[i].items()))
+        key = (plan.levels[i], op.name, len(plan.ins[i]), repr(_shared(op, plan.attrs[i])),
+               _merged(op, plan.attrs[i]))
         keyed.setdefault(key, []).append(i)
     levels: list[list[tuple]] = [[] for _ in range(max(plan.levels) + 1)]
-    for (level, name, arity, _), members in keyed.items():
+    for (level, name, arity, _, merged), members in keyed.items():
         columns = [[plan.ins[i][k] for i in members] for k in range(arity)]
-        levels[level].append((name, plan.attrs[members[0]], members, columns))
+        attrs = dict(_shared(plan.ops[members[0]], plan.attrs[members[0]]))
+        attrs.update({a: [plan.attrs[i][a] for i in members] for a in merged})
+        levels[level].append((name, attrs, members, columns))
+    return levels
+
+
+def _merged(op, attrs: dict) -> tuple:
+    return tuple(a for a in op.array_attrs if attrs[a] is not None)
+
+
+def _shared(op, attrs: dict) -> dict:
+    if not op.elementwise and op.scalar.identity:
+        return {}
+    merged = _merged(op, attrs)
+    return {a: v for a, v in attrs.items() if a not in merged}
+
+
+def reference_sum_order(plan) -> list[list[tuple[int, int, int]]]:
+    """Per level, the (gate, k, its k-th input) of every gradient contribution in the order the
+    per-node executors add them: the level's gates last to first, each one's inputs in order."""
+    levels: list[list[tuple[int, int, int]]] = [[] for _ in range(max(plan.levels) + 1)]
+    for i in range(len(plan.ops) - 1, -1, -1):
+        levels[plan.levels[i]].extend((i, k, j) for k, j in enumerate(plan.ins[i]))
     return levels
 
 

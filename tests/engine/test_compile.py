@@ -20,6 +20,7 @@ from tests.engine.reference_compile import (
     reference_compile,
     reference_groups,
     reference_needed,
+    reference_sum_order,
 )
 from tests.engine.reference_compile import (
     topological_order as reference_order,
@@ -30,7 +31,8 @@ GATES = [
     ("exp", {}, 1), ("sigmoid", {}, 1), ("neg", {}, 1), ("pow", {"exponent": 2.0}, 1),
     ("pow", {"exponent": 3}, 1), ("scale", {"a": 0.5}, 1), ("scale", {"a": 1.5}, 1),
     ("add_const", {"c": 2.0}, 1), ("sum", {}, 1), ("add", {}, None), ("mul", {}, 2),
-    ("max", {}, None),
+    ("max", {}, None), ("clip", {"lo": -0.5}, 1), ("clip", {"lo": 0.1, "hi": 0.9}, 1),
+    ("leaky_relu", {"slope": 0.2}, 1), ("leaky_relu", {}, 1), ("sum", {"keepdims": True}, 1),
 ]
 SHAPES = [(), (), (), (3,), (2, 3), (1, 3)]
 
@@ -214,8 +216,9 @@ def test_level_groups_are_the_reference_groups(case):
     plan = compile_plan(graph, shapes, strategy="levels")
     ref = reference_compile(graph, shapes)
     groups = [
-        [(g.forward, g.attrs, g.idx.tolist(), [column.tolist() for column in g.ins])
-         for g in level]
+        [(g.forward, {**g.attrs, **_listed(g.columns)}, g.idx.tolist(),
+          [column.tolist() for column in g.ins])
+         for g in level.groups]
         for level in plan.state.levels
     ]
     expected = [
@@ -224,6 +227,20 @@ def test_level_groups_are_the_reference_groups(case):
         for level in reference_groups(ref)
     ]
     assert groups == expected
+    state = plan.state
+    order = reference_sum_order(ref)
+    assert [state.targets[level.start:level.stop].tolist() for level in state.levels] == [
+        [j for _, _, j in level] for level in order]
+    slot_of = {(i, k): level.start + s
+               for level, entries in zip(state.levels, order, strict=True)
+               for s, (i, k, _) in enumerate(entries)}
+    for group in (g for level in state.levels for g in level.groups):
+        for k, slots in enumerate(group.slots):
+            assert slots.tolist() == [slot_of[(i, k)] for i in group.idx.tolist()]
+
+
+def _listed(attrs: dict) -> dict:
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in attrs.items()}
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
