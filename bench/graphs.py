@@ -214,12 +214,14 @@ class Case:
         self.label, self.target = label, target
         self.ours, self.micro = math.inf, math.inf
         self.stages: dict[str, float] = {}
+        self.parses: list[float] = []  # every run's parse stage: flat, or the collector scans
 
     def run(self, service: Service, path: str, body: dict, spec: list[tuple],
             values: dict[str, float]) -> None:
         """One request (`body` built beforehand, as micrograd's input values are) and one
         micrograd build + backward of the same graph."""
         seconds, (grads, stages) = timed(lambda: service.grads(path, body))
+        self.parses.append(stages.get("parse", 0.0))
         if seconds < self.ours:
             self.ours, self.stages = seconds, stages
         seconds, micro_grads = timed(lambda: in_big_stack(lambda: micrograd_grads(spec, values)))
@@ -241,7 +243,8 @@ class Case:
         return ("      " + ", ".join(f"{name} {ms:.1f}" for name, ms in server.items())
                 + f"\n      server {sum(server.values()):.1f} ms; client json {client:.1f} ms"
                 f" ({client / (self.micro * 1e3):.2f}x micrograd alone); HTTP and WSGI"
-                f" {rest:.1f} ms")
+                f" {rest:.1f} ms; parse in each run "
+                + " / ".join(f"{ms:.1f}" for ms in self.parses) + " ms")
 
 
 # ---------------------------------------------------------------- the cases

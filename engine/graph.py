@@ -93,6 +93,13 @@ class NodeTable(Sequence):
             self._by_id = sorted(range(len(self.ids)), key=self.ids.__getitem__)
         return self._by_id
 
+    def held(self) -> NodeTable:
+        """The same nodes, to be kept a long time: the columns as tuples and nothing derived
+        from them. A tuple of strings, or of tuples of strings, is one the cyclic collector
+        stops tracking; the attrs and values columns stay tracked, but their plain dicts and
+        arrays are not, so a full pass over a held graph looks at each and goes no further."""
+        return NodeTable(*map(tuple, (self.ids, self.ops, self.inputs, self.attrs, self.values)))
+
     def node(self, i: int) -> Node:
         """Node i, built alone (an error path naming one node needs no others)."""
         return Node(self.ids[i], self.ops[i], self.inputs[i], self.attrs[i], self.values[i])

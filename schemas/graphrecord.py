@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import orjson
 
-from engine import Graph, Node, gc_paused
+from engine import Graph, NodeTable, gc_paused, node_table
 from schemas.canonical import CanonicalGraph
 from schemas.tensors import tensor_json
 
@@ -33,8 +33,10 @@ _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 def graph_record(graph: Graph, canonical: CanonicalGraph) -> bytes:
     """The stored form of a loaded graph whose canonical structure is `canonical`."""
+    table = node_table(graph.nodes)
     values = {
-        node.id: _encoded(node.value) for node in graph.nodes if node.value is not None
+        name: _encoded(value)
+        for name, value in zip(table.ids, table.values, strict=True) if value is not None
     }
     return b"\n".join([RECORD_FORMAT, canonical.text, orjson.dumps(values, option=_SORTED)])
 
@@ -53,13 +55,17 @@ def read_graph_record(record: bytes) -> tuple[Graph, CanonicalGraph]:
         form = orjson.loads(text)
         values = {name: _decoded(value) for name, value in orjson.loads(values_text).items()}
         # A graph read back stays in memory a long time: let every mention of an id, and
-        # every op name, share one string object.
-        names = {entry[0]: entry[0] for entry in form["nodes"]}
+        # every op name, share one string object; its columns are tuples (NodeTable.held).
+        rows = form["nodes"]
+        names = {entry[0]: entry[0] for entry in rows}
         mention = names.get
-        nodes = tuple(
-            Node(name, sys.intern(op), tuple([mention(i, i) for i in inputs]), attrs,
-                 values.get(name))
-            for name, op, inputs, attrs in form["nodes"]
+        ids = tuple(names)
+        nodes = NodeTable(
+            ids,
+            tuple([sys.intern(row[1]) for row in rows]),
+            tuple([tuple([mention(i, i) for i in row[2]]) for row in rows]),
+            tuple([row[3] for row in rows]),
+            tuple(map(values.get, ids)),
         )
     canonical = CanonicalGraph.of(text)
     return Graph(nodes, form["output"]), canonical

@@ -37,7 +37,8 @@ class RegisteredGraph:
 
     @classmethod
     def of(cls, graph: Graph, canonical: CanonicalGraph, record: bytes) -> RegisteredGraph:
-        return cls(record_id(record), graph, canonical, source_nodes(graph), record)
+        held = Graph(node_table(graph.nodes).held(), graph.output)
+        return cls(record_id(record), held, canonical, source_nodes(held), record)
 
     def summary(self) -> dict:
         """The registration answer: id, node count, each input's default shape, the output."""
@@ -110,7 +111,11 @@ class GraphRegistry:
         checks (ids, ops, arity, attrs, references, cycles) all run before shape inference
         stops at such an input with MissingInput.
         """
-        defaults = {node.id: node.value for node in graph.nodes if node.value is not None}
+        table = node_table(graph.nodes)
+        defaults = {
+            name: value for name, value in zip(table.ids, table.values, strict=True)
+            if value is not None
+        }
         try:
             self.plans.plan_for(graph, defaults, canonical.id)
         except MissingInput as error:
@@ -143,9 +148,10 @@ def source_positions(graph: Graph) -> list[int]:
 
 def _is_open_input(graph: Graph, node_id: str | None) -> bool:
     """Whether `node_id` is an input without a default (its value comes with each request)."""
+    table = node_table(graph.nodes)
     return any(
-        node.id == node_id and OPS[node.op].is_variable and node.value is None
-        for node in graph.nodes
+        name == node_id and OPS[op].is_variable and value is None
+        for name, op, value in zip(table.ids, table.ops, table.values, strict=True)
     )
 
 

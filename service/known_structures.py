@@ -110,16 +110,8 @@ class KnownStructures:
         if self._seen.get(structure.key) is None:
             self._seen.put(structure.key, True)
             return
-        # The columns alone, without what the first request worked out from them (kind
-        # keys, id order: its canonical form and plan are kept already), as tuples: a tuple
-        # of strings, of tuples of strings, of plain dicts or of arrays is one the cyclic
-        # collector stops tracking, so a held structure costs its full passes nothing.
-        table = node_table(graph.nodes)
-        columns = NodeTable(*map(tuple, (table.ids, table.ops, table.inputs, table.attrs,
-                                         table.values)))
-        known = KnownGraph(
-            Graph(columns, graph.output), canonical, tuple(structure.valued), tuple(sources)
-        )
+        held = Graph(node_table(graph.nodes).held(), graph.output)
+        known = KnownGraph(held, canonical, tuple(structure.valued), tuple(sources))
         self._known.put(structure.key, known)
 
 

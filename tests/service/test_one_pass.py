@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gc
+from itertools import chain
 
+import orjson
 import pytest
 
 import service.graphs
+import service.known_structures
 import service.pipeline
 import service.plans
 from schemas import canonical
@@ -84,3 +87,31 @@ def test_no_collection_runs_inside_a_request_however_much_the_worker_holds(app, 
     finally:
         gc.callbacks.remove(count)
     assert collections_inside == []
+
+
+def held_columns(graph) -> tuple:
+    table = graph.nodes
+    return table.ids, table.ops, table.inputs, table.attrs, table.values
+
+
+def test_graphs_kept_between_requests_leave_the_collector_nothing_to_scan(app, client):
+    """Registered graphs and known structures hold their nodes as columns of tuples: a
+    collection stops tracking the id, op and input columns; the attrs and values columns stay
+    tracked, but nothing in them is (a pass looks at each item and goes no further)."""
+    body = chain_request(300)
+    graph_id = client.post("/v1/graphs", json={"graph": body["graph"]}).json["id"]
+    for start in (0.5, 0.25):  # a structure is kept the second time it loads
+        sent = orjson.dumps(chain_request(300, start))  # keys in the order structure_of reads
+        response = client.post("/v1/gradients", data=sent, content_type="application/json")
+        assert response.status_code == 200
+    shared = app.extensions["chainrule"]
+    registered = shared.graphs.find(graph_id)
+    known = shared.known_structures.recall(
+        service.known_structures.structure_of(chain_request(300)), None
+    )
+    assert registered is not None and known is not None
+    gc.collect()
+    # a recalled graph shares the held columns but its values (this request's own)
+    for columns in (held_columns(registered.graph), held_columns(known.graph)[:4]):
+        assert [gc.is_tracked(column) for column in columns[:3]] == [False, False, False]
+        assert not any(map(gc.is_tracked, chain.from_iterable(columns[3:])))
