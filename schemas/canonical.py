@@ -291,7 +291,10 @@ def _canonical_bytes(arrays: list[np.ndarray]) -> bytes:
     """Little-endian float64 bytes of the arrays in order, every NaN as the same NaN."""
     if not arrays:
         return b""
-    flat = np.concatenate([array.ravel() for array in arrays]).astype("<f8", copy=False)
+    if all(array.ndim == 0 for array in arrays):  # scalar sources: one array of them, at once
+        flat = np.array(arrays, dtype="<f8")
+    else:
+        flat = np.concatenate([array.ravel() for array in arrays]).astype("<f8", copy=False)
     if not np.isfinite(flat).all():
         flat = np.where(np.isnan(flat), np.nan, flat)
     return flat.tobytes()

@@ -9,6 +9,8 @@ re-encoding: a cached body is byte for byte the fresh one except for that flag.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import orjson
 from marshmallow import Schema, fields, validate
@@ -310,13 +312,10 @@ def _wire_list(values: list, encoding: str) -> list:
     non-finite ones are touched."""
     if not set(map(type, values)) <= {float}:
         return [_wire(value, encoding) for value in values]
-    finite = np.isfinite(np.fromiter(values, np.float64, len(values)))
-    if finite.all():
+    # math.isfinite over the floats themselves: quicker than an array of them, at any length
+    if all(map(math.isfinite, values)):
         return values
-    spelled = list(values)
-    for i in np.flatnonzero(~finite).tolist():
-        spelled[i] = spell_float(spelled[i])
-    return spelled
+    return [value if math.isfinite(value) else spell_float(value) for value in values]
 
 
 def _result_body(body: dict) -> bytes:

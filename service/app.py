@@ -15,10 +15,13 @@ the objects of a finished request are already gone.
 from __future__ import annotations
 
 import gc
+import inspect
+import os
 import re
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, g, request
@@ -35,6 +38,7 @@ from service.known_structures import KnownStructures
 from service.observe import jsonlog
 from service.observe.metrics import ServiceMetrics
 from service.observe.timing import StageTimer
+from service.pipeline import RequestLimits
 from service.plans import PlanCache
 from service.resources import Resources, resources
 from service.site import pages
@@ -50,10 +54,24 @@ KNOWN_REQUESTS_SIZE = 4096
 CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
 
+class ServiceFlask(Flask):
+    """Flask, whose check before every hook and view call (is it a coroutine function?) reads
+    a plain function's code flags directly instead of going through inspect: our hooks and
+    views are all plain functions, some six calls per request."""
+
+    def ensure_sync(self, func: Callable) -> Callable:
+        # A plain function with nothing set on it (no marker of a wrapped or marked coroutine
+        # function) is a coroutine function exactly when its code says so.
+        plain = type(func) is FunctionType and not func.__dict__
+        if plain and not func.__code__.co_flags & inspect.CO_COROUTINE:
+            return func
+        return super().ensure_sync(func)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the service. `config` overrides the environment (keys as in service/config.py)."""
     # The playground's script and style are served from service/site/static at /static/...
-    app = Flask(__name__, static_folder=STATIC_FOLDER)
+    app = ServiceFlask(__name__, static_folder=STATIC_FOLDER)
     settings = load_config(config)
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
@@ -84,6 +102,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             results, plans, ttl_seconds=settings["GRAPH_TTL_SECONDS"],
             max_items=settings["PLAN_CACHE_SIZE"], max_nodes=settings["PLAN_CACHE_MAX_NODES"],
         ),
+        request_limits=RequestLimits.from_config(settings),
     )
     app.before_request(_start_request)
     app.after_request(_finish_request)
@@ -162,12 +181,20 @@ def _start_request() -> None:
     if incoming and CLIENT_REQUEST_ID.fullmatch(incoming):
         state.request_id = incoming
     else:
-        state.request_id = uuid.uuid4().hex
+        state.request_id = new_request_id()
     state.timer = StageTimer()
     length, limit = req.content_length, req.max_content_length
     if length is not None and limit is not None and length > limit:
         message = f"the request body is {length} bytes; the limit is {limit}"
         raise ApiError(413, "too_large", message)
+
+
+def new_request_id() -> str:
+    """A random version-4 UUID as 32 hex digits, as uuid.uuid4().hex (without its object)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    return raw.hex()
 
 
 def _resume_collector(error: BaseException | None) -> None:
@@ -181,7 +208,7 @@ def _finish_request(response: Response) -> Response:
     finished = time.perf_counter()
     elapsed = finished - getattr(state, "started", finished)
     headers = response.headers
-    headers["X-Request-ID"] = getattr(state, "request_id", None) or uuid.uuid4().hex
+    headers["X-Request-ID"] = getattr(state, "request_id", None) or new_request_id()
     timer = getattr(state, "timer", None)
     if timer is not None and timer.stages:
         headers["Server-Timing"] = timer.server_timing()

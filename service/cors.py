@@ -48,4 +48,7 @@ def _add_cors_headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    app.after_request(_add_cors_headers)
+    """Add the CORS headers to responses, when CORS_ORIGINS lists any origin (without, no
+    response carries them, so no hook needs to run)."""
+    if app.config["CORS_ORIGINS"]:
+        app.after_request(_add_cors_headers)

@@ -12,6 +12,7 @@ timed) comes in as arguments, never from a request context.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -207,7 +208,7 @@ def check_finite_sources(sources: Mapping[str, np.ndarray]) -> None:
     """NonfiniteInput naming the first source holding NaN or infinity, as the engine's own
     per-value check would; the scalars (most sources of big graphs) checked in one pass."""
     scalars = [value for value in sources.values() if value.ndim == 0]
-    finite = np.isfinite(np.array(scalars, dtype=np.float64)).all() and all(
+    finite = all(map(math.isfinite, scalars)) and all(
         np.isfinite(value).all() for value in sources.values() if value.ndim
     )
     if finite:

@@ -11,6 +11,7 @@ from service.graphs import GraphRegistry
 from service.known_requests import KnownRequests
 from service.known_structures import KnownStructures
 from service.observe.metrics import ServiceMetrics
+from service.pipeline import RequestLimits
 from service.plans import PlanCache
 from service.store import Store
 
@@ -25,6 +26,7 @@ class Resources:
     known_structures: KnownStructures
     metrics: ServiceMetrics
     graphs: GraphRegistry
+    request_limits: RequestLimits  # what one request may ask for, read from the config once
 
     def close(self) -> None:
         """Release what the worker holds open (Redis connections): gunicorn's worker_exit hook

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
@@ -31,9 +30,10 @@ from service.api.body import read_json_body
 from service.api.stream import event_stream_response, wants_event_stream
 from service.errors import ApiError
 from service.kinds import KINDS, Kind
+from service.observe.metrics import ServiceMetrics
 from service.observe.timing import StageTimer
 from service.pipeline import ComputeContext, Loaded, RequestLimits, Timer, load
-from service.resources import resources
+from service.resources import Resources, resources
 from service.store import Unstored, fetch_or_compute
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
@@ -51,8 +51,9 @@ def start_deadline() -> None:
     """Each request's compute deadline and how long it may wait for an identical one."""
     started = time.monotonic()
     seconds = current_app.config["COMPUTE_DEADLINE_SECONDS"]
-    g.deadline = started + seconds
-    g.wait_until = started + SINGLE_FLIGHT_WAIT_SHARE * seconds
+    state = g._get_current_object()
+    state.deadline = started + seconds
+    state.wait_until = started + SINGLE_FLIGHT_WAIT_SHARE * seconds
 
 
 def _kind_view(kind: Kind):
@@ -119,16 +120,17 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
     loading; any other is loaded, hashed and looked up, computing on a miss."""
     shared = resources()
     known = shared.known_requests
-    timer = g.timer
+    state = g._get_current_object()
+    timer = state.timer
     with timer("fingerprint"):
         fingerprint = known.fingerprint(kind.name + scope, body)
-    hit = _known_hit(fingerprint)
+    hit = _known_hit(shared, timer, fingerprint)
     if hit is not None:
         return hit
     with timer("parse"):  # the parsed value's fingerprint is part of reading it
         data = parse_json(body)
         json_fingerprint = known.json_fingerprint(kind.name + scope, data, len(body))
-    hit = _known_hit(json_fingerprint)
+    hit = _known_hit(shared, timer, json_fingerprint)
     if hit is not None:
         known.put(fingerprint, hit.headers["ETag"].strip('"'))
         return hit
@@ -141,19 +143,18 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
         known.put(key, loaded.hash)
     result, outcome = fetch_or_compute(
         shared.results, loaded.hash, lambda: _storable_answer(kind, loaded),
-        wait_until=g.wait_until, timer=timer,
+        wait_until=state.wait_until, timer=timer,
     )
     shared.metrics.count_cache_lookup(outcome)
     return _json_response(mark_cached(result) if outcome == "hit" else result, loaded.hash, outcome)
 
 
-def _known_hit(fingerprint: bytes | None) -> Response | None:
+def _known_hit(shared: Resources, timer: Timer, fingerprint: bytes | None) -> Response | None:
     """The stored answer of a body seen before, or None."""
-    shared = resources()
     known_hash = shared.known_requests.get(fingerprint) if fingerprint is not None else None
     if known_hash is None:
         return None
-    with g.timer("cache_read"):
+    with timer("cache_read"):
         stored = shared.results.get(known_hash)
     if stored is None:
         return None
@@ -167,13 +168,15 @@ def _parsed(body: bytes) -> object:
 
 
 def _load(kind: Kind, data: object) -> Loaded:
-    structures = resources().known_structures
-    return observed(load(kind.name, data, request_limits(), g.timer, structures))
+    shared = resources()
+    return observed(
+        load(kind.name, data, shared.request_limits, g.timer, shared.known_structures)
+    )
 
 
 def observed(loaded: Loaded) -> Loaded:
     """`loaded`, its graph's size counted in the metrics."""
-    resources().metrics.graph_nodes.labels(loaded.kind).observe(len(loaded.request.graph.nodes))
+    resources().metrics.observe_graph_nodes(loaded.kind, len(loaded.request.graph.nodes))
     return loaded
 
 
@@ -207,37 +210,60 @@ def _storable_answer(
 
 
 def request_limits() -> RequestLimits:
-    return RequestLimits.from_config(current_app.config)
+    return resources().request_limits
 
 
 def _compute_context(kind: Kind, timer: Timer | None = None) -> ComputeContext:
     """The context of computing a request of `kind`, its stages timed by `timer` (default: the
     request's, reported in Server-Timing)."""
     shared = resources()
-    timer = timer or g.timer
-
-    @contextmanager
-    def engine_stage(stage: str) -> Iterator[None]:
-        """A stage inside the engine: timed for Server-Timing and the engine histogram."""
-        started = time.perf_counter()
-        try:
-            with timer(stage):
-                yield
-        finally:
-            elapsed = time.perf_counter() - started
-            shared.metrics.engine_seconds.labels(kind.name, stage).observe(elapsed)
-
-    def on_plan_lookup(cached: bool) -> None:
-        shared.metrics.plan_lookups.labels("hit" if cached else "miss").inc()
-
+    state = g._get_current_object()
+    timer = timer or state.timer
     return ComputeContext(
         plans=shared.plans,
-        limits=request_limits(),
-        deadline=g.deadline,
+        limits=shared.request_limits,
+        deadline=state.deadline,
         timer=timer,
-        engine_stage=engine_stage,
-        on_plan_lookup=on_plan_lookup,
+        engine_stage=EngineStages(kind.name, timer, shared.metrics),
+        on_plan_lookup=shared.metrics.count_plan_lookup,
     )
+
+
+class EngineStages:
+    """The Timer of the stages inside the engine (compile, run): each is timed into `timer`
+    (Server-Timing) and into the engine histogram under the request's kind."""
+
+    __slots__ = ("kind", "timer", "metrics")
+
+    def __init__(self, kind: str, timer: Timer, metrics: ServiceMetrics):
+        self.kind = kind
+        self.timer = timer
+        self.metrics = metrics
+
+    def __call__(self, stage: str) -> _EngineStage:
+        return _EngineStage(self, stage)
+
+
+class _EngineStage:
+    """One timed engine stage (a class, not a generator: it runs twice per request)."""
+
+    __slots__ = ("stages", "stage", "timed", "started")
+
+    def __init__(self, stages: EngineStages, stage: str):
+        self.stages = stages
+        self.stage = stage
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+        self.timed = self.stages.timer(self.stage)
+        self.timed.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.timed.__exit__(*exc_info)
+        finally:
+            elapsed = time.perf_counter() - self.started
+            self.stages.metrics.observe_engine(self.stages.kind, self.stage, elapsed)
 
 
 def _json_response(body: bytes, digest: str, outcome: str) -> Response:

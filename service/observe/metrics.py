@@ -103,6 +103,11 @@ class ServiceMetrics:
         self._cache_lookup_children = {
             outcome: self.cache_lookups.labels(outcome) for outcome in ("hit", "miss", "bypass")
         }
+        self._plan_lookup_children = {
+            True: self.plan_lookups.labels("hit"), False: self.plan_lookups.labels("miss")
+        }
+        self._engine_children: dict[tuple[str, str], Histogram] = {}
+        self._graph_nodes_children: dict[str, Histogram] = {}
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -126,6 +131,24 @@ class ServiceMetrics:
     def count_cache_lookup(self, outcome: str) -> None:
         """One result cache lookup: "hit", "miss" or "bypass"."""
         self._cache_lookup_children[outcome].inc()
+
+    def count_plan_lookup(self, cached: bool) -> None:
+        """One compiled-plan cache lookup, found (`cached`) or not."""
+        self._plan_lookup_children[cached].inc()
+
+    def observe_engine(self, kind: str, stage: str, seconds: float) -> None:
+        """Time spent in one engine stage (compile, run) of a request of `kind`."""
+        child = self._engine_children.get((kind, stage))
+        if child is None:
+            child = self._engine_children[kind, stage] = self.engine_seconds.labels(kind, stage)
+        child.observe(seconds)
+
+    def observe_graph_nodes(self, kind: str, nodes: int) -> None:
+        """The size of a graph loaded from a request body of `kind`."""
+        child = self._graph_nodes_children.get(kind)
+        if child is None:
+            child = self._graph_nodes_children[kind] = self.graph_nodes.labels(kind)
+        child.observe(nodes)
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text of every worker's values (or this app's), and its content type."""
