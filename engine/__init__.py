@@ -2,7 +2,7 @@
 
 from engine.batch import REDUCES, check_batch_size
 from engine.collector import gc_paused
-from engine.compile import compile_plan, run_graph, topological_order
+from engine.compile import compile_plan, run_graph, topological_order, warm_up
 from engine.errors import (
     Arity,
     BadAttr,
@@ -97,5 +97,6 @@ __all__ = [
     "relative_error",
     "run_graph",
     "topological_order",
+    "warm_up",
     "unbroadcast",
 ]

@@ -250,3 +250,10 @@ def run_graph(
     check_seed(seed, graph.output, allow_nonfinite=allow_nonfinite)
     plan = compile_plan(graph, {name: np.shape(v) for name, v in sources.items()}, limits)
     return plan.run(sources, seed=seed, wrt=wrt, forward_only=forward_only, deadline=deadline)
+
+
+def warm_up() -> None:
+    """Compile and run a three-node graph once, so that what numpy loads on first use
+    (numpy.ma, imported by np.unique: some 10-20 ms) is loaded before any request needs it."""
+    graph = Graph((Node("x", "input"), Node("y", "input"), Node("f", "mul", ("x", "y"))), "f")
+    run_graph(graph, {"x": np.array(2.0), "y": np.array(3.0)})
