@@ -87,13 +87,14 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
     shapes = _shapes(ids, ops, attrs, ins, kinds, columns.table, source_shapes, limits)
     out = int(position[columns.index[output]])
     is_source = source_kinds(columns.table)
+    sources = tuple(np.flatnonzero(is_source[kinds]).tolist())
     batched = _batched(columns, order, ins, levels, batched_sources)
     _check_batch_axis(ids, shapes, batched)
     return Plan(
         output=output,
         out=out,
         ids=ids,
-        index=Positions(ids),
+        index=Positions(ids, sources),
         ops=ops,
         attrs=attrs,
         kinds=kinds,
@@ -102,7 +103,7 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
         shapes=shapes,
         levels=levels,
         ancestors=reaching(ins, levels, out),
-        sources=tuple(np.flatnonzero(is_source[kinds]).tolist()),
+        sources=sources,
         batched=batched,
         limits=limits,
         executor=choose_executor([op for op, _ in columns.table], shapes, levels, strategy,

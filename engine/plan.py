@@ -31,13 +31,15 @@ WRT_CACHE_SIZE = 16
 
 
 class Positions(Mapping[str, int]):
-    """Node id -> topological position, built on first use: most plans are only ever run,
-    and 100,000 ids in a dict would be a third of a cached plan's memory."""
+    """Node id -> topological position. The sources' positions are known from the start (a
+    request's `wrt` names sources most often); the others are built on first use: most plans
+    are only ever run, and 100,000 ids in a dict would be a third of a cached plan's memory."""
 
-    __slots__ = ("_ids", "_positions")
+    __slots__ = ("_ids", "_positions", "_sources")
 
-    def __init__(self, ids: Sequence[str]):
+    def __init__(self, ids: Sequence[str], sources: Sequence[int] = ()):
         self._ids = ids
+        self._sources = {ids[i]: i for i in sources}
         self._positions: dict[str, int] | None = None
 
     def _built(self) -> dict[str, int]:
@@ -46,10 +48,11 @@ class Positions(Mapping[str, int]):
         return self._positions
 
     def __getitem__(self, name: str) -> int:
-        return self._built()[name]
+        position = self._sources.get(name)
+        return self._built()[name] if position is None else position
 
     def __contains__(self, name: object) -> bool:
-        return name in self._built()
+        return name in self._sources or name in self._built()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._ids)

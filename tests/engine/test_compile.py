@@ -312,3 +312,19 @@ def test_attrs_equal_in_python_but_not_as_attrs_are_checked_apart():
     assert [str(attrs["a"]) for attrs in plan.attrs[1:]] == ["-0.0", "0.0"]
     assert plan.run({"x": np.float64(1.0)}).values["m"] == 0.0  # and its sign is negative
     assert np.signbit(plan.run({"x": np.float64(1.0)}).values["m"])
+
+
+def test_a_plan_finds_its_sources_without_indexing_every_node():
+    """`wrt` naming sources (the usual case) is answered from the sources' own positions; the
+    index of every node is built only when a gate is named, and agrees with the order."""
+    nodes = (Node("x", "input"), Node("y", "input"), Node("s", "add", ("x", "y")),
+             Node("f", "exp", ("s",)))
+    plan = compile_plan(Graph(nodes, "f"), {"x": (), "y": ()})
+    sources = {"x": np.array(0.5), "y": np.array(-0.25)}
+    result = plan.run(sources, wrt=["y", "x"])
+    assert plan.index._positions is None  # not built: both are sources
+    assert set(result.grads) == {"x", "y"}
+    with pytest.raises(EngineError, match="'nowhere'"):
+        plan.run(sources, wrt=["nowhere"])
+    assert plan.run(sources, wrt=["s"]).grads["s"] == pytest.approx(np.exp(0.25))
+    assert [plan.index[name] for name in plan.ids] == list(range(len(plan.ids)))
