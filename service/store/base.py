@@ -33,7 +33,12 @@ class Store(Protocol):
         """Store the body (None: the computation failed) and drop the claim, if still ours."""
 
     def waiting(self, key: str) -> tuple[bytes | None, bool]:
-        """While waiting on another's claim: (the body if stored, whether the claim still holds)."""
+        """While waiting on another's claim: (the body if stored, whether the claim still holds).
+
+        The claim is read before the body: the owner stores its body before (or as) it lets
+        go of its claim, so a claim seen gone comes with the body it left, if any. Read the
+        other way round, the owner could finish in between, and a waiter would find neither
+        and compute again."""
 
     def get_graph(self, graph_id: str) -> bytes | None:
         """A registered graph's record, its TTL refreshed (the full graph TTL from now); None

@@ -117,8 +117,8 @@ class DiskStore:
 
     def waiting(self, key: str) -> tuple[bytes | None, bool]:
         try:
-            body = self.cache.get(self.keys.result(key))
-            return body, self.keys.claim(key) in self.cache
+            claimed = self.keys.claim(key) in self.cache  # first: see Store.waiting
+            return self.cache.get(self.keys.result(key)), claimed
         except STORE_ERRORS as error:
             self._failed("wait", error)
             return None, False

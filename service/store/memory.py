@@ -94,9 +94,9 @@ class MemoryStore:
                 del self._claims[key]
 
     def waiting(self, key: str) -> tuple[bytes | None, bool]:
-        body = self.get(key)
-        with self._claims_lock:
-            return body, key in self._claims
+        with self._claims_lock:  # the claim first: see Store.waiting
+            claimed = key in self._claims
+        return self.get(key), claimed
 
     def unavailable_reason(self, *, probe: bool = True) -> str | None:
         return None

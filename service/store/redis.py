@@ -204,9 +204,9 @@ class RedisStore:
 
         def body_and_claim() -> tuple[bytes | None, bool]:
             with self.client.pipeline(transaction=False) as pipe:
+                pipe.exists(self.claim_key(key))  # first: see Store.waiting
                 pipe.get(result)
-                pipe.exists(self.claim_key(key))
-                body, claimed = pipe.execute()
+                claimed, body = pipe.execute()
             return body, bool(claimed)
 
         return self._guarded("wait", result, body_and_claim, (None, False))

@@ -3,7 +3,10 @@
 The first request to miss claims the hash and computes; the others poll briefly for the
 owner's result and compute themselves if it does not come or the claim lapses (the views wait
 at most a share of the request's compute deadline). The store keeps the bodies and the claims;
-only the waiting policy is here.
+only the waiting policy is here. A waiter reads the claim before the body (Store.waiting), so
+the owner finishing between its two reads is seen as a hit. One window stays: a request that
+misses in the instant between the owner storing its body and that request's claim computes
+again, which costs time, never a wrong answer (the same bytes are stored).
 """
 
 from __future__ import annotations

@@ -296,3 +296,42 @@ def test_a_waiter_computes_itself_when_the_owner_is_too_slow(any_cache):
     )
     assert (body, outcome) == (b"mine", "miss")
     assert any_cache.waiting("k") == (b"mine", True)  # stored, and the owner's claim untouched
+
+
+@pytest.fixture(params=["memory", "disk"])
+def local_store(request, tmp_path):
+    """The stores whose reads a test can step between: in process, and the embedded one."""
+    if request.param == "memory":
+        yield MemoryStore(max_bytes=1 << 20, max_entry_bytes=1 << 16, ttl_seconds=60)
+        return
+    store = DiskStore(tmp_path / "store", engine_version="test", max_bytes=1 << 20,
+                      max_entry_bytes=1 << 16, ttl_seconds=60, claim_ttl_seconds=5)
+    yield store
+    store.close()
+
+
+def test_a_waiter_never_finds_the_claim_gone_and_no_body(local_store, monkeypatch):
+    """The owner finishes between a waiter's two reads: the waiter must see its body, or its
+    claim still held; seeing neither, it would compute the result again."""
+    token = local_store.claim("k")
+    reads = []
+
+    def finish_after_first_read(read):
+        def stepped(*args, **kwargs):
+            answer = read(*args, **kwargs)
+            if not reads:
+                reads.append(1)
+                local_store.put_and_release("k", token, b"done")
+            return answer
+        return stepped
+
+    backend = local_store.cache if isinstance(local_store, DiskStore) else None
+    if backend is None:  # the memory store: its claim check, then its get
+        monkeypatch.setattr(local_store, "get", finish_after_first_read(local_store.get))
+    else:
+        monkeypatch.setattr(backend, "get", finish_after_first_read(backend.get))
+        monkeypatch.setattr(type(backend), "__contains__",
+                            finish_after_first_read(type(backend).__contains__))
+    body, claimed = local_store.waiting("k")
+    assert reads == [1]
+    assert body == b"done" or claimed
