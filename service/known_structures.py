@@ -7,13 +7,13 @@ parsed with every node's `value` taken out, plus which nodes had one: SHA-256 of
 of it. Loading a graph depends on its values only through each value itself (decoded by the node
 schema's `value` field, under the element limit) and through whether a node has one (a const
 needs one, a gate takes none). So a structure that loaded once loads again to the same nodes,
-and only the values need decoding: the known graph is reused with its valued nodes rebuilt
-around the new values. When a value does not decode the request takes the whole way, so its
+and only the values need decoding: the known graph's columns are reused with the new values
+in its values column. When a value does not decode the request takes the whole way, so its
 error is the one a full load gives. Only structures that loaded successfully are remembered.
 
-A structure is kept the second time it loads, not the first: a loaded graph is many small
-objects (about 0.35 KB a node), which the worker's cyclic collector scans on every full pass,
-so graphs sent once are not worth holding. Until then only its key is remembered. Entries are
+A structure is kept the second time it loads, not the first: a held graph takes about 0.3 KB a
+node (its columns as tuples, which the cyclic collector stops tracking: NodeTable.held), so
+graphs sent once are not worth holding. Until then only its key is remembered. Entries are
 bounded as the plan cache is, by count and by the nodes they hold.
 """
 
