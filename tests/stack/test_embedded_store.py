@@ -76,7 +76,10 @@ def test_every_worker_hits_what_one_computed_and_serves_its_graphs_after_they_al
     # concurrent repeats keep every worker busy at once: each answers from the shared store
     repeats = concurrent_posts(embedded_server.url, body, 8)
     assert [answer.headers["X-Cache"] for answer in repeats] == ["hit"] * 8
-    # every worker dies (as if OOM-killed); gunicorn starts four new, empty processes
+    # every worker dies (as if OOM-killed); gunicorn starts four new, empty processes.
+    # The server answers once its first worker is up; gunicorn forks the others a random
+    # fraction of a second apart, so wait for all four before killing them.
+    wait_for_workers(embedded_server, 4, other_than=set())
     old = worker_pids(embedded_server)
     assert len(old) == 4
     for pid in old:
