@@ -126,14 +126,11 @@ class GraphRegistry:
 _SOURCE_OPS = frozenset(name for name, op in OPS.items() if op.is_source)
 
 
-def source_nodes(graph: Graph, positions: list[int] | None = None) -> Graph:
+def source_nodes(graph: Graph) -> Graph:
     """The graph's source nodes, and any other node holding a value (for binding to refuse):
-    all that `engine.bind_sources` reads, without a pass over a big graph's gates.
-    `positions` are their `source_positions` when the caller has them."""
+    all that `engine.bind_sources` reads, without a pass over a big graph's gates."""
     table = node_table(graph.nodes)
-    if positions is None:
-        positions = source_positions(graph)
-    return Graph(tuple(map(table.node, positions)), graph.output)
+    return Graph(tuple(map(table.node, source_positions(graph))), graph.output)
 
 
 def source_positions(graph: Graph) -> list[int]:
