@@ -36,6 +36,7 @@ from schemas import CanonicalGraph, Request, canonical_graph, load_request, requ
 from service.graphs import RegisteredGraph, source_nodes
 from service.known_structures import KnownStructures, Recalled, structure_of
 from service.plans import PlanCache
+from service.skeletons import Skeleton
 
 # Times a named stage: `with timer("load"): ...` (the views pass the request's StageTimer).
 Timer = Callable[[str], AbstractContextManager]
@@ -109,11 +110,13 @@ def load(
     limits: RequestLimits,
     timer: Timer = untimed,
     structures: KnownStructures | None = None,
+    skeleton: Skeleton | None = None,
 ) -> Loaded:
     """A parsed body of endpoint `kind`, loaded, bound and hashed.
 
     With `structures`, a graph whose structure loaded before is not loaded again, only its
-    values (service/known_structures.py); a new structure is remembered once it loads.
+    values (service/known_structures.py); a new structure is remembered once it loads, and
+    the body's `skeleton` with it once the structure is held.
     Raises TooLarge, marshmallow's ValidationError, or the engine's error naming the node.
     """
     if limits.max_nodes is not None:
@@ -127,7 +130,30 @@ def load(
     loaded = _bound_and_hashed(kind, request, sources, canonical, timer)
     if structure is not None and known is None:
         structures.remember(structure, request.graph, loaded.graph)
+    if structure is not None and skeleton is not None:
+        structures.remember_body(skeleton, structure, data)
     return loaded
+
+
+def recall_body(
+    kind: str,
+    skeleton: Skeleton,
+    limits: RequestLimits,
+    timer: Timer,
+    structures: KnownStructures,
+) -> Loaded | None:
+    """The body of `skeleton` sent to endpoint `kind`, loaded, bound and hashed without being
+    parsed, when its skeleton is known (service/skeletons.py); else None, and the body takes
+    the whole way. Raises as `load` does for the same body."""
+    if not structures.knows_body(skeleton):
+        return None
+    with timer("load"):
+        recalled = structures.recall_body(skeleton, limits.max_elements)
+        if recalled is None:
+            return None
+        known, rest = recalled
+        request = load_request(kind, rest, max_elements=limits.max_elements, graph=known.graph)
+    return _bound_and_hashed(kind, request, known.sources, known.canonical, timer)
 
 
 def _request_of(kind: str, data: object, known: Recalled | None, limits: RequestLimits) -> Request:
