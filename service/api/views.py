@@ -29,6 +29,7 @@ from flask import Blueprint, Response, current_app, g, request
 from engine import describe_ops
 from schemas import mark_cached, parse_json
 from service.api.body import read_json_body
+from service.api.held import hold_until_sent
 from service.api.stream import event_stream_response, wants_event_stream
 from service.errors import ApiError
 from service.kinds import KINDS, Kind
@@ -147,6 +148,7 @@ def _loaded(body: bytes, load: Loader) -> Loaded:
 
 def _fresh_computation(kind: Kind, body: bytes, load: Loader) -> Response:
     loaded = _loaded(body, load)
+    hold_until_sent(loaded)
     answer = _answer(kind, loaded)
     return Response(
         answer, mimetype=kind.media_type(loaded), headers={"ETag": f'"{loaded.hash}"'}
@@ -175,6 +177,7 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
             known.put(fingerprint, hit.headers["ETag"].strip('"'))
             return hit
         loaded = load(data)
+        hold_until_sent(data, loaded)  # freeing a big graph's takes a while: not before sending
     if not loaded.request.cache:
         shared.metrics.count_cache_lookup("bypass")
         return _json_response(_answer(kind, loaded), loaded.hash, "bypass")
