@@ -9,7 +9,8 @@ bulk (a 100,000-node graph is some 400,000 containers) and frees nearly all of i
 counting when it ends; a collection started by those allocations would scan every object the
 worker holds, cached plans included, so its cost would grow with the caches rather than with
 the request (parse times doubled on repeats). Collections run between requests instead, where
-the objects of a finished request are already gone.
+the objects of a finished request are already gone: a big body's are let go after its response
+is sent, and the collector resumes after that (service/api/held.py).
 """
 
 from __future__ import annotations
