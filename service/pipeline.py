@@ -114,22 +114,23 @@ def load(
 ) -> Loaded:
     """A parsed body of endpoint `kind`, loaded, bound and hashed.
 
-    With `structures`, a graph whose structure loaded before is not loaded again, only its
-    values (service/known_structures.py); a new structure is remembered once it loads, and
-    the body's `skeleton` with it once the structure is held.
+    With `structures`, a graph whose structure is held is not loaded again, only its values
+    (service/known_structures.py); a structure is held from its second load, and the body's
+    `skeleton` is remembered with it then.
     Raises TooLarge, marshmallow's ValidationError, or the engine's error naming the node.
     """
     if limits.max_nodes is not None:
         reject_oversized_graph(data, limits.max_nodes)
     with timer("load"):
-        structure = structure_of(data) if structures is not None else None
+        held = structures is not None and structures.may_hold(data)
+        structure = structure_of(data) if held else None
         known = structures.recall(structure, limits.max_elements) if structure else None
         request = _request_of(kind, data, known, limits)
         sources = source_nodes(request.graph) if known is None else known.sources
     canonical = None if known is None else known.canonical
     loaded = _bound_and_hashed(kind, request, sources, canonical, timer)
-    if structure is not None and known is None:
-        structures.remember(structure, request.graph, loaded.graph)
+    if structures is not None and known is None:
+        structure = structures.remember(data, structure, request.graph, loaded.graph)
     if structure is not None and skeleton is not None:
         structures.remember_body(skeleton, structure, data)
     return loaded
