@@ -239,3 +239,36 @@ def test_any_number_literal_reads_as_the_parser_reads_it(make_app, circuit, x, y
     assert "parse" not in stages(recalled)
     reformatted = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
     assert answer(recalled) == answer(send(other, "gradients", reformatted))
+
+
+# mostly the bytes of numbers (a new value, or a bad literal), sometimes any JSON punctuation
+EDIT_BYTES = st.one_of(
+    st.lists(st.sampled_from(list(b"0123456789.eE+-")), max_size=4),
+    st.lists(st.sampled_from(list(b"0123456789.eE+- ,:\"[]{}x\n")), max_size=4),
+).map(bytes)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(-2, 3), st.integers(0, 2), EDIT_BYTES),
+                      min_size=1, max_size=3),
+       hole=st.integers(0, 2))
+def test_a_known_body_edited_near_its_values_answers_as_a_fresh_app(
+    make_app, circuit, edits, hole
+):
+    """Any bytes sent where a known body's values were (a number, a bad literal, broken JSON)
+    get the answer, or the error, that a fresh app gives them."""
+    known = make_app().test_client()
+    make_known(known, "gradients", circuit)
+    body = bytearray(spelled(circuit, {"x": b"1.5", "y": b"-2", "z": b"0.25"}))
+    start = [body.index(b"1.5"), body.index(b"-2"), body.index(b"0.25")][hole]
+    for offset, cut, replacement in edits:
+        at = max(0, min(len(body), start + offset))
+        body[at:at + cut] = replacement
+    sent = bytes(body)
+    ours, theirs = send(known, "gradients", sent), send(make_app().test_client(), "gradients", sent)
+    assert ours.status_code == theirs.status_code
+    if ours.status_code == 200:
+        assert answer(ours) == answer(theirs)
+    else:
+        assert ours.json["error"] == theirs.json["error"]
