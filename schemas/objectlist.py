@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
-from itertools import chain, compress, repeat
+from itertools import chain, compress, count, repeat
 from operator import is_not
 
 from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate
@@ -58,8 +58,10 @@ def _check_lengths(values, bounds: tuple[int, float]) -> None:
     low, high = bounds
     if low <= 0 and high == float("inf"):
         return
-    if values and (min(map(len, values)) < low or max(map(len, values)) > high):
-        raise _Reject
+    if values:
+        lengths = list(map(len, values))  # one pass over the strings, then over small ints
+        if min(lengths) < low or max(lengths) > high:
+            raise _Reject
 
 
 def _plain(field: fields.Field) -> bool:
@@ -78,6 +80,7 @@ def _strings_check(field: fields.Field) -> Callable | None:
         _check_lengths(values, bounds)
         return values
 
+    check.needs_values = bounds != (0, float("inf"))  # given the kinds, only lengths read them
     return check
 
 
@@ -99,7 +102,10 @@ def _list_check(field: fields.Field) -> Callable | None:
     def check(values, kinds: set | None = None):
         if not (set(map(type, values)) if kinds is None else kinds) <= {list}:
             raise _Reject
-        items(list(chain.from_iterable(values)))
+        if items.needs_values:
+            items(list(chain.from_iterable(values)))
+        else:  # the items' types alone, without a list of them all
+            items((), set(map(type, chain.from_iterable(values))))
         return list(map(sequence, values))
 
     return check
@@ -117,9 +123,10 @@ def _dict_check(field: fields.Field) -> Callable | None:
     def check(values, kinds: set | None = None):
         if not (set(map(type, values)) if kinds is None else kinds) <= {dict}:
             raise _Reject
-        if keys is not None:
-            keys(list(chain.from_iterable(values)))
-        return list(map(dict, values))
+        if keys is not None:  # checking each distinct key checks them all
+            keys(list(set(chain.from_iterable(values))))
+        # The dicts are the parsed body's own, not copies: nothing modifies loaded attrs.
+        return values
 
     return check
 
@@ -140,11 +147,14 @@ class _Column:
         self.load_numbers = numbers if _plain(field) and not field.validators else None
         # A list or dict column whose absent value is an empty one (tuple(), list(), dict()):
         # an absent field reads as an empty container, which converts to just that, so the
-        # column needs no separate pass for its absent rows.
+        # column needs no separate pass for its absent rows. `empty` is the type of that
+        # container: a list column shares one empty list (converted row by row), a dict
+        # column gets a fresh dict a row (loaded dicts are not copied).
         self.empty = (
-            [] if self.check is not None and self.absent in (tuple, list) and
+            list if self.check is not None and self.absent in (tuple, list) and
             type(field) in (fields.List, TupleList)
-            else {} if self.check is not None and self.absent is dict and type(field) is fields.Dict
+            else dict if self.check is not None and self.absent is dict
+            and type(field) is fields.Dict
             else missing
         )
 
@@ -152,16 +162,21 @@ class _Column:
         return self.absent() if callable(self.absent) else self.absent
 
     def _with_defaults(self, raw: list, present_loaded: list) -> list:
-        values = iter(present_loaded)
         absent = self.absent
         if callable(absent):
+            values = iter(present_loaded)
             return [absent() if v is missing else next(values) for v in raw]
-        return [absent if v is missing else next(values) for v in raw]
+        column = [absent] * len(raw)
+        present = compress(count(), map(is_not, raw, repeat(missing)))
+        for i, value in zip(present, present_loaded, strict=True):
+            column[i] = value  # a loop over the present values only (few in a sparse column)
+        return column
 
     def load(self, rows: list, failed: set[int]) -> list:
         """This field's loaded value for every row; rows whose value fails go into `failed`."""
         if self.empty is not missing:  # the check refuses null (its type check) and converts
-            return self.check(list(map(dict.get, rows, repeat(self.key), repeat(self.empty))))
+            fill = repeat([]) if self.empty is list else iter(dict, None)  # endless fresh dicts
+            return self.check(list(map(dict.get, rows, repeat(self.key), fill)))
         raw = list(map(dict.get, rows, repeat(self.key), repeat(missing)))
         kinds = set(map(type, raw))
         has_missing = _MissingType in kinds
@@ -263,7 +278,7 @@ class ColumnLoader:
     def _columns(self, rows: list) -> tuple[list[list], set[int]]:
         if not set(map(type, rows)) <= {dict}:
             raise _Reject
-        if not all(map(self.allowed_keys.issuperset, rows)):
+        if not self.allowed_keys.issuperset(chain.from_iterable(rows)):  # every row's keys
             raise _Reject
         failed: set[int] = set()
         loaded: list = [None] * len(self.columns)
