@@ -70,23 +70,22 @@ def lookup(mapping: dict, keys: list) -> tuple | list:
 def _kinds(table: NodeTable) -> tuple[np.ndarray, tuple[tuple[Op, dict], ...]]:
     """Each node's kind, and each kind's op and canonical attrs (checked once per kind).
 
-    Nodes are grouped by `NodeTable.kind_keys`, which tells apart attrs that == calls equal.
+    Nodes are grouped by `NodeTable.kinds`, which tells apart attrs that == calls equal; kinds
+    whose canonical attrs read alike are then merged.
     """
-    keys = table.kind_keys()
+    given, firsts = table.kinds()
     # a node of each kind stands for all: any fault sends the checks back to listing order
-    first = table.kinds()
     kind_table: dict[tuple, int] = {}
     rows: list[tuple[Op, dict]] = []
-    kind_of: dict = {}
-    for key, k in first.items():
+    merged: list[int] = []
+    for k in firsts:
         row = _checked_row(table.node(k), table)
         canonical = (row[0].name, repr(row[1]))
         if canonical not in kind_table:  # equal attrs written differently share one kind
             kind_table[canonical] = len(rows)
             rows.append(row)
-        kind_of[key] = kind_table[canonical]
-    kinds = np.array(lookup(kind_of, keys), dtype=np.intp)
-    return kinds, tuple(rows)
+        merged.append(kind_table[canonical])
+    return np.array(merged, dtype=np.intp)[given], tuple(rows)
 
 
 def _checked_row(node: Node, nodes: Sequence[Node]) -> tuple[Op, dict]:

@@ -8,10 +8,16 @@ something iterates it.
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import count
 
 import numpy as np
+
+# marshal's version 2 writes every object whole (later ones share repeated objects by
+# reference, depending on reference counts): equal attrs of one type give equal bytes.
+_MARSHAL_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +51,7 @@ class NodeTable(Sequence):
         self._nodes: tuple[Node, ...] | None = None
         self._kind_keys: list | None = None
         self._by_id: list[int] | None = None
-        self._kinds: dict[str, int] | None = None
+        self._kinds: tuple[np.ndarray, list[int]] | None = None
 
     @classmethod
     def of(cls, nodes: Sequence[Node]) -> NodeTable:
@@ -61,31 +67,31 @@ class NodeTable(Sequence):
         return self._nodes
 
     def kind_keys(self) -> list:
-        """Per node, its op, or its op followed by repr(attrs) when it has attrs: equal keys,
-        equal op and attrs (an op name holds no "{"). repr tells apart what == does not (2
-        and 2.0, 1 and True, 0.0 and -0.0), and is unambiguous over decoded JSON. Strings
-        keep their hash once computed, so grouping by these keys is cheap. Computed once; the
-        canonical form and compile share them."""
+        """Per node, its op, or (op, the marshal bytes of its attrs) when it has attrs: equal
+        keys, equal op and attrs. marshal tells apart what == does not (2 and 2.0, 1 and True,
+        0.0 and -0.0) and reads attrs of plain types at C speed; attrs it cannot write (numpy
+        arrays, say) fall back to (op, repr). An op alone never equals a pair, so no op name
+        reads as another op's attrs. Computed once; `kinds` numbers them."""
         if self._kind_keys is None:
-            if any("{" in op for op in set(self.ops)):  # an unknown op (refused later) that
-                # could read as another op's key: keys as (op, repr) pairs, unambiguous
+            try:
                 self._kind_keys = [
-                    (op, repr(attrs)) if attrs else op
+                    (op, marshal.dumps(attrs, _MARSHAL_VERSION)) if attrs else op
                     for op, attrs in zip(self.ops, self.attrs, strict=True)
                 ]
-            else:
-                self._kind_keys = [
-                    op + repr(attrs) if attrs else op
-                    for op, attrs in zip(self.ops, self.attrs, strict=True)
-                ]
+            except ValueError:  # an object marshal does not write: its repr tells kinds apart
+                self._kind_keys = list(map(_repr_key, self.ops, self.attrs, count()))
         return self._kind_keys
 
-    def kinds(self) -> dict[str, int]:
-        """Each distinct kind key (in order of first listing) with the position of the last
-        node of that kind. Computed once; the canonical form and compile share it."""
+    def kinds(self) -> tuple[np.ndarray, list[int]]:
+        """Each node's kind (nodes of equal `kind_keys`), the kinds numbered in order of first
+        listing, and the listing position of the first node of each kind. Computed once; the
+        op check, the canonical form and compile share it."""
         if self._kinds is None:
             keys = self.kind_keys()
-            self._kinds = dict(zip(keys, range(len(keys)), strict=True))
+            numbers = np.fromiter(map(_Numbering().__getitem__, keys), np.intp, len(keys))
+            # numbered by first listing: a kind starts where the running maximum rises
+            firsts = np.flatnonzero(np.diff(np.maximum.accumulate(numbers), prepend=-1))
+            self._kinds = (numbers, firsts.tolist())
         return self._kinds
 
     def by_id(self) -> list[int]:
@@ -131,6 +137,22 @@ class NodeTable(Sequence):
 
     def __repr__(self) -> str:
         return f"NodeTable({list(self.nodes())!r})"
+
+
+class _Numbering(dict):
+    """key -> a number, the next one for each new key."""
+
+    def __missing__(self, key: object) -> int:
+        number = self[key] = len(self)
+        return number
+
+
+def _repr_key(op: str, attrs: dict, position: int) -> object:
+    if not attrs:
+        return op
+    text = repr(attrs)
+    # an abbreviated repr (a big numpy array's "...") tells nothing apart: a kind of its own
+    return (op, text) if "..." not in text else (op, text, position)
 
 
 def node_table(nodes: Sequence[Node]) -> NodeTable:

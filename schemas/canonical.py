@@ -114,20 +114,13 @@ def graph_id(graph: Graph) -> str:
 def _canonical_attrs(table: NodeTable) -> list[dict]:
     """Every node's canonical attrs, worked out once per distinct op and attrs: big graphs
     repeat a few (every "scale" by 0.5, every "add" without attrs) many times."""
-    keys = table.kind_keys()
-    one_of_each = table.kinds()
-    canonical = {
-        key: _checked_or_given(table.ops[k], table.attrs[k], table.ids[k]) if table.attrs[k]
-        else _DEFAULT_ATTRS[key]
-        for key, k in one_of_each.items()
-    }
-    column = list(map(canonical.__getitem__, keys))
-    # A repr may abbreviate (a numpy array's "..."): such attrs are read node by node.
-    abbreviated = {key for key in canonical if "..." in key}
-    if abbreviated:
-        for k in [k for k, key in enumerate(keys) if key in abbreviated]:
-            column[k] = _checked_or_given(table.ops[k], table.attrs[k], table.ids[k])
-    return column
+    kinds, firsts = table.kinds()
+    ops, attrs = table.ops, table.attrs
+    canonical = [
+        _checked_or_given(ops[k], attrs[k], table.ids[k]) if attrs[k] else _DEFAULT_ATTRS[ops[k]]
+        for k in firsts
+    ]
+    return list(map(canonical.__getitem__, kinds.tolist()))
 
 
 def _checked_or_given(op_name: str, attrs: dict, node: str) -> dict:
