@@ -49,7 +49,7 @@ class NodeTable(Sequence):
         self.attrs = attrs
         self.values = values
         self._nodes: tuple[Node, ...] | None = None
-        self._kind_keys: list | None = None
+        self._kind_keys: dict | None = None
         self._by_id: list[int] | None = None
         self._kinds: tuple[np.ndarray, list[int]] | None = None
 
@@ -66,32 +66,35 @@ class NodeTable(Sequence):
                                     self.values))
         return self._nodes
 
-    def kind_keys(self) -> list:
-        """Per node, its op, or (op, the marshal bytes of its attrs) when it has attrs: equal
-        keys, equal op and attrs. marshal tells apart what == does not (2 and 2.0, 1 and True,
-        0.0 and -0.0) and reads attrs of plain types at C speed; attrs it cannot write (numpy
-        arrays, say) fall back to (op, repr). An op alone never equals a pair, so no op name
-        reads as another op's attrs. Computed once; `kinds` numbers them."""
-        if self._kind_keys is None:
-            try:
-                self._kind_keys = [
-                    (op, marshal.dumps(attrs, _MARSHAL_VERSION)) if attrs else op
+    def kinds(self) -> tuple[np.ndarray, list[int]]:
+        """Each node's kind, the kinds numbered in order of first listing, and the listing
+        position of the first node of each kind. Computed once; the op check, the canonical
+        form and compile share it.
+
+        A node's kind key is its op, or (op, the marshal bytes of its attrs) when it has
+        attrs: equal keys, equal op and attrs. marshal tells apart what == does not (2 and
+        2.0, 1 and True, 0.0 and -0.0) and writes attrs of plain types at C speed; attrs it
+        cannot write (numpy arrays, say) fall back to (op, repr). An op alone never equals a
+        pair, so no op name reads as another op's attrs. `_kind_keys` keeps the distinct keys
+        with their numbers.
+        """
+        if self._kinds is None:
+            numbering = _Numbering()
+            try:  # one pass: each key numbered as it is made (its op read once)
+                numbers = [
+                    numbering[op, marshal.dumps(attrs, _MARSHAL_VERSION)] if attrs
+                    else numbering[op]
                     for op, attrs in zip(self.ops, self.attrs, strict=True)
                 ]
             except ValueError:  # an object marshal does not write: its repr tells kinds apart
-                self._kind_keys = list(map(_repr_key, self.ops, self.attrs, count()))
-        return self._kind_keys
-
-    def kinds(self) -> tuple[np.ndarray, list[int]]:
-        """Each node's kind (nodes of equal `kind_keys`), the kinds numbered in order of first
-        listing, and the listing position of the first node of each kind. Computed once; the
-        op check, the canonical form and compile share it."""
-        if self._kinds is None:
-            keys = self.kind_keys()
-            numbers = np.fromiter(map(_Numbering().__getitem__, keys), np.intp, len(keys))
+                numbering = _Numbering()
+                numbers = list(map(numbering.__getitem__,
+                                   map(_repr_key, self.ops, self.attrs, count())))
+            kinds = np.array(numbers, dtype=np.intp)
             # numbered by first listing: a kind starts where the running maximum rises
-            firsts = np.flatnonzero(np.diff(np.maximum.accumulate(numbers), prepend=-1))
-            self._kinds = (numbers, firsts.tolist())
+            firsts = np.flatnonzero(np.diff(np.maximum.accumulate(kinds), prepend=-1))
+            self._kind_keys = numbering
+            self._kinds = (kinds, firsts.tolist())
         return self._kinds
 
     def by_id(self) -> list[int]:

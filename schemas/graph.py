@@ -6,7 +6,7 @@ and `load_graph` for the body of POST /v1/graphs.
 from __future__ import annotations
 
 from itertools import compress, repeat
-from operator import is_not, not_
+from operator import is_not
 
 import numpy as np
 from marshmallow import ValidationError, fields, post_load, validate
@@ -87,13 +87,20 @@ def node_table_from_fields(
     """The NodeTable of the loaded field columns of many node objects: `node_from_fields`
     over whole columns. Raises a ValidationError when some node breaks the rule on `value`
     (the loader then finds which, node by node)."""
+    table = NodeTable(id, op, inputs, attrs, value)
     has_value = list(map(is_not, value, repeat(None)))
-    valued_ops = set(compress(op, has_value))
+    valued_ops = list(compress(op, has_value))  # few: the sources
     if not GATE_OPS.isdisjoint(valued_ops):
         raise ValidationError(GATE_TAKES_NO_VALUE, "value")
-    if "const" in op and "const" in set(compress(op, map(not_, has_value))):
-        raise ValidationError(CONST_NEEDS_VALUE, "value")
-    return NodeTable(id, op, inputs, attrs, value)
+    # every const has a value when the consts number as many as the valued ones; the nodes
+    # are counted by kind (worked out now, for the op check and the canonical form next)
+    kinds, firsts = table.kinds()
+    const_kinds = [kind for kind, k in enumerate(firsts) if op[k] == "const"]
+    if const_kinds:
+        consts = int(np.bincount(kinds, minlength=len(firsts))[const_kinds].sum())
+        if consts != valued_ops.count("const"):
+            raise ValidationError(CONST_NEEDS_VALUE, "value")
+    return table
 
 
 class GraphSchema(StrictSchema):
