@@ -99,6 +99,17 @@ class NodeTable(Sequence):
             self._kinds = (kinds, firsts.tolist())
         return self._kinds
 
+    def with_shared_ops(self) -> NodeTable:
+        """The same nodes with each op string its kind's (an equal string): a column of a few
+        objects, which later passes read from the cache and a held table keeps instead of one
+        string a node. The kinds worked out already come along."""
+        kinds, firsts = self.kinds()
+        kind_ops = [self.ops[k] for k in firsts]
+        table = NodeTable(self.ids, list(map(kind_ops.__getitem__, kinds.tolist())),
+                          self.inputs, self.attrs, self.values)
+        table._kinds, table._kind_keys = self._kinds, self._kind_keys
+        return table
+
     def index(self) -> dict[str, int]:
         """Each id's listing position (the last one of an id listed twice, when the table has
         fewer entries than nodes). Computed once; id order and compile share it."""

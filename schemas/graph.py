@@ -100,7 +100,7 @@ def node_table_from_fields(
         consts = int(np.bincount(kinds, minlength=len(firsts))[const_kinds].sum())
         if consts != valued_ops.count("const"):
             raise ValidationError(CONST_NEEDS_VALUE, "value")
-    return table
+    return table.with_shared_ops()
 
 
 class GraphSchema(StrictSchema):
