@@ -45,7 +45,7 @@ def node_columns(nodes: Sequence[Node]) -> Columns:
     """The checked columns of `nodes`; raise the GraphError the per-node checks give."""
     table = node_table(nodes)
     ids = table.ids
-    index = table.index()
+    index = dict(zip(ids, range(len(ids)), strict=True))
     if len(index) != len(ids):
         raise_first_fault(table)
     kinds, kind_rows = _kinds(table)

@@ -12,7 +12,6 @@ import marshal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import count
-from operator import itemgetter
 
 import numpy as np
 
@@ -38,8 +37,8 @@ class NodeTable(Sequence):
     out from them (kind keys, id order, the Nodes themselves) is computed once, on first use,
     and kept with the table."""
 
-    __slots__ = ("_by_id", "_index", "_kind_keys", "_kinds", "_nodes", "attrs", "ids", "inputs",
-                 "ops", "values")
+    __slots__ = ("_by_id", "_kind_keys", "_kinds", "_nodes", "attrs", "ids", "inputs", "ops",
+                 "values")
     __hash__ = None  # equal to a tuple of the same nodes, like one it is not hashable
 
     def __init__(self, ids: list[str], ops: list[str], inputs: list[tuple[str, ...]],
@@ -52,7 +51,6 @@ class NodeTable(Sequence):
         self._nodes: tuple[Node, ...] | None = None
         self._kind_keys: dict | None = None
         self._by_id: list[int] | None = None
-        self._index: dict[str, int] | None = None
         self._kinds: tuple[np.ndarray, list[int]] | None = None
 
     @classmethod
@@ -110,24 +108,11 @@ class NodeTable(Sequence):
         table._kinds, table._kind_keys = self._kinds, self._kind_keys
         return table
 
-    def index(self) -> dict[str, int]:
-        """Each id's listing position (the last one of an id listed twice, when the table has
-        fewer entries than nodes). Computed once; id order and compile share it."""
-        if self._index is None:
-            self._index = dict(zip(self.ids, range(len(self.ids)), strict=True))
-        return self._index
-
     def by_id(self) -> list[int]:
         """The listing positions in id order (Python's string order; stable for equal ids).
         Computed once; the canonical form and the topological order share it."""
         if self._by_id is None:
-            index = self.index()
-            if len(index) == len(self.ids) > 1:
-                # the ids sorted alone (a sort of plain strings), then each one's position:
-                # its hash is known and the key is the very same object
-                self._by_id = list(itemgetter(*sorted(self.ids))(index))
-            else:
-                self._by_id = sorted(range(len(self.ids)), key=self.ids.__getitem__)
+            self._by_id = sorted(range(len(self.ids)), key=self.ids.__getitem__)
         return self._by_id
 
     def held(self, values: Sequence | None = None) -> NodeTable:
