@@ -9,7 +9,7 @@ something iterates it.
 from __future__ import annotations
 
 import marshal
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -80,22 +80,43 @@ class NodeTable(Sequence):
         """
         if self._kinds is None:
             numbering = _Numbering()
-            try:  # one pass: each key numbered as it is made (its op read once)
-                numbers = [
-                    numbering[op, marshal.dumps(attrs, _MARSHAL_VERSION)] if attrs
-                    else numbering[op]
-                    for op, attrs in zip(self.ops, self.attrs, strict=True)
-                ]
+            try:
+                numbers = _marshal_kinds(numbering, self.ops, self.attrs)
             except ValueError:  # an object marshal does not write: its repr tells kinds apart
                 numbering = _Numbering()
                 numbers = list(map(numbering.__getitem__,
                                    map(_repr_key, self.ops, self.attrs, count())))
-            kinds = np.array(numbers, dtype=np.intp)
-            # numbered by first listing: a kind starts where the running maximum rises
-            firsts = np.flatnonzero(np.diff(np.maximum.accumulate(kinds), prepend=-1))
-            self._kind_keys = numbering
-            self._kinds = (kinds, firsts.tolist())
+            self._number_kinds(numbering, numbers)
         return self._kinds
+
+    def _number_kinds(self, numbering: dict, numbers: list[int]) -> None:
+        kinds = np.array(numbers, dtype=np.intp)
+        # numbered by first listing: a kind starts where the running maximum rises
+        firsts = np.flatnonzero(np.diff(np.maximum.accumulate(kinds), prepend=-1))
+        self._kind_keys = numbering
+        self._kinds = (kinds, firsts.tolist())
+
+    @classmethod
+    def of_chunks(cls, chunks: Iterable[Sequence[list]]) -> NodeTable:
+        """The table of its five columns given in chunks of consecutive nodes, each chunk's
+        kinds numbered as it arrives: a loader hands each chunk on as soon as it has checked
+        it, so its ops and attrs are still in the processor's cache (numbering them in one
+        pass later would fetch them all from memory again)."""
+        columns: tuple[list, ...] = ([], [], [], [], [])
+        numbering = _Numbering()
+        numbers: list[int] | None = []
+        for chunk in chunks:
+            for column, part in zip(columns, chunk, strict=True):
+                column += part
+            if numbers is not None:
+                try:
+                    numbers += _marshal_kinds(numbering, chunk[1], chunk[3])
+                except ValueError:  # `kinds` numbers the whole table its other way
+                    numbers = None
+        table = cls(*columns)
+        if numbers is not None:
+            table._number_kinds(numbering, numbers)
+        return table
 
     def with_shared_ops(self) -> NodeTable:
         """The same nodes with each op string its kind's (an equal string): a column of a few
@@ -151,6 +172,16 @@ class NodeTable(Sequence):
 
     def __repr__(self) -> str:
         return f"NodeTable({list(self.nodes())!r})"
+
+
+def _marshal_kinds(numbering: dict, ops: Sequence[str], attrs: Sequence[dict]) -> list[int]:
+    """The kind numbers of these nodes (see NodeTable.kinds), each key numbered as it is made
+    (one pass: its op read once). Raises ValueError for attrs marshal cannot write (having
+    numbered some keys already: the numbering is then of no further use)."""
+    return [
+        numbering[op, marshal.dumps(attrs, _MARSHAL_VERSION)] if attrs else numbering[op]
+        for op, attrs in zip(ops, attrs, strict=True)
+    ]
 
 
 class _Numbering(dict):

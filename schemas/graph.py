@@ -5,6 +5,7 @@ and `load_graph` for the body of POST /v1/graphs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import compress, repeat
 from operator import is_not
 
@@ -80,20 +81,20 @@ def node_from_fields(
     return Node(id, op, inputs, attrs, value)
 
 
-def node_table_from_fields(
-    id: list[str], op: list[str], inputs: list[tuple[str, ...]], attrs: list[dict],
-    value: list[np.ndarray | None],
-) -> NodeTable:
-    """The NodeTable of the loaded field columns of many node objects: `node_from_fields`
-    over whole columns. Raises a ValidationError when some node breaks the rule on `value`
-    (the loader then finds which, node by node)."""
-    table = NodeTable(id, op, inputs, attrs, value)
+def node_table_from_fields(chunks: Iterable[list[list]]) -> NodeTable:
+    """The NodeTable of the loaded field columns of many node objects, given a chunk of
+    consecutive nodes at a time (id, op, inputs, attrs and value columns each):
+    `node_from_fields` over whole columns. Raises a ValidationError when some node breaks the
+    rule on `value` (the loader then finds which, node by node)."""
+    table = NodeTable.of_chunks(chunks)
+    op, value = table.ops, table.values
     has_value = list(map(is_not, value, repeat(None)))
     valued_ops = list(compress(op, has_value))  # few: the sources
     if not GATE_OPS.isdisjoint(valued_ops):
         raise ValidationError(GATE_TAKES_NO_VALUE, "value")
     # every const has a value when the consts number as many as the valued ones; the nodes
-    # are counted by kind (worked out now, for the op check and the canonical form next)
+    # are counted by kind (numbered as the chunks came; the op check and the canonical form
+    # use them next)
     kinds, firsts = table.kinds()
     const_kinds = [kind for kind, k in enumerate(firsts) if op[k] == "const"]
     if const_kinds:

@@ -17,17 +17,18 @@ object by raising ValidationError (a rule across fields): that object is then lo
 schema, whose post_load raises the same error. The test comparing the two paths holds the
 loader to this.
 
-`ObjectList` may also take `build_columns`: when every object passes the column checks, the
-loaded columns go to it whole (one call, no object per item; the graph's nodes become an
-engine NodeTable this way), and it may refuse them by raising ValidationError, which sends
-the list down the object path above.
+`ObjectList` may also take `build_columns`: it is handed the loaded columns chunk by chunk
+(`ColumnLoader.column_chunks`: one call, no object per item, and each chunk still in cache
+when it reads it; the graph's nodes become an engine NodeTable this way). When some object
+fails the column checks the iteration raises `Rejected`; build_columns may also refuse the
+columns by raising ValidationError. Either sends the list down the object path above.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import chain, compress, count, repeat
 from operator import is_not
 
@@ -44,6 +45,10 @@ CHUNK = 2048
 
 class _Reject(Exception):
     """Some object in the chunk fails a column check; split the chunk to find which."""
+
+
+class Rejected(Exception):
+    """Some object of a list fails the column checks: the list is loaded object by object."""
 
 
 def _length_bounds(validators: list) -> tuple[int, float] | None:
@@ -272,21 +277,19 @@ class ColumnLoader:
                 results[start + i] = fallback(start + i)
         return results
 
-    def load_columns(self, rows: list) -> list[list] | None:
-        """Every field's loaded column of `rows` (in the schema's field order, as `build`
-        takes them) when every row passes the column checks, else None: `load` then settles
-        the rows, the failing ones by the schema."""
-        columns: list[list] = [[] for _ in self.columns]
+    def column_chunks(self, rows: list) -> Iterator[list[list]]:
+        """Every field's loaded column (in the schema's field order, as `build` takes them) of
+        CHUNK rows at a time, each chunk handed on as soon as its rows pass the checks. The
+        iteration raises `Rejected` at the first chunk with a row that does not: `load` then
+        settles the rows, the failing ones by the schema."""
         for start in range(0, len(rows), CHUNK):
             try:
                 loaded, failed = self._columns(rows[start:start + CHUNK])
             except _Reject:
-                return None
+                raise Rejected from None
             if failed:
-                return None
-            for column, part in zip(columns, loaded, strict=True):
-                column.extend(part)
-        return columns
+                raise Rejected
+            yield loaded
 
     def _columns(self, rows: list) -> tuple[list[list], set[int]]:
         if not set(map(type, rows)) <= {dict}:
@@ -317,7 +320,8 @@ class ObjectList(fields.List):
     fast = True
 
     def __init__(self, schema: type[Schema], build: Callable[..., object],
-                 build_columns: Callable[..., object] | None = None, **kwargs):
+                 build_columns: Callable[[Iterator[list[list]]], object] | None = None,
+                 **kwargs):
         super().__init__(fields.Nested(schema), **kwargs)
         self.loader = ColumnLoader(schema(), build)
         self.build_columns = build_columns
@@ -332,12 +336,9 @@ class ObjectList(fields.List):
     def _table(self, value: list) -> object | None:
         """`build_columns` of the loaded columns, when every item passes the column checks and
         it accepts them (else None: the items are settled one by one)."""
-        columns = self.loader.load_columns(value)
-        if columns is None:
-            return None
         try:
-            return self.build_columns(*columns)
-        except ValidationError:
+            return self.build_columns(self.loader.column_chunks(value))
+        except (Rejected, ValidationError):
             return None
 
     def _objects(self, value: list, kwargs: dict) -> list:
