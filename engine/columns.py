@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from operator import itemgetter
 from typing import NoReturn
 
@@ -49,12 +48,11 @@ def node_columns(nodes: Sequence[Node]) -> Columns:
     if len(index) != len(ids):
         raise_first_fault(table)
     kinds, kind_rows = _kinds(table)
-    inputs = table.inputs
-    lengths = np.fromiter(map(len, inputs), np.intp, len(inputs))
+    input_ids, lengths = table.edges()
     if not _arities_fit(lengths, kinds, kind_rows):
         raise_first_fault(table)
     try:
-        flat = np.array(lookup(index, list(chain.from_iterable(inputs))), dtype=np.intp)
+        flat = np.array(lookup(index, input_ids), dtype=np.intp)
     except KeyError:
         raise_first_fault(table)
     return Columns(ids, index, kinds, kind_rows, Ragged.from_lengths(lengths, flat))

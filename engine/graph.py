@@ -11,7 +11,7 @@ from __future__ import annotations
 import marshal
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import count
+from itertools import chain, count
 
 import numpy as np
 
@@ -37,8 +37,8 @@ class NodeTable(Sequence):
     out from them (kind keys, id order, the Nodes themselves) is computed once, on first use,
     and kept with the table."""
 
-    __slots__ = ("_by_id", "_kind_keys", "_kinds", "_nodes", "attrs", "ids", "inputs", "ops",
-                 "values")
+    __slots__ = ("_by_id", "_edges", "_kind_keys", "_kinds", "_nodes", "attrs", "ids", "inputs",
+                 "ops", "values")
     __hash__ = None  # equal to a tuple of the same nodes, like one it is not hashable
 
     def __init__(self, ids: list[str], ops: list[str], inputs: list[tuple[str, ...]],
@@ -51,6 +51,7 @@ class NodeTable(Sequence):
         self._nodes: tuple[Node, ...] | None = None
         self._kind_keys: dict | None = None
         self._by_id: list[int] | None = None
+        self._edges: tuple[list[str], np.ndarray] | None = None
         self._kinds: tuple[np.ndarray, list[int]] | None = None
 
     @classmethod
@@ -105,18 +106,32 @@ class NodeTable(Sequence):
         columns: tuple[list, ...] = ([], [], [], [], [])
         numbering = _Numbering()
         numbers: list[int] | None = []
+        flat: list[str] = []
+        lengths: list[np.ndarray] = [np.zeros(0, dtype=np.intp)]
         for chunk in chunks:
             for column, part in zip(columns, chunk, strict=True):
                 column += part
+            inputs = chunk[2]
+            flat += chain.from_iterable(inputs)
+            lengths.append(np.fromiter(map(len, inputs), np.intp, len(inputs)))
             if numbers is not None:
                 try:
                     numbers += _marshal_kinds(numbering, chunk[1], chunk[3])
                 except ValueError:  # `kinds` numbers the whole table its other way
                     numbers = None
         table = cls(*columns)
+        table._edges = (flat, np.concatenate(lengths))
         if numbers is not None:
             table._number_kinds(numbering, numbers)
         return table
+
+    def edges(self) -> tuple[list[str], np.ndarray]:
+        """Every node's input ids one after another (in listing and argument order), and each
+        node's input count. Computed once (while loading, by `of_chunks`); compile reads it."""
+        if self._edges is None:
+            self._edges = (list(chain.from_iterable(self.inputs)),
+                           np.fromiter(map(len, self.inputs), np.intp, len(self.inputs)))
+        return self._edges
 
     def with_shared_ops(self) -> NodeTable:
         """The same nodes with each op string its kind's (an equal string): a column of a few
@@ -126,7 +141,7 @@ class NodeTable(Sequence):
         kind_ops = [self.ops[k] for k in firsts]
         table = NodeTable(self.ids, list(map(kind_ops.__getitem__, kinds.tolist())),
                           self.inputs, self.attrs, self.values)
-        table._kinds, table._kind_keys = self._kinds, self._kind_keys
+        table._kinds, table._kind_keys, table._edges = self._kinds, self._kind_keys, self._edges
         return table
 
     def by_id(self) -> list[int]:
