@@ -146,7 +146,8 @@ def _all_scalar(ids, ins: Ragged, kinds, table, source_shapes, limits) -> bool:
     lengths = ins.lengths()
     gates = ~is_source
     stride = int(lengths.max(initial=0)) + 1  # (kind, arity) pairs as one integer each
-    for pair in np.unique(kinds[gates] * stride + lengths[gates]).tolist():
+    pairs = kinds[gates] * stride + lengths[gates]
+    for pair in np.flatnonzero(np.bincount(pairs, minlength=1)).tolist():  # the distinct pairs
         op, attrs = table[pair // stride]
         if not _maps_scalars_to_scalar(op, attrs, pair % stride):
             return False
@@ -158,6 +159,8 @@ def _all_scalar(ids, ins: Ragged, kinds, table, source_shapes, limits) -> bool:
 
 
 def _maps_scalars_to_scalar(op: Op, attrs: dict, arity: int) -> bool:
+    if op.infer_shape is same_shape and arity:  # the first input's shape, whatever the attrs
+        return True
     try:
         return tuple(op.infer_shape([()] * arity, attrs, "")) == ()
     except GraphError:
