@@ -146,8 +146,7 @@ def _all_scalar(ids, ins: Ragged, kinds, table, source_shapes, limits) -> bool:
     lengths = ins.lengths()
     gates = ~is_source
     stride = int(lengths.max(initial=0)) + 1  # (kind, arity) pairs as one integer each
-    pairs = kinds[gates] * stride + lengths[gates]
-    for pair in np.flatnonzero(np.bincount(pairs, minlength=1)).tolist():  # the distinct pairs
+    for pair in np.unique(kinds[gates] * stride + lengths[gates]).tolist():
         op, attrs = table[pair // stride]
         if not _maps_scalars_to_scalar(op, attrs, pair % stride):
             return False
