@@ -9,12 +9,12 @@ bulk (a 100,000-node graph is some 400,000 containers) and frees nearly all of i
 counting when it ends; a collection started by those allocations would scan every object the
 worker holds, cached plans included, so its cost would grow with the caches rather than with
 the request (parse times doubled on repeats). Collections run between requests instead, where
-the objects of a finished request are already gone.
+the objects of a finished request are already gone: a big body's are let go after its response
+is sent, and the collector resumes after that (service/api/held.py).
 """
 
 from __future__ import annotations
 
-import gc
 import inspect
 import os
 import re
@@ -25,11 +25,14 @@ from types import FunctionType
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, g, request
+from flask.testing import FlaskClient
 from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.test import TestResponse
 
 from engine import ENGINE_VERSION, WORKSPACES, Limits
 from service import access, cors, errors
 from service.api import api_blueprint, graphs_blueprint, probes_blueprint
+from service.api.held import release_after_sending, resume_collector, stop_collector
 from service.config import ConfigError, load_config
 from service.errors import ApiError
 from service.graphs import GraphRegistry
@@ -54,10 +57,21 @@ KNOWN_REQUESTS_SIZE = 4096
 CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
 
+class ClosingTestClient(FlaskClient):
+    """Flask's test client, closing each response once it is read, as a WSGI server closes a
+    response it has sent (what a request held is let go then: service/api/held.py)."""
+
+    def open(self, *args: Any, buffered: bool = True, **kwargs: Any) -> TestResponse:
+        return super().open(*args, buffered=buffered, **kwargs)
+
+
 class ServiceFlask(Flask):
     """Flask, whose check before every hook and view call (is it a coroutine function?) reads
     a plain function's code flags directly instead of going through inspect: our hooks and
-    views are all plain functions, some six calls per request."""
+    views are all plain functions, some six calls per request. Its test client closes its
+    responses."""
+
+    test_client_class = ClosingTestClient
 
     def ensure_sync(self, func: Callable) -> Callable:
         # A plain function with nothing set on it (no marker of a wrapped or marked coroutine
@@ -107,7 +121,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.before_request(_start_request)
     app.after_request(_finish_request)
     access.init_app(app, settings)  # after _start_request: a 401 carries the request id
-    app.teardown_request(_resume_collector)
+    app.after_request(release_after_sending)  # runs first: after_request goes in reverse
+    app.teardown_request(resume_collector)
     cors.init_app(app)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(graphs_blueprint)
@@ -174,8 +189,7 @@ def _embedded_store(settings: dict[str, Any], metrics: ServiceMetrics) -> DiskSt
 def _start_request() -> None:
     req = request._get_current_object()
     state = g._get_current_object()
-    state.collector_was_enabled = gc.isenabled()
-    gc.disable()
+    stop_collector()
     state.started = time.perf_counter()
     incoming = req.headers.get("X-Request-ID")
     if incoming and CLIENT_REQUEST_ID.fullmatch(incoming):
@@ -195,11 +209,6 @@ def new_request_id() -> str:
     raw[6] = raw[6] & 0x0F | 0x40  # version 4
     raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
     return raw.hex()
-
-
-def _resume_collector(error: BaseException | None) -> None:
-    if g.get("collector_was_enabled"):
-        gc.enable()
 
 
 def _finish_request(response: Response) -> Response:

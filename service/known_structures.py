@@ -11,10 +11,18 @@ and only the values need decoding: the known graph's columns are reused with the
 in its values column. When a value does not decode the request takes the whole way, so its
 error is the one a full load gives. Only structures that loaded successfully are remembered.
 
+A known structure's bodies are known by their skeletons too (service/skeletons.py): the bytes
+with the value literals cut out. A body whose skeleton is known is not even parsed: its values
+are read from its holes, and the rest of the body (its fields but `graph`) is the rest of the
+body that made the skeleton known, kept as orjson writes it.
+
 A structure is kept the second time it loads, not the first: a held graph takes about 0.3 KB a
 node (its columns as tuples, which the cyclic collector stops tracking: NodeTable.held), so
-graphs sent once are not worth holding. Until then only its key is remembered. Entries are
-bounded as the plan cache is, by count and by the nodes they hold.
+graphs sent once are not worth holding. Until then only its graph id is remembered (the hash
+stage gives it for free), and its structure key is not even read: that is a pass over the body
+(some 30 ms for 100,000 nodes) which a graph sent once would pay for nothing. For the same
+reason a body's key is read before loading only when a structure of its size is held. Entries
+are bounded as the plan cache is, by count and by the nodes they hold.
 """
 
 from __future__ import annotations
@@ -32,12 +40,15 @@ from marshmallow import ValidationError
 from engine import EngineError, Graph, node_table
 from schemas import CanonicalGraph, load_node_values
 from service.graphs import source_positions
+from service.skeletons import Skeleton, holes_are_values
 from service.store.lru import LockedLRU
 
 # Marks a node without a value in the column of popped values (null is a value, if a bad one).
 _NO_VALUE = object()
-# Keys of structures loaded once, kept to tell a structure's second load from its first.
+# Ids of graphs loaded once, kept to tell a structure's second load from its first.
 SEEN_KEYS = 4096
+# The rests of the bodies of known skeletons, as written, take at most this many bytes in all.
+KNOWN_BODY_REST_BYTES = 1 << 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +81,21 @@ class Structure:
     values: list[object]  # as parsed: numbers, nested lists, b64 objects, or anything sent
 
 
+@dataclass(frozen=True, slots=True)
+class KnownBody:
+    """A known skeleton's structure key, and the rest of its body (the fields but `graph`) as
+    orjson writes it."""
+
+    structure: bytes
+    rest: bytes
+
+
 def _nodes_held(key: bytes, known: KnownGraph) -> int:
     return len(known.graph.nodes)
 
+
+def _rest_bytes(key: bytes, body: KnownBody) -> int:
+    return len(body.rest)
 
 
 class KnownStructures:
@@ -82,7 +105,12 @@ class KnownStructures:
         self._known: LockedLRU[bytes, KnownGraph] = LockedLRU(
             max_items=max_items, max_cost=max_nodes, cost=_nodes_held
         )
-        self._seen: LockedLRU[bytes, bool] = LockedLRU(max_items=SEEN_KEYS)
+        self._seen: LockedLRU[str, bool] = LockedLRU(max_items=SEEN_KEYS)  # graph ids
+        # the node counts of the structures held (and of some no longer held)
+        self._sizes: LockedLRU[int, bool] = LockedLRU(max_items=max_items)
+        self._bodies: LockedLRU[bytes, KnownBody] = LockedLRU(
+            max_items=max_items, max_cost=KNOWN_BODY_REST_BYTES, cost=_rest_bytes
+        )
 
     def __len__(self) -> int:
         return len(self._known)
@@ -98,18 +126,67 @@ class KnownStructures:
             return None
         return _with_values(known, decoded)
 
-    def remember(self, structure: Structure, graph: Graph, canonical: CanonicalGraph) -> None:
-        """Keep a graph that loaded under its structure's key, with its canonical form, if its
-        structure loaded before; else only note the key."""
-        if self._seen.get(structure.key) is None:
-            self._seen.put(structure.key, True)
-            return
+    def may_hold(self, data: object) -> bool:
+        """Whether the graph of `data` (a parsed body) may be a known structure: one of its
+        size is held. Reading a structure's key costs a pass over the body (some 30 ms for
+        100,000 nodes); a new graph of another size is spared it."""
+        nodes = _nodes_of(data)
+        return nodes is not None and self._sizes.get(len(nodes)) is not None
+
+    def remember(
+        self, data: object, structure: Structure | None, graph: Graph, canonical: CanonicalGraph
+    ) -> Structure | None:
+        """Keep the graph of `data` (a parsed body that loaded to `graph`, with its canonical
+        form) under its structure's key, if a graph with its id loaded before; else only note
+        the id. The structure it is kept under (read now if `structure` is None), or None."""
+        if self._seen.get(canonical.id) is None:
+            self._seen.put(canonical.id, True)
+            return None
+        structure = structure or structure_of(data)
+        if structure is None:
+            return None
         # without its values: every recall brings its own
         table = node_table(graph.nodes)
         held = Graph(table.held(values=(None,) * len(table)), graph.output)
         known = KnownGraph(held, canonical, tuple(structure.valued),
                            tuple(source_positions(graph)))
         self._known.put(structure.key, known)
+        self._sizes.put(len(table), True)
+        return structure
+
+    def knows_body(self, skeleton: Skeleton) -> bool:
+        return self._bodies.get(skeleton.key) is not None
+
+    def recall_body(
+        self, skeleton: Skeleton, max_elements: int | None
+    ) -> tuple[Recalled, dict] | None:
+        """The known graph of a body with a known skeleton, holding the values in its holes,
+        and the rest of the body; None: unknown skeleton, its structure no longer held, or a
+        value that does not decode (the full parse and load then word the error)."""
+        body = self._bodies.get(skeleton.key)
+        known = self._known.get(body.structure) if body is not None else None
+        if known is None:
+            return None
+        values = skeleton.values()
+        decoded = _decoded(values, max_elements) if values is not None else None
+        if decoded is None:
+            return None
+        return _with_values(known, decoded), orjson.loads(body.rest)
+
+    def remember_body(self, skeleton: Skeleton, structure: Structure, data: dict) -> None:
+        """Know `skeleton` as a body of `structure`, if that structure is held and the holes are
+        proven to be its values; `data` is the body as parsed, which loaded successfully."""
+        if self._known.get(structure.key) is None or self._bodies.get(skeleton.key) is not None:
+            return
+        rest = {key: value for key, value in data.items() if key != "graph"}
+        try:
+            text = orjson.dumps(rest)
+        except orjson.JSONEncodeError:
+            return
+        if b"null" in text and _nonfinite_in(rest):
+            return  # its writing could stand for two rests (see structure_of)
+        if holes_are_values(skeleton, data, structure.valued):
+            self._bodies.put(skeleton.key, KnownBody(structure.key, text))
 
 
 def structure_of(data: object) -> Structure | None:
@@ -118,10 +195,10 @@ def structure_of(data: object) -> Structure | None:
 
     The values are taken out of the node objects to write the rest, and put back.
     """
-    graph = data.get("graph") if type(data) is dict else None
-    nodes = graph.get("nodes") if type(graph) is dict else None
-    if type(nodes) is not list or not set(map(type, nodes)) <= {dict}:
+    nodes = _nodes_of(data)
+    if nodes is None or not set(map(type, nodes)) <= {dict}:
         return None
+    graph = data["graph"]
     values = list(map(dict.pop, nodes, repeat("value"), repeat(_NO_VALUE)))
     valued = list(compress(range(len(values)), map(is_not, values, repeat(_NO_VALUE))))
     try:
@@ -139,6 +216,13 @@ def structure_of(data: object) -> Structure | None:
     # The text is one JSON object, so the positions that follow it have one reading.
     digest.update(np.array(valued, dtype="<i8").tobytes())
     return Structure(digest.digest(), valued, [values[i] for i in valued])
+
+
+def _nodes_of(data: object) -> list | None:
+    """The list of nodes of a parsed body's inline graph, if it has one."""
+    graph = data.get("graph") if type(data) is dict else None
+    nodes = graph.get("nodes") if type(graph) is dict else None
+    return nodes if type(nodes) is list else None
 
 
 def _nonfinite_in(value: object) -> bool:

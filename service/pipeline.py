@@ -36,6 +36,7 @@ from schemas import CanonicalGraph, Request, canonical_graph, load_request, requ
 from service.graphs import RegisteredGraph, source_nodes
 from service.known_structures import KnownStructures, Recalled, structure_of
 from service.plans import PlanCache
+from service.skeletons import Skeleton
 
 # Times a named stage: `with timer("load"): ...` (the views pass the request's StageTimer).
 Timer = Callable[[str], AbstractContextManager]
@@ -109,25 +110,51 @@ def load(
     limits: RequestLimits,
     timer: Timer = untimed,
     structures: KnownStructures | None = None,
+    skeleton: Skeleton | None = None,
 ) -> Loaded:
     """A parsed body of endpoint `kind`, loaded, bound and hashed.
 
-    With `structures`, a graph whose structure loaded before is not loaded again, only its
-    values (service/known_structures.py); a new structure is remembered once it loads.
+    With `structures`, a graph whose structure is held is not loaded again, only its values
+    (service/known_structures.py); a structure is held from its second load, and the body's
+    `skeleton` is remembered with it then.
     Raises TooLarge, marshmallow's ValidationError, or the engine's error naming the node.
     """
     if limits.max_nodes is not None:
         reject_oversized_graph(data, limits.max_nodes)
     with timer("load"):
-        structure = structure_of(data) if structures is not None else None
+        held = structures is not None and structures.may_hold(data)
+        structure = structure_of(data) if held else None
         known = structures.recall(structure, limits.max_elements) if structure else None
         request = _request_of(kind, data, known, limits)
         sources = source_nodes(request.graph) if known is None else known.sources
     canonical = None if known is None else known.canonical
     loaded = _bound_and_hashed(kind, request, sources, canonical, timer)
-    if structure is not None and known is None:
-        structures.remember(structure, request.graph, loaded.graph)
+    if structures is not None and known is None:
+        structure = structures.remember(data, structure, request.graph, loaded.graph)
+    if structure is not None and skeleton is not None:
+        structures.remember_body(skeleton, structure, data)
     return loaded
+
+
+def recall_body(
+    kind: str,
+    skeleton: Skeleton,
+    limits: RequestLimits,
+    timer: Timer,
+    structures: KnownStructures,
+) -> Loaded | None:
+    """The body of `skeleton` sent to endpoint `kind`, loaded, bound and hashed without being
+    parsed, when its skeleton is known (service/skeletons.py); else None, and the body takes
+    the whole way. Raises as `load` does for the same body."""
+    if not structures.knows_body(skeleton):
+        return None
+    with timer("load"):
+        recalled = structures.recall_body(skeleton, limits.max_elements)
+        if recalled is None:
+            return None
+        known, rest = recalled
+        request = load_request(kind, rest, max_elements=limits.max_elements, graph=known.graph)
+    return _bound_and_hashed(kind, request, known.sources, known.canonical, timer)
 
 
 def _request_of(kind: str, data: object, known: Recalled | None, limits: RequestLimits) -> Request:

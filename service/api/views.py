@@ -6,7 +6,9 @@ kind (a JSON answer) goes through the store first: a hit returns the stored byte
 "cached" flipped; `cache: false` requests neither read nor write it (X-Cache: bypass). A body
 seen before, byte for byte or as the same parsed JSON (spelled with other whitespace, keys in
 another order), already has a known result hash (service/known_requests.py), so its hit skips
-the schema load, binding and hashing. Each stage is timed into Server-Timing.
+the schema load, binding and hashing. An inline body whose skeleton is known (the same bytes
+but for the numbers of its nodes' values: service/skeletons.py) is not parsed at all. Each
+stage is timed into Server-Timing.
 
 A streaming kind asked for `Accept: text/event-stream` answers as events (service/api/stream.py).
 
@@ -19,21 +21,23 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from functools import partial
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from flask import Blueprint, Response, current_app, g, request
 
 from engine import describe_ops
 from schemas import mark_cached, parse_json
 from service.api.body import read_json_body
+from service.api.held import hold_until_sent
 from service.api.stream import event_stream_response, wants_event_stream
 from service.errors import ApiError
 from service.kinds import KINDS, Kind
 from service.observe.metrics import ServiceMetrics
 from service.observe.timing import StageTimer
-from service.pipeline import ComputeContext, Loaded, RequestLimits, Timer, load
+from service.pipeline import ComputeContext, Loaded, RequestLimits, Timer, load, recall_body
 from service.resources import Resources, resources
+from service.skeletons import Skeleton, skeleton_of
 from service.store import Unstored, fetch_or_compute
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
@@ -58,7 +62,7 @@ def start_deadline() -> None:
 
 def _kind_view(kind: Kind):
     def view() -> Response:
-        return computation(kind, read_json_body(), partial(_load, kind))
+        return computation(kind, read_json_body(), InlineLoader(kind))
 
     view.__name__ = kind.name
     return view
@@ -93,22 +97,58 @@ def op_catalog() -> dict:
 
 # ---------------------------------------------------------------- computing views
 
-# Loads a parsed request body (inline, or against a registered graph).
-Loader = Callable[[object], Loaded]
+class Loader(Protocol):
+    """Loads a request body (inline, or against a registered graph): `recall` from its bytes
+    alone when it can (else None), calling it from the parsed body."""
+
+    def recall(self, body: bytes) -> Loaded | None: ...
+
+    def __call__(self, data: object) -> Loaded: ...
+
+
+@dataclass(slots=True)
+class InlineLoader:
+    """Loads an inline body of `kind`: from its bytes when its skeleton is known, else parsed
+    (its skeleton then remembered with its structure). One per request."""
+
+    kind: Kind
+    skeleton: Skeleton | None = None
+
+    def recall(self, body: bytes) -> Loaded | None:
+        shared = resources()
+        with g.timer("fingerprint"):
+            self.skeleton = skeleton_of(self.kind.name, body)
+        loaded = recall_body(
+            self.kind.name, self.skeleton, shared.request_limits, g.timer,
+            shared.known_structures,
+        )
+        return None if loaded is None else observed(loaded)
+
+    def __call__(self, data: object) -> Loaded:
+        shared = resources()
+        return observed(load(
+            self.kind.name, data, shared.request_limits, g.timer, shared.known_structures,
+            self.skeleton,
+        ))
 
 
 def computation(kind: Kind, body: bytes, load: Loader, scope: str = "") -> Response:
     """The answer of `kind` to `body`, loaded by `load`. `scope` tells apart bodies that load
     differently though their bytes are equal (the registered graph they are sent to)."""
     if kind.streams and wants_event_stream():
-        return _streamed_computation(kind, load(_parsed(body)))
+        return _streamed_computation(kind, _loaded(body, load))
     if kind.cached:
         return _cached_computation(kind, body, load, scope)
     return _fresh_computation(kind, body, load)
 
 
+def _loaded(body: bytes, load: Loader) -> Loaded:
+    return load.recall(body) or load(_parsed(body))
+
+
 def _fresh_computation(kind: Kind, body: bytes, load: Loader) -> Response:
-    loaded = load(_parsed(body))
+    loaded = _loaded(body, load)
+    hold_until_sent(loaded)
     answer = _answer(kind, loaded)
     return Response(
         answer, mimetype=kind.media_type(loaded), headers={"ETag": f'"{loaded.hash}"'}
@@ -127,15 +167,17 @@ def _cached_computation(kind: Kind, body: bytes, load: Loader, scope: str) -> Re
     hit = _known_hit(shared, timer, fingerprint)
     if hit is not None:
         return hit
-    with timer("parse"):  # the parsed value's fingerprint is part of reading it
-        data = parse_json(body)
-        json_fingerprint = known.json_fingerprint(kind.name + scope, data, len(body))
-    hit = _known_hit(shared, timer, json_fingerprint)
-    if hit is not None:
-        known.put(fingerprint, hit.headers["ETag"].strip('"'))
-        return hit
-
-    loaded = load(data)
+    loaded, json_fingerprint = load.recall(body), None
+    if loaded is None:
+        with timer("parse"):  # the parsed value's fingerprint is part of reading it
+            data = parse_json(body)
+            json_fingerprint = known.json_fingerprint(kind.name + scope, data, len(body))
+        hit = _known_hit(shared, timer, json_fingerprint)
+        if hit is not None:
+            known.put(fingerprint, hit.headers["ETag"].strip('"'))
+            return hit
+        loaded = load(data)
+        hold_until_sent(data, loaded)  # freeing a big graph's takes a while: not before sending
     if not loaded.request.cache:
         shared.metrics.count_cache_lookup("bypass")
         return _json_response(_answer(kind, loaded), loaded.hash, "bypass")
@@ -165,13 +207,6 @@ def _known_hit(shared: Resources, timer: Timer, fingerprint: bytes | None) -> Re
 def _parsed(body: bytes) -> object:
     with g.timer("parse"):
         return parse_json(body)
-
-
-def _load(kind: Kind, data: object) -> Loaded:
-    shared = resources()
-    return observed(
-        load(kind.name, data, shared.request_limits, g.timer, shared.known_structures)
-    )
 
 
 def observed(loaded: Loaded) -> Loaded:
