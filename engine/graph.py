@@ -34,8 +34,8 @@ class Node:
 class NodeTable(Sequence):
     """Nodes as five parallel columns (ids, ops, inputs, attrs, values: lists, or tuples in a
     held table), read as a sequence of Node. The columns are never modified; what is worked
-    out from them (kind keys, id order, the Nodes themselves) is computed once, on first use,
-    and kept with the table."""
+    out from them (kinds, id order, input edges, the Nodes themselves) is computed once, on
+    first use or while loading (`of_chunks`), and kept with the table."""
 
     __slots__ = ("_by_id", "_edges", "_kind_keys", "_kinds", "_nodes", "attrs", "ids", "inputs",
                  "ops", "values")
