@@ -9,6 +9,7 @@ something iterates it.
 from __future__ import annotations
 
 import marshal
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, count
@@ -99,10 +100,11 @@ class NodeTable(Sequence):
 
     @classmethod
     def of_chunks(cls, chunks: Iterable[Sequence[list]]) -> NodeTable:
-        """The table of its five columns given in chunks of consecutive nodes, each chunk's
-        kinds numbered as it arrives: a loader hands each chunk on as soon as it has checked
-        it, so its ops and attrs are still in the processor's cache (numbering them in one
-        pass later would fetch them all from memory again)."""
+        """The table of its five columns given in chunks of consecutive nodes (ids and input
+        ids strings), each chunk's kinds numbered and edges listed as it arrives: a loader
+        hands each chunk on as soon as it has checked it, so its objects are still in the
+        processor's cache (a pass over the whole table later would fetch them all from memory
+        again)."""
         columns: tuple[list, ...] = ([], [], [], [], [])
         numbering = _Numbering()
         numbers: list[int] | None = []
@@ -112,8 +114,13 @@ class NodeTable(Sequence):
             for column, part in zip(columns, chunk, strict=True):
                 column += part
             inputs = chunk[2]
-            flat += chain.from_iterable(inputs)
+            input_ids = list(chain.from_iterable(inputs))
+            flat += input_ids
             lengths.append(np.fromiter(map(len, inputs), np.intp, len(inputs)))
+            # A string keeps its hash once computed: hashing the ids now, while they are in
+            # cache, makes compile's id index and lookups faster by more than it costs here.
+            deque(map(hash, chunk[0]), maxlen=0)
+            deque(map(hash, input_ids), maxlen=0)
             if numbers is not None:
                 try:
                     numbers += _marshal_kinds(numbering, chunk[1], chunk[3])
