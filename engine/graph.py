@@ -38,8 +38,8 @@ class NodeTable(Sequence):
     out from them (kinds, id order, input edges, the Nodes themselves) is computed once, on
     first use or while loading (`of_chunks`), and kept with the table."""
 
-    __slots__ = ("_by_id", "_edges", "_kind_keys", "_kinds", "_nodes", "attrs", "ids", "inputs",
-                 "ops", "values")
+    __slots__ = ("_by_id", "_edges", "_kind_keys", "_kinds", "_nodes", "_read_kinds", "attrs",
+                 "ids", "inputs", "ops", "values")
     __hash__ = None  # equal to a tuple of the same nodes, like one it is not hashable
 
     def __init__(self, ids: list[str], ops: list[str], inputs: list[tuple[str, ...]],
@@ -54,6 +54,7 @@ class NodeTable(Sequence):
         self._by_id: list[int] | None = None
         self._edges: tuple[list[str], np.ndarray] | None = None
         self._kinds: tuple[np.ndarray, list[int]] | None = None
+        self._read_kinds: list | None = None  # kept by engine.columns.read_kinds
 
     @classmethod
     def of(cls, nodes: Sequence[Node]) -> NodeTable:
