@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from operator import itemgetter
 from typing import NoReturn
 
 import numpy as np
 
-from engine.errors import Arity, DuplicateId, GraphError, UnknownNode, UnknownOp
+from engine.errors import Arity, DuplicateId, EngineError, GraphError, UnknownNode, UnknownOp
 from engine.graph import Node, NodeTable, node_table
 from engine.ops import OPS, Op, checked_attrs
 from engine.ragged import Ragged
@@ -49,12 +48,11 @@ def node_columns(nodes: Sequence[Node]) -> Columns:
     if len(index) != len(ids):
         raise_first_fault(table)
     kinds, kind_rows = _kinds(table)
-    inputs = table.inputs
-    lengths = np.fromiter(map(len, inputs), np.intp, len(inputs))
+    input_ids, lengths = table.edges()
     if not _arities_fit(lengths, kinds, kind_rows):
         raise_first_fault(table)
     try:
-        flat = np.array(lookup(index, list(chain.from_iterable(inputs))), dtype=np.intp)
+        flat = np.array(lookup(index, input_ids), dtype=np.intp)
     except KeyError:
         raise_first_fault(table)
     return Columns(ids, index, kinds, kind_rows, Ragged.from_lengths(lengths, flat))
@@ -67,36 +65,48 @@ def lookup(mapping: dict, keys: list) -> tuple | list:
     return itemgetter(*keys)(mapping)
 
 
+def read_kinds(table: NodeTable) -> list[tuple[Op | None, dict | EngineError]]:
+    """Each kind's op (None for an unknown one) and its attrs as the engine reads them
+    (`checked_attrs` of the kind's first node), or the EngineError that reading raised.
+    Worked out once per table: compile and the canonical form both read every kind so."""
+    if table._read_kinds is None:
+        ops, attrs, ids = table.ops, table.attrs, table.ids
+        table._read_kinds = [_read_kind(ops[k], attrs[k], ids[k]) for k in table.kinds()[1]]
+    return table._read_kinds
+
+
+def _read_kind(op_name: str, attrs: dict, node: str) -> tuple[Op | None, dict | EngineError]:
+    op = OPS.get(op_name)
+    if op is None:
+        return None, UnknownOp(f"unknown op '{op_name}'", node)
+    try:
+        return op, checked_attrs(op, attrs, node)
+    except EngineError as error:
+        return op, error
+
+
 def _kinds(table: NodeTable) -> tuple[np.ndarray, tuple[tuple[Op, dict], ...]]:
     """Each node's kind, and each kind's op and canonical attrs (checked once per kind).
 
-    Nodes are grouped by `NodeTable.kind_keys`, which tells apart attrs that == calls equal.
+    Nodes are grouped by `NodeTable.kinds`, which tells apart attrs that == calls equal; kinds
+    whose canonical attrs read alike are then merged.
     """
-    keys = table.kind_keys()
+    given, _ = table.kinds()
     # a node of each kind stands for all: any fault sends the checks back to listing order
-    first = table.kinds()
     kind_table: dict[tuple, int] = {}
     rows: list[tuple[Op, dict]] = []
-    kind_of: dict = {}
-    for key, k in first.items():
-        row = _checked_row(table.node(k), table)
-        canonical = (row[0].name, repr(row[1]))
+    merged: list[int] = []
+    for op, read in read_kinds(table):
+        if isinstance(read, GraphError):
+            raise_first_fault(table)
+        if isinstance(read, EngineError):
+            raise read
+        canonical = (op.name, repr(read))
         if canonical not in kind_table:  # equal attrs written differently share one kind
             kind_table[canonical] = len(rows)
-            rows.append(row)
-        kind_of[key] = kind_table[canonical]
-    kinds = np.array(lookup(kind_of, keys), dtype=np.intp)
-    return kinds, tuple(rows)
-
-
-def _checked_row(node: Node, nodes: Sequence[Node]) -> tuple[Op, dict]:
-    op = OPS.get(node.op)
-    if op is None:
-        raise_first_fault(nodes)
-    try:
-        return op, checked_attrs(op, node.attrs, node.id)
-    except GraphError:
-        raise_first_fault(nodes)
+            rows.append((op, read))
+        merged.append(kind_table[canonical])
+    return np.array(merged, dtype=np.intp)[given], tuple(rows)
 
 
 def _arities_fit(lengths: np.ndarray, kinds: np.ndarray, table) -> bool:

@@ -25,7 +25,7 @@ from engine.graph import NO_LIMITS, Graph, Limits, Node, node_table
 from engine.numpy_limits import check_shape
 from engine.ops import Op, Shape, same_shape
 from engine.ordering import canonical_order, reached_from, reaching
-from engine.plan import Plan, Positions
+from engine.plan import Plan, Positions, kind_columns
 from engine.ragged import Ragged
 from engine.result import RunResult
 from engine.sources import bind_sources, check_seed, missing_input_error
@@ -81,10 +81,8 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
     position[order] = np.arange(n, dtype=np.intp)
     ids = _pick(columns.ids, order)
     kinds = columns.kinds[order]
-    ops = _pick([op for op, _ in columns.table], kinds)
-    attrs = _pick([attrs for _, attrs in columns.table], kinds)
     ins = columns.ins.take(order, position)
-    shapes = _shapes(ids, ops, attrs, ins, kinds, columns.table, source_shapes, limits)
+    shapes = _shapes(ids, ins, kinds, columns.table, source_shapes, limits)
     out = int(position[columns.index[output]])
     is_source = source_kinds(columns.table)
     sources = tuple(np.flatnonzero(is_source[kinds]).tolist())
@@ -95,8 +93,6 @@ def _plan(columns: Columns, order, levels, source_shapes, output, limits, strate
         out=out,
         ids=ids,
         index=Positions(ids, sources),
-        ops=ops,
-        attrs=attrs,
         kinds=kinds,
         kind_table=columns.table,
         ins=ins,
@@ -131,10 +127,11 @@ def _pick(column: Sequence, which: np.ndarray) -> tuple:
 # ---------------------------------------------------------------- shapes
 
 
-def _shapes(ids, ops, attrs, ins: Ragged, kinds, table, source_shapes, limits) -> tuple:
+def _shapes(ids, ins: Ragged, kinds, table, source_shapes, limits) -> tuple:
     """Every node's shape: decided in bulk when every value is 0-d, else node by node."""
     if _all_scalar(ids, ins, kinds, table, source_shapes, limits):
         return ((),) * len(ids)
+    ops, attrs = kind_columns(table, kinds)
     return _infer_shapes(ids, ops, attrs, ins.tuples(), source_shapes, limits)
 
 
@@ -161,6 +158,8 @@ def _all_scalar(ids, ins: Ragged, kinds, table, source_shapes, limits) -> bool:
 
 
 def _maps_scalars_to_scalar(op: Op, attrs: dict, arity: int) -> bool:
+    if op.infer_shape is same_shape and arity:  # the first input's shape, whatever the attrs
+        return True
     try:
         return tuple(op.infer_shape([()] * arity, attrs, "")) == ()
     except GraphError:

@@ -2,8 +2,9 @@
 
 A plan holds no values; `run` binds new source values to it, runs its executor (chosen once
 when the plan was compiled) and picks the reported nodes out of what the executor computed.
-Its per-node columns are tuples of shared objects (ops, attrs dicts shared by equal nodes) or
-numpy arrays, so a cached plan holds no per-node container for the garbage collector to walk.
+Its per-node columns are numpy arrays or tuples of shared objects (the ops and attrs dicts
+read from the kinds, built only when an executor or caller asks for them), so a cached plan
+holds no per-node container for the garbage collector to walk.
 A plan compiled with batched inputs takes those with a leading batch axis of any length B
 (engine/batch.py turns its seed and `reduce` into the backward pass it runs).
 """
@@ -61,6 +62,16 @@ class Positions(Mapping[str, int]):
         return len(self._ids)
 
 
+def kind_columns(
+    kind_table: Sequence[tuple[Op, dict]], kinds: np.ndarray
+) -> tuple[tuple[Op, ...], tuple[dict, ...]]:
+    """Each node's op and attrs, from its kind."""
+    which = kinds.tolist()
+    ops = [op for op, _ in kind_table]
+    attrs = [attrs for _, attrs in kind_table]
+    return tuple(map(ops.__getitem__, which)), tuple(map(attrs.__getitem__, which))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)  # a plan is equal only to itself
 class Plan:
     """Parallel columns indexed by topological position, with `index` mapping ids to positions.
@@ -78,8 +89,6 @@ class Plan:
     out: int
     ids: tuple[str, ...]
     index: Mapping[str, int]
-    ops: tuple[Op, ...]
-    attrs: tuple[dict, ...]
     kinds: np.ndarray
     kind_table: tuple[tuple[Op, dict], ...]
     ins: Ragged
@@ -92,9 +101,29 @@ class Plan:
     limits: Limits = NO_LIMITS
     state: object = field(init=False, repr=False)
     wrt_cache: dict = field(init=False, repr=False, default_factory=dict)
+    _kind_columns: tuple | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", self.executor.prepare(self))  # frozen: set once here
+
+    @property
+    def ops(self) -> tuple[Op, ...]:
+        """Each node's op (shared Op objects), read from `kinds` on first use."""
+        return self._columns()[0]
+
+    @property
+    def attrs(self) -> tuple[dict, ...]:
+        """Each node's canonical attrs (one dict per kind, shared), read from `kinds` on first
+        use."""
+        return self._columns()[1]
+
+    def _columns(self) -> tuple[tuple[Op, ...], tuple[dict, ...]]:
+        # Built on demand: the levels executor, most big plans', reads the kinds alone, so a
+        # cached plan holds two tuples of 100,000 entries fewer. Two threads may both build
+        # them; either result serves.
+        if self._kind_columns is None:
+            object.__setattr__(self, "_kind_columns", kind_columns(self.kind_table, self.kinds))
+        return self._kind_columns
 
     @property
     def strategy(self) -> str:

@@ -47,15 +47,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
 import orjson
 
 import engine
-from engine import OPS, EngineError, Graph, NodeTable, Op, gc_paused, node_table
-from engine.ops import coerce_attr
+from engine import EngineError, Graph, NodeTable, gc_paused, node_table
+from engine.columns import read_kinds
 from schemas.jsontext import spell_float
 from schemas.requests import REQUEST_SCHEMAS, Request
 
@@ -101,6 +100,7 @@ def canonical_graph(graph: Graph) -> CanonicalGraph:
 
 
 def _canonical_text(table: NodeTable, output: str) -> bytes:
+    # a loaded table's ops are one string per kind (NodeTable.with_shared_ops): few objects
     rows = list(zip(table.ids, table.ops, table.inputs, _canonical_attrs(table), strict=True))
     rows = list(map(rows.__getitem__, table.by_id()))  # sorted by id
     return orjson.dumps({"nodes": rows, "output": output}, option=_SORTED)
@@ -112,69 +112,17 @@ def graph_id(graph: Graph) -> str:
 
 
 def _canonical_attrs(table: NodeTable) -> list[dict]:
-    """Every node's canonical attrs, worked out once per distinct op and attrs: big graphs
-    repeat a few (every "scale" by 0.5, every "add" without attrs) many times."""
-    keys = table.kind_keys()
-    one_of_each = table.kinds()
-    canonical = {
-        key: _checked_or_given(table.ops[k], table.attrs[k], table.ids[k]) if table.attrs[k]
-        else _DEFAULT_ATTRS[key]
-        for key, k in one_of_each.items()
-    }
-    column = list(map(canonical.__getitem__, keys))
-    # A repr may abbreviate (a numpy array's "..."): such attrs are read node by node.
-    abbreviated = {key for key in canonical if "..." in key}
-    if abbreviated:
-        for k in [k for k, key in enumerate(keys) if key in abbreviated]:
-            column[k] = _checked_or_given(table.ops[k], table.attrs[k], table.ids[k])
-    return column
-
-
-def _checked_or_given(op_name: str, attrs: dict, node: str) -> dict:
-    op = OPS.get(op_name)
-    if op is None:
-        return _as_given(attrs)
-    try:
-        return _checked_attrs(op, attrs, node)
-    except EngineError:
-        return _as_given(attrs)
-
-
-class _DefaultAttrs(dict):
-    """op name -> `_default_attrs(op name)`, filled on first use."""
-
-    def __missing__(self, op_name: str) -> dict:
-        attrs = self[op_name] = _default_attrs(op_name)
-        return attrs
-
-
-
-@cache
-def _default_attrs(op_name: str) -> dict:
-    """What a node of this op without attrs stands for (shared: never modified)."""
-    op = OPS.get(op_name)
-    try:
-        return {} if op is None else _checked_attrs(op, {}, "")
-    except EngineError:  # a required attr is missing: the engine will refuse the node
-        return {}
-
-
-def _checked_attrs(op: Op, attrs: dict, node: str) -> dict:
-    """The engine's reading of a node's attrs: each declared one checked, or its default.
-
-    Raises the engine's BadAttr for an unknown, missing or ill-typed attr.
-    """
-    if attrs.keys() - {attr.name for attr in op.attrs}:
-        raise engine.BadAttr("an attr the op does not declare", node)
-    checked = {}
-    for attr in op.attrs:
-        if attr.name in attrs:
-            checked[attr.name] = coerce_attr(attr, attrs[attr.name], node)
-        elif attr.required:
-            raise engine.BadAttr(f"attr '{attr.name}' is required", node)
-        else:
-            checked[attr.name] = attr.default
-    return checked
+    """Every node's canonical attrs, worked out once per kind (big graphs repeat a few, every
+    "scale" by 0.5, every "add" without attrs, many times): the engine's reading of them
+    (`checked_attrs`: defaults filled in, numbers coerced), or attrs the engine refuses as
+    given."""
+    kinds, firsts = table.kinds()
+    canonical = [
+        read if op is not None and not isinstance(read, EngineError)
+        else _as_given(table.attrs[k])
+        for (op, read), k in zip(read_kinds(table), firsts, strict=True)
+    ]
+    return list(map(canonical.__getitem__, kinds.tolist()))
 
 
 def _as_given(value: object) -> object:
@@ -186,9 +134,6 @@ def _as_given(value: object) -> object:
     if isinstance(value, dict):
         return {key: _as_given(item) for key, item in value.items()}
     return value
-
-
-_DEFAULT_ATTRS = _DefaultAttrs()
 
 
 # ---------------------------------------------------------------- request hash

@@ -5,8 +5,9 @@ and `load_graph` for the body of POST /v1/graphs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import compress, repeat
-from operator import is_not, not_
+from operator import is_not
 
 import numpy as np
 from marshmallow import ValidationError, fields, post_load, validate
@@ -80,20 +81,27 @@ def node_from_fields(
     return Node(id, op, inputs, attrs, value)
 
 
-def node_table_from_fields(
-    id: list[str], op: list[str], inputs: list[tuple[str, ...]], attrs: list[dict],
-    value: list[np.ndarray | None],
-) -> NodeTable:
-    """The NodeTable of the loaded field columns of many node objects: `node_from_fields`
-    over whole columns. Raises a ValidationError when some node breaks the rule on `value`
-    (the loader then finds which, node by node)."""
+def node_table_from_fields(chunks: Iterable[list[list]]) -> NodeTable:
+    """The NodeTable of the loaded field columns of many node objects, given a chunk of
+    consecutive nodes at a time (id, op, inputs, attrs and value columns each):
+    `node_from_fields` over whole columns. Raises a ValidationError when some node breaks the
+    rule on `value` (the loader then finds which, node by node)."""
+    table = NodeTable.of_chunks(chunks)
+    op, value = table.ops, table.values
     has_value = list(map(is_not, value, repeat(None)))
-    valued_ops = set(compress(op, has_value))
+    valued_ops = list(compress(op, has_value))  # few: the sources
     if not GATE_OPS.isdisjoint(valued_ops):
         raise ValidationError(GATE_TAKES_NO_VALUE, "value")
-    if "const" in op and "const" in set(compress(op, map(not_, has_value))):
-        raise ValidationError(CONST_NEEDS_VALUE, "value")
-    return NodeTable(id, op, inputs, attrs, value)
+    # every const has a value when the consts number as many as the valued ones; the nodes
+    # are counted by kind (numbered as the chunks came; the op check and the canonical form
+    # use them next)
+    kinds, firsts = table.kinds()
+    const_kinds = [kind for kind, k in enumerate(firsts) if op[k] == "const"]
+    if const_kinds:
+        consts = int(np.bincount(kinds, minlength=len(firsts))[const_kinds].sum())
+        if consts != valued_ops.count("const"):
+            raise ValidationError(CONST_NEEDS_VALUE, "value")
+    return table.with_shared_ops()
 
 
 class GraphSchema(StrictSchema):
@@ -171,7 +179,8 @@ def _as_index(key: object) -> int | None:
 
 def check_ops(graph: Graph) -> None:
     table = node_table(graph.nodes)
-    unknown = set(table.ops) - OPS.keys()
+    # one node of each kind shows every op; the kinds serve the canonical form and compile next
+    unknown = {table.ops[k] for k in table.kinds()[1]} - OPS.keys()
     if unknown:
         node = table.node(next(i for i, op in enumerate(table.ops) if op in unknown))
         raise UnknownOp(f"unknown op '{node.op}'; GET /v1/ops lists the ops", node.id)

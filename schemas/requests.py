@@ -29,7 +29,7 @@ from marshmallow import (
 )
 
 from engine import REDUCES, Graph, gc_paused
-from schemas.fields import JsonNumber, StrictBoolean, StrictSchema
+from schemas.fields import JsonNumber, StrictBoolean, StrictSchema, StringList
 from schemas.graph import GraphSchema, check_ops, faulty_node
 from schemas.optimize import GOALS, LrScheduleSchema, OptimizerSchema, StopSchema, count
 from schemas.tensors import Tensor, check_nominal, element_limit
@@ -122,7 +122,7 @@ def _seed() -> Tensor:
 
 
 def _wrt(description: str = "the node ids to report (default: every node)") -> fields.List:
-    return fields.List(fields.String(), metadata={"description": description})
+    return StringList(metadata={"description": description})
 
 
 class GraphRequestSchema(StrictSchema):
@@ -189,8 +189,8 @@ class GradientsRequestSchema(EvaluateRequestSchema):
 class JacobianRequestSchema(BatchedRequestSchema):
     """POST /v1/jacobian: the full Jacobian of the output with respect to each `wrt` node."""
 
-    wrt = fields.List(
-        fields.String(), required=True, validate=validate.Length(min=1),
+    wrt = StringList(
+        required=True, validate=validate.Length(min=1),
         metadata={"description": "the input or gate ids to differentiate by"},
     )
 
@@ -204,10 +204,7 @@ class GradcheckRequestSchema(ResultRequestSchema):
     wrt = _wrt()
     seed = _seed()
     eps = JsonNumber(load_default=DEFAULT_EPS, validate=validate.Range(min=0, min_inclusive=False))
-    check = fields.List(
-        fields.String(),
-        metadata={"description": "input ids to check (default: every input node)"},
-    )
+    check = StringList(metadata={"description": "input ids to check (default: every input node)"})
 
 
 class DiagramRequestSchema(ResultRequestSchema):
@@ -228,8 +225,8 @@ class OptimizeRequestSchema(BatchedRequestSchema):
     """POST /v1/optimize (CONTRACT section 6): the loop of `steps` updates of `params`; with
     a `batch`, each step's value is the mean over the points (or a mini-batch of them)."""
 
-    params = fields.List(
-        fields.String(), required=True, validate=validate.Length(min=1),
+    params = StringList(
+        required=True, validate=validate.Length(min=1),
         metadata={"description": "the input ids to update"},
     )
     goal = fields.String(load_default="minimize", validate=validate.OneOf(GOALS))

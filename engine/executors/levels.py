@@ -221,17 +221,31 @@ def _group(plan: Plan, family: Family, members: np.ndarray, columns: dict) -> Le
                       tuple(slots + k for k in range(arity)))
 
 
+def _group_key(arity: np.ndarray, family: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """(level, family, arity) as one integer each, ordered as the triples are: one stable
+    sort of it is twice as fast as a lexsort of the three. Where the product could pass
+    int64, the rank of each triple instead."""
+    families, arities = int(family.max()) + 1, int(arity.max()) + 1
+    if (int(level.max()) + 1) * families * arities < 2**62:
+        return (level * families + family) * arities + arity
+    order = np.lexsort((arity, family, level))
+    rank = np.empty_like(order)
+    step = np.diff(level[order], prepend=-1) | np.diff(family[order], prepend=-1) | np.diff(
+        arity[order], prepend=-1)
+    rank[order] = np.cumsum(step != 0)
+    return rank
+
+
 def _groups(plan: Plan, families: np.ndarray) -> list[np.ndarray]:
     """The members of each group, the groups in the order of their first member; `families`
     is every node's family."""
     gates = plan.gates()
     if not gates.size:
         return []
-    keys = (plan.ins.lengths()[gates], families[gates], plan.levels[gates])
-    by_key = np.lexsort(keys)  # stable: members stay in topological order within a group
+    key = _group_key(plan.ins.lengths()[gates], families[gates], plan.levels[gates])
+    by_key = np.argsort(key, kind="stable")  # members stay in topological order in a group
     gates = gates[by_key]
-    arity, family, levels = (key[by_key] for key in keys)
-    new = np.flatnonzero((np.diff(levels) != 0) | (np.diff(family) != 0) | (np.diff(arity) != 0))
+    new = np.flatnonzero(np.diff(key[by_key]) != 0)
     groups = np.split(gates, new + 1)
     firsts = gates[np.concatenate(([0], new + 1))]
     return [groups[g] for g in np.argsort(firsts).tolist()]

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import OPS, bind_sources, compile_plan
+from engine.executors.levels import _group_key
 from engine.ops import Attr, Op
 from tests.engine.graphs import compiled, graph, node
 
@@ -184,3 +185,15 @@ def test_clip_at_signed_zero_bounds_is_one_float_in_every_executor():
             for s in ("tensor", "scalar", "levels")}
     for strategy in ("scalar", "levels"):
         _assert_identical(runs[strategy], runs["tensor"])
+
+
+def test_group_keys_order_as_the_triples_do_even_past_int64():
+    rng = np.random.default_rng(1)
+    arity, family = rng.integers(1, 4, 3000), rng.integers(0, 9, 3000)
+    level = np.sort(rng.integers(0, 30, 3000))
+    for scale in (1, 2**55):  # the second makes the packed key pass int64: ranks instead
+        key = _group_key(arity, family, level * scale)
+        by_key = np.argsort(key, kind="stable")
+        assert (by_key == np.lexsort((arity, family, level))).all()
+        triples = list(zip(level.tolist(), family.tolist(), arity.tolist(), strict=True))
+        assert len(set(key.tolist())) == len(set(triples))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from marshmallow import Schema, ValidationError, fields, validate
 
 from engine import Node
-from schemas import load_request
+from schemas import load_request, objectlist
 from schemas.graph import NodeSchema
 from schemas.objectlist import ColumnLoader, ObjectList
 
@@ -164,6 +164,34 @@ def test_a_value_against_the_op_is_marshmallows_error_among_many(node, message):
     assert_paths_agree(nodes)
     fast = outcome(nodes)
     assert fast[1] == {"graph": {"nodes": {400: {"value": [message]}}}}
+
+
+@SETTINGS
+@given(st.lists(st.one_of(good_nodes, good_nodes, any_nodes()), max_size=12))
+def test_both_paths_agree_when_the_rows_go_in_small_chunks(nodes):
+    with mock.patch.object(objectlist, "CHUNK", 3):  # every list spans several chunks
+        assert_paths_agree(nodes)
+        assert_paths_agree(nodes, max_elements=3)
+
+
+def test_bad_nodes_in_several_chunks_of_a_long_list_are_marshmallows_errors():
+    n = 3 * objectlist.CHUNK + 5
+    nodes = [{"id": f"x{i}", "op": "input", "value": float(i)} for i in range(n)]
+    bad = [7, objectlist.CHUNK + 1, 3 * objectlist.CHUNK + 4]
+    for i in bad:
+        nodes[i] = {"id": f"x{i}", "op": "input", "value": True}
+    assert_paths_agree(nodes)
+    assert list(outcome(nodes)[1]["graph"]["nodes"]) == bad
+
+
+def test_a_long_list_of_good_nodes_loads_whole():
+    n = 2 * objectlist.CHUNK + 1
+    nodes = [{"id": f"x{i}", "op": "input", "value": float(i)} for i in range(n)]
+    nodes += [{"id": "f", "op": "scale", "inputs": [f"x{n - 1}"], "attrs": {"a": 2}}]
+    with mock.patch.object(NodeSchema, "load", side_effect=AssertionError("slow path")):
+        loaded = outcome(nodes)
+    assert loaded[0] == "ok" and len(loaded[1]) == n + 1
+    assert loaded[1][-1][1:3] == ("f", "scale") and loaded[1][-1][6] == {"a": 2}
 
 
 def test_defaults_are_fresh_objects():
