@@ -2,10 +2,10 @@
 
     .venv/bin/python -m bench.graphs [--quick] [--repeats 3]
 
-A random scalar DAG (add, scale, mul, relu, pow 2; 2,000 inputs, each gate reading random
-earlier nodes), the gradients of every input, asked of the service over HTTP from a Python
-client (json.dumps of the body and json.loads of the answer included), against micrograd
-building and backpropagating the same graph in the benchmark's own process:
+A random scalar DAG (add, scale, mul, relu, pow 2; 2,000 inputs, half the nodes at 1,000; each
+gate reading random earlier nodes), the gradients of every input, asked of the service over
+HTTP from a Python client (json.dumps of the body and json.loads of the answer included),
+against micrograd building and backpropagating the same graph in the benchmark's own process:
 
   (1) a new graph: a new structure every request (targets: <= 0.5x micrograd);
   (2) the same structure with new input values: the plan is cached, the structure and the
@@ -58,9 +58,12 @@ BIG = 100_000
 
 
 def random_dag(n: int, seed: int) -> list[tuple]:
-    """`n` nodes: INPUTS inputs, then gates over random earlier nodes (a shallow, wide DAG)."""
+    """`n` nodes: INPUTS inputs (half the nodes in graphs of at most INPUTS nodes, which would
+    otherwise have no gates, the same graph for every seed), then gates over random earlier
+    nodes (a shallow, wide DAG)."""
     rng = np.random.default_rng(seed)
-    spec = [(f"x{i}", "input", (), {}) for i in range(min(INPUTS, n - 1))]
+    inputs = INPUTS if n > INPUTS else n // 2
+    spec = [(f"x{i}", "input", (), {}) for i in range(inputs)]
     kinds = rng.integers(len(GATES), size=n)
     for k in range(len(spec), n - 1):
         op = GATES[kinds[k]]
