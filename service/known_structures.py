@@ -111,6 +111,9 @@ class KnownStructures:
         self._bodies: LockedLRU[bytes, KnownBody] = LockedLRU(
             max_items=max_items, max_cost=KNOWN_BODY_REST_BYTES, cost=_rest_bytes
         )
+        # the sizes of the skeletons known (and of some no longer known): a body of another
+        # size is not known, and its skeleton's key need not be digested
+        self._body_sizes: LockedLRU[tuple[int, int], bool] = LockedLRU(max_items=max_items)
 
     def __len__(self) -> int:
         return len(self._known)
@@ -155,6 +158,8 @@ class KnownStructures:
         return structure
 
     def knows_body(self, skeleton: Skeleton) -> bool:
+        if self._body_sizes.get(skeleton.size) is None:
+            return False
         return self._bodies.get(skeleton.key) is not None
 
     def recall_body(
@@ -187,6 +192,7 @@ class KnownStructures:
             return  # its writing could stand for two rests (see structure_of)
         if holes_are_values(skeleton, data, structure.valued):
             self._bodies.put(skeleton.key, KnownBody(structure.key, text))
+            self._body_sizes.put(skeleton.size, True)
 
 
 def structure_of(data: object) -> Structure | None:

@@ -20,6 +20,7 @@ import hashlib
 import re
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 from schemas import BadJson, parse_json
 
@@ -29,14 +30,32 @@ _VALUE_LITERAL = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: the key is cached in the instance
 class Skeleton:
-    """The key of a body's skeleton (with the endpoint it was sent to), the body, and where
-    the cut-out literals were."""
+    """A body sent to endpoint `kind`, where the cut-out literals were, and the skeleton's
+    size: how many holes, and how many bytes are left. Its key is digested on first use: a
+    body whose size no known skeleton has needs none."""
 
-    key: bytes
+    kind: str
     body: bytes
     holes: list[tuple[int, int]]
+    size: tuple[int, int]
+
+    @cached_property
+    def key(self) -> bytes:
+        """SHA-256 of the endpoint, the size, the bytes left and where the holes were."""
+        # the size fixes where the pieces end and the lengths begin: the key has one reading
+        digest = hashlib.sha256(self.kind.encode() + b"\0", usedforsecurity=False)
+        digest.update(struct.pack("<qq", *self.size))
+        text = memoryview(self.body)
+        lengths, start = [], 0
+        for hole_start, hole_end in self.holes:
+            digest.update(text[start:hole_start])
+            lengths.append(hole_start - start)
+            start = hole_end
+        digest.update(text[start:])
+        digest.update(struct.pack(f"<{len(lengths)}q", *lengths))
+        return digest.digest()
 
     def values(self) -> list | None:
         """The numbers in the holes, read as the whole body's parse reads them; None if one
@@ -53,18 +72,7 @@ def skeleton_of(kind: str, body: bytes) -> Skeleton:
     """The skeleton of `body` sent to endpoint `kind`."""
     holes = [match.span(1) for match in _VALUE_LITERAL.finditer(body)]
     cut = sum(end - start for start, end in holes)
-    # the header fixes where the pieces end and the lengths begin: the key has one reading
-    digest = hashlib.sha256(kind.encode() + b"\0", usedforsecurity=False)
-    digest.update(struct.pack("<qq", len(holes), len(body) - cut))
-    text = memoryview(body)
-    lengths, start = [], 0
-    for hole_start, hole_end in holes:
-        digest.update(text[start:hole_start])
-        lengths.append(hole_start - start)
-        start = hole_end
-    digest.update(text[start:])
-    digest.update(struct.pack(f"<{len(lengths)}q", *lengths))
-    return Skeleton(digest.digest(), body, holes)
+    return Skeleton(kind, body, holes, (len(holes), len(body) - cut))
 
 
 def holes_are_values(skeleton: Skeleton, data: object, valued: list[int]) -> bool:
