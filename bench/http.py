@@ -8,7 +8,10 @@ the body), for a 20-node scalar graph:
 
   (a) cache hits: the same request again and again (after each worker's first, from its
       near cache; (a') repeats them with the near cache off, every hit a Redis GET);
-  (b) misses: the same request with "cache": false, computed every time;
+  (b) misses: the same request with "cache": false, computed every time (from each worker's
+      third, its body's skeleton is known: it is not parsed); (b') the same, every body
+      reformatted (parsed, its structure known); (b'') a new graph every time (the output
+      renamed: loaded, hashed and compiled anew);
   (c) the ceiling: a bare Flask endpoint under the same gunicorn configuration that parses a
       JSON body of the same size and returns the same bytes as (a).
 
@@ -69,6 +72,17 @@ request = function()
     if i <= 16 and math.floor(counter / 2 ^ (i - 1)) % 2 == 1 then return ", " end
     return ","
   end)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+# A new graph every time: the n-th request renames the output node "f" to "f<n>".
+WRK_NEW_GRAPH_SCRIPT = WRK_SCRIPT + """
+local base = wrk.body
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.gsub(base, '"f"', '"f' .. counter .. '"')
   return wrk.format(nil, nil, nil, body)
 end
 """
@@ -302,6 +316,8 @@ def main() -> None:
     script.write_text(WRK_SCRIPT)
     reformat_script = workdir / "post-reformatted.lua"
     reformat_script.write_text(WRK_REFORMAT_SCRIPT)
+    new_graph_script = workdir / "post-new-graph.lua"
+    new_graph_script.write_text(WRK_NEW_GRAPH_SCRIPT)
     hit_body = orjson.dumps(twenty_node_request())
     miss_body = orjson.dumps({**twenty_node_request(), "cache": False})
     hit_file, miss_file = workdir / "hit.json", workdir / "miss.json"
@@ -332,6 +348,10 @@ def main() -> None:
             reformatted_hits = run_wrk("(a'') cache hits, every body reformatted", service,
                                        path, hit_file, reformat_script, **wrk)
             misses = run_wrk("(b) misses, cache:false", service, path, miss_file, script, **wrk)
+            reformatted_misses = run_wrk("(b') misses, every body reformatted", service, path,
+                                         miss_file, reformat_script, **wrk)
+            new_graph_misses = run_wrk("(b'') misses, a new graph every time", service, path,
+                                       miss_file, new_graph_script, **wrk)
             misses_serial = run_wrk("(b) misses, 1 connection", service, path, miss_file,
                                     script, connections=1, duration=args.duration)
             miss_stages = median_server_timing(client, url, miss_body)
@@ -354,7 +374,8 @@ def main() -> None:
                                      script, connections=1, duration=args.duration)
 
     report(args, workers, len(hit_body), len(hit_response),
-           [hits, redis_hits, reformatted_hits, misses, ceiling, misses_serial, ceiling_serial],
+           [hits, redis_hits, reformatted_hits, misses, reformatted_misses, new_graph_misses,
+            ceiling, misses_serial, ceiling_serial],
            miss_stages,
            hit_stages, big)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -383,7 +404,8 @@ def big_graph_run(client: httpx.Client, url: str) -> dict:
 
 def report(args, workers, request_bytes, response_bytes, loads, miss_stages, hit_stages,
            big) -> None:
-    hits, redis_hits, reformatted_hits, misses, ceiling, misses_serial, ceiling_serial = loads
+    (hits, redis_hits, reformatted_hits, misses, reformatted_misses, new_graph_misses, ceiling,
+     misses_serial, ceiling_serial) = loads
     print(f"gunicorn sync x{workers} (service/gunicorn.conf.py), Redis cache, {os.cpu_count()} "
           f"cores; wrk -t1 -c{args.connections} -d{args.duration}s on loopback")
     print(f"20-node scalar graph: request {request_bytes} B, response {response_bytes} B\n")
@@ -409,6 +431,10 @@ def report(args, workers, request_bytes, response_bytes, loads, miss_stages, hit
     print(f"    throughput: cores x (1/b - 1/c)      {added_cpu * 1e3:6.3f} ms")
     print(f"    server CPU per request, b - c        "
           f"{(misses.server_cpu_us - ceiling.server_cpu_us) / 1e3:6.3f} ms")
+    for label, load in (("b'", reformatted_misses), ("b''", new_graph_misses)):
+        added = cores * (1 / load.requests_per_second - 1 / ceiling.requests_per_second)
+        print(f"    {label + ':':4} throughput {added * 1e3:6.3f} ms, server CPU "
+              f"{(load.server_cpu_us - ceiling.server_cpu_us) / 1e3:6.3f} ms")
     print(f"    the service's own stages (median)    {engine_schema:6.3f} ms   "
           + ", ".join(f"{k} {v:.3f}" for k, v in miss_stages.items()))
     print("  a hit's stages (median):               "
