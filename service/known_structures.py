@@ -114,6 +114,7 @@ class KnownStructures:
         # the sizes of the skeletons known (and of some no longer known): a body of another
         # size is not known, and its skeleton's key need not be digested
         self._body_sizes: LockedLRU[tuple[int, int], bool] = LockedLRU(max_items=max_items)
+        self._refuted: LockedLRU[bytes, bool] = LockedLRU(max_items=SEEN_KEYS)  # skeleton keys
 
     def __len__(self) -> int:
         return len(self._known)
@@ -180,19 +181,28 @@ class KnownStructures:
 
     def remember_body(self, skeleton: Skeleton, structure: Structure, data: dict) -> None:
         """Know `skeleton` as a body of `structure`, if that structure is held and the holes are
-        proven to be its values; `data` is the body as parsed, which loaded successfully."""
-        if self._known.get(structure.key) is None or self._bodies.get(skeleton.key) is not None:
+        proven to be its values; `data` is the body as parsed, which loaded successfully. A
+        skeleton the proof refutes is not tried again (the proof parses the whole body)."""
+        if len(skeleton.holes) != len(structure.valued):
             return
-        rest = {key: value for key, value in data.items() if key != "graph"}
+        if self._known.get(structure.key) is None:
+            return
+        key = skeleton.key
+        if self._bodies.get(key) is not None or self._refuted.get(key) is not None:
+            return
+        rest = {name: value for name, value in data.items() if name != "graph"}
         try:
             text = orjson.dumps(rest)
         except orjson.JSONEncodeError:
             return
         if b"null" in text and _nonfinite_in(rest):
             return  # its writing could stand for two rests (see structure_of)
-        if holes_are_values(skeleton, data, structure.valued):
-            self._bodies.put(skeleton.key, KnownBody(structure.key, text))
+        proven = holes_are_values(skeleton, data, structure.valued)
+        if proven:
+            self._bodies.put(key, KnownBody(structure.key, text))
             self._body_sizes.put(skeleton.size, True)
+        elif proven is not None:  # None: undecided by these values; the next body may prove it
+            self._refuted.put(key, True)
 
 
 def structure_of(data: object) -> Structure | None:

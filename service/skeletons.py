@@ -75,16 +75,16 @@ def skeleton_of(kind: str, body: bytes) -> Skeleton:
     return Skeleton(kind, body, holes, (len(holes), len(body) - cut))
 
 
-def holes_are_values(skeleton: Skeleton, data: object, valued: list[int]) -> bool:
+def holes_are_values(skeleton: Skeleton, data: object, valued: list[int]) -> bool | None:
     """Whether the holes of `skeleton` are exactly the values of the nodes at `valued` (listing
-    positions, in order) in `data`, the body as parsed."""
+    positions, in order) in `data`, the body as parsed; None when these values cannot tell (one
+    equals the mark that would stand in for it, which would prove nothing)."""
     if len(skeleton.holes) != len(valued):
         return False
     marks = [float(j) + 0.5 for j in range(len(valued))]
     nodes = data["graph"]["nodes"]
-    # a mark equal to the value it replaces would prove nothing
     if any(nodes[i]["value"] == mark for i, mark in zip(valued, marks, strict=True)):
-        return False
+        return None
     try:
         marked = parse_json(_filled(skeleton, [b"%d.5" % j for j in range(len(valued))]))
         found = [marked["graph"]["nodes"][i]["value"] for i in valued]

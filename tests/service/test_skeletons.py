@@ -157,10 +157,40 @@ def test_holes_must_be_the_valued_nodes_values_in_order(circuit):
     doubled = text.replace(b'"value":-2', b'"value":7,"value":-2', 1)
     parsed = orjson.loads(doubled)
     assert not holes_are_values(skeleton_of("gradients", doubled), parsed, [0, 1, 2])
-    # a mark equal to the value it stands in for proves nothing
+    # a mark equal to the value it stands in for proves nothing: undecided, not refuted
     halves = orjson.loads(text.replace(b'"value":-2', b'"value":0.5', 1))
-    assert not holes_are_values(
-        skeleton_of("gradients", orjson.dumps(halves)), halves, structure.valued)
+    assert holes_are_values(
+        skeleton_of("gradients", orjson.dumps(halves)), halves, structure.valued) is None
+
+
+def test_a_refuted_skeleton_is_not_tried_again(make_app, monkeypatch):
+    """The proof parses the whole body: a skeleton it refutes (a hole that is no value) is
+    remembered as refuted, and later bodies with it are not parsed twice."""
+    import service.known_structures as known_structures
+
+    proofs = []
+    prove = known_structures.holes_are_values
+    monkeypatch.setattr(known_structures, "holes_are_values",
+                        lambda *args: proofs.append(prove(*args)) or proofs[-1])
+    name = 'x"value'
+    body = {"graph": {"nodes": [
+        {"id": name, "op": "input"},
+        {"id": "c", "op": "const", "value": [1.0, 2.0]},
+        {"id": "f", "op": "mul", "inputs": [name, "c"]},
+    ], "output": "f"}, "inputs": {name: 3.0}}
+    text = orjson.dumps(body)
+    client = make_app().test_client()
+    for x in (b"3.0", b"4.0", b"5.0", b"6.0"):
+        sent = send(client, "gradients", text.replace(b"3.0", x))
+        assert sent.status_code == 200 and "parse" in stages(sent)
+    assert proofs == [False]  # tried once the structure was held, then known as refuted
+
+
+def test_a_skeleton_undecided_by_its_values_is_proven_by_the_next_body(client, circuit):
+    # held at the second send, whose 0.5 is the first hole's mark: undecided; proven at the third
+    for x in (b"0.25", b"0.5", b"0.75"):
+        assert "parse" in stages(send(client, "gradients", spelled(circuit, {"x": x})))
+    assert "parse" not in stages(send(client, "gradients", spelled(circuit, {"x": b"2"})))
 
 
 def test_a_duplicate_value_key_answers_as_a_fresh_app(make_app, circuit):
