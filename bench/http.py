@@ -9,7 +9,7 @@ the body), for a 20-node scalar graph:
   (a) cache hits: the same request again and again (after each worker's first, from its
       near cache; (a') repeats them with the near cache off, every hit a Redis GET);
   (b) misses: the same request with "cache": false, computed every time (from each worker's
-      third, its body's skeleton is known: it is not parsed); (b') the same, every body
+      fourth, its body's skeleton is known: it is not parsed); (b') the same, every body
       reformatted (parsed, its structure known); (b'') a new graph every time (the output
       renamed: loaded, hashed and compiled anew);
   (c) the ceiling: a bare Flask endpoint under the same gunicorn configuration that parses a

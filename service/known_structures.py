@@ -14,7 +14,9 @@ error is the one a full load gives. Only structures that loaded successfully are
 A known structure's bodies are known by their skeletons too (service/skeletons.py): the bytes
 with the value literals cut out. A body whose skeleton is known is not even parsed: its values
 are read from its holes, and the rest of the body (its fields but `graph`) is the rest of the
-body that made the skeleton known, kept as orjson writes it.
+body that made the skeleton known, kept as orjson writes it. A skeleton is proven (which parses
+the body once more) the second time it comes with a held structure, and a refuted one is not
+tried again.
 
 A structure is kept the second time it loads, not the first: a held graph takes about 0.3 KB a
 node (its columns as tuples, which the cyclic collector stops tracking: NodeTable.held), so
@@ -114,7 +116,8 @@ class KnownStructures:
         # the sizes of the skeletons known (and of some no longer known): a body of another
         # size is not known, and its skeleton's key need not be digested
         self._body_sizes: LockedLRU[tuple[int, int], bool] = LockedLRU(max_items=max_items)
-        self._refuted: LockedLRU[bytes, bool] = LockedLRU(max_items=SEEN_KEYS)  # skeleton keys
+        # skeletons seen once (False) or refuted (True), by key
+        self._unproven: LockedLRU[bytes, bool] = LockedLRU(max_items=SEEN_KEYS)
 
     def __len__(self) -> int:
         return len(self._known)
@@ -180,15 +183,23 @@ class KnownStructures:
         return _with_values(known, decoded), orjson.loads(body.rest)
 
     def remember_body(self, skeleton: Skeleton, structure: Structure, data: dict) -> None:
-        """Know `skeleton` as a body of `structure`, if that structure is held and the holes are
-        proven to be its values; `data` is the body as parsed, which loaded successfully. A
-        skeleton the proof refutes is not tried again (the proof parses the whole body)."""
+        """Know `skeleton` as a body of `structure`, if that structure is held, the skeleton
+        was seen before, and its holes are proven to be the structure's values; `data` is the
+        body as parsed, which loaded successfully. The proof parses the whole body again, so a
+        skeleton is proven on its second sighting (a body sent once is not worth it), and one
+        the proof refutes is not tried again."""
         if len(skeleton.holes) != len(structure.valued):
             return
         if self._known.get(structure.key) is None:
             return
         key = skeleton.key
-        if self._bodies.get(key) is not None or self._refuted.get(key) is not None:
+        if self._bodies.get(key) is not None:
+            return
+        refuted = self._unproven.get(key)
+        if refuted is None:
+            self._unproven.put(key, False)
+            return
+        if refuted:
             return
         rest = {name: value for name, value in data.items() if name != "graph"}
         try:
@@ -201,8 +212,9 @@ class KnownStructures:
         if proven:
             self._bodies.put(key, KnownBody(structure.key, text))
             self._body_sizes.put(skeleton.size, True)
+            self._unproven.pop(key)
         elif proven is not None:  # None: undecided by these values; the next body may prove it
-            self._refuted.put(key, True)
+            self._unproven.put(key, True)
 
 
 def structure_of(data: object) -> Structure | None:

@@ -40,10 +40,10 @@ def spelled(body: dict, values: dict[str, bytes], option: int = 0) -> bytes:
 
 def make_known(client, kind: str, body: dict) -> None:
     """Send `body` until its skeleton is known, its first valued node holding a new number
-    each time (no byte-identical repeat): the structure is held the second time it loads, and
-    that body's skeleton proven; the third is not parsed."""
+    each time (no byte-identical repeat): the structure is held the second time it loads, the
+    skeleton proven the third time (its second sighting since); the fourth is not parsed."""
     first = next(node["id"] for node in body["graph"]["nodes"] if "value" in node)
-    for literal in (b"0.125", b"0.375", b"0.625"):
+    for literal in (b"0.125", b"0.375", b"0.625", b"0.875"):
         sent = send(client, kind, spelled(body, {first: literal}))
         assert sent.status_code == 200
     assert "parse" not in stages(sent)
@@ -187,8 +187,9 @@ def test_a_refuted_skeleton_is_not_tried_again(make_app, monkeypatch):
 
 
 def test_a_skeleton_undecided_by_its_values_is_proven_by_the_next_body(client, circuit):
-    # held at the second send, whose 0.5 is the first hole's mark: undecided; proven at the third
-    for x in (b"0.25", b"0.5", b"0.75"):
+    # held at the second send, the skeleton noted; the third's 0.5 is the first hole's mark:
+    # undecided; proven at the fourth
+    for x in (b"0.25", b"0.125", b"0.5", b"0.75"):
         assert "parse" in stages(send(client, "gradients", spelled(circuit, {"x": x})))
     assert "parse" not in stages(send(client, "gradients", spelled(circuit, {"x": b"2"})))
 
@@ -245,12 +246,29 @@ def test_known_bodies_are_bounded_by_count(make_app, circuit):
     assert "parse" not in stages(newest) and "parse" in stages(oldest)
 
 
-def test_a_skeleton_is_known_once_its_structure_is_held(client, circuit):
+def test_a_skeleton_is_proven_on_its_second_sighting_once_its_structure_is_held(
+    client, circuit
+):
     parsed = []
-    for literal in (b"0.125", b"0.375", b"0.625", b"0.875"):
+    for literal in (b"0.125", b"0.375", b"0.625", b"0.875", b"1.125"):
         sent = send(client, "gradients", spelled(circuit, {"x": literal}))
         parsed.append("parse" in stages(sent))
-    assert parsed == [True, True, False, False]
+    assert parsed == [True, True, True, False, False]
+
+
+def test_a_skeleton_that_changes_every_time_pays_no_proof(client, circuit, monkeypatch):
+    """A body whose bytes change beyond its values every time (here its seed) is never proven:
+    the proof would parse each one again for nothing."""
+    import service.known_structures as known_structures
+
+    proofs = []
+    prove = known_structures.holes_are_values
+    monkeypatch.setattr(known_structures, "holes_are_values",
+                        lambda *args: proofs.append(prove(*args)) or proofs[-1])
+    for seed in range(2, 8):
+        body = {**circuit, "seed": float(seed)}
+        assert send(client, "gradients", spelled(body, {"x": b"1.5"})).status_code == 200
+    assert proofs == []
 
 
 LITERALS = st.from_regex(r"-?(0|[1-9][0-9]{0,20})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,2})?",
