@@ -126,16 +126,33 @@ def test_the_rest_of_the_body_is_the_rest_that_made_the_skeleton_known(client, c
     assert bypass.headers["X-Cache"] == "bypass" and "parse" not in stages(bypass)
 
 
-def test_a_hole_that_is_no_value_keeps_its_skeleton_unknown(make_app):
-    """The pattern also cuts the number after a key ending in `"value` (an input named so);
-    the proof finds that hole is no node's value, so that skeleton never becomes known."""
+def hole_in_a_key() -> dict:
+    """A body whose only pattern match is no value: the number after a key ending in `"value`
+    (an input named so, given in `inputs`), while a const holds a tensor value."""
     name = 'x"value'
-    body = {"graph": {"nodes": [
+    return {"graph": {"nodes": [
         {"id": name, "op": "input"},
         {"id": "c", "op": "const", "value": [1.0, 2.0]},
         {"id": "f", "op": "mul", "inputs": [name, "c"]},
     ], "output": "f"}, "inputs": {name: 3.0}}
-    text = orjson.dumps(body)
+
+
+@pytest.fixture
+def proofs(monkeypatch) -> list:
+    """The outcome of every skeleton proof the app runs."""
+    import service.known_structures as known_structures
+
+    outcomes = []
+    prove = known_structures.holes_are_values
+    monkeypatch.setattr(known_structures, "holes_are_values",
+                        lambda *args: outcomes.append(prove(*args)) or outcomes[-1])
+    return outcomes
+
+
+def test_a_hole_that_is_no_value_keeps_its_skeleton_unknown(make_app):
+    """The pattern also cuts the number after a key ending in `"value` (an input named so);
+    the proof finds that hole is no node's value, so that skeleton never becomes known."""
+    text = orjson.dumps(hole_in_a_key())
     assert [text[start:end] for start, end in skeleton_of("gradients", text).holes] == [b"3.0"]
     client = make_app().test_client()
     for const in (b"[1.5,2.0]", b"[1.0,2.5]", b"[1.0,2.0]"):  # held at the 2nd, then tried
@@ -163,22 +180,10 @@ def test_holes_must_be_the_valued_nodes_values_in_order(circuit):
         skeleton_of("gradients", orjson.dumps(halves)), halves, structure.valued) is None
 
 
-def test_a_refuted_skeleton_is_not_tried_again(make_app, monkeypatch):
+def test_a_refuted_skeleton_is_not_tried_again(make_app, proofs):
     """The proof parses the whole body: a skeleton it refutes (a hole that is no value) is
     remembered as refuted, and later bodies with it are not parsed twice."""
-    import service.known_structures as known_structures
-
-    proofs = []
-    prove = known_structures.holes_are_values
-    monkeypatch.setattr(known_structures, "holes_are_values",
-                        lambda *args: proofs.append(prove(*args)) or proofs[-1])
-    name = 'x"value'
-    body = {"graph": {"nodes": [
-        {"id": name, "op": "input"},
-        {"id": "c", "op": "const", "value": [1.0, 2.0]},
-        {"id": "f", "op": "mul", "inputs": [name, "c"]},
-    ], "output": "f"}, "inputs": {name: 3.0}}
-    text = orjson.dumps(body)
+    text = orjson.dumps(hole_in_a_key())
     client = make_app().test_client()
     for x in (b"3.0", b"4.0", b"5.0", b"6.0"):
         sent = send(client, "gradients", text.replace(b"3.0", x))
@@ -256,15 +261,9 @@ def test_a_skeleton_is_proven_on_its_second_sighting_once_its_structure_is_held(
     assert parsed == [True, True, True, False, False]
 
 
-def test_a_skeleton_that_changes_every_time_pays_no_proof(client, circuit, monkeypatch):
+def test_a_skeleton_that_changes_every_time_pays_no_proof(client, circuit, proofs):
     """A body whose bytes change beyond its values every time (here its seed) is never proven:
     the proof would parse each one again for nothing."""
-    import service.known_structures as known_structures
-
-    proofs = []
-    prove = known_structures.holes_are_values
-    monkeypatch.setattr(known_structures, "holes_are_values",
-                        lambda *args: proofs.append(prove(*args)) or proofs[-1])
     for seed in range(2, 8):
         body = {**circuit, "seed": float(seed)}
         assert send(client, "gradients", spelled(body, {"x": b"1.5"})).status_code == 200
