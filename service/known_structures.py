@@ -30,7 +30,6 @@ are bounded as the plan cache is, by count and by the nodes they hold.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_not
@@ -126,12 +125,7 @@ class KnownStructures:
         """The known graph of `structure` with its values, or None: unknown structure, or a
         value that does not decode (the full load then words the error)."""
         known = self._known.get(structure.key)
-        if known is None:
-            return None
-        decoded = _decoded(structure.values, max_elements)
-        if decoded is None:
-            return None
-        return _with_values(known, decoded)
+        return None if known is None else _with_values(known, structure.values, max_elements)
 
     def may_hold(self, data: object) -> bool:
         """Whether the graph of `data` (a parsed body) may be a known structure: one of its
@@ -174,13 +168,9 @@ class KnownStructures:
         value that does not decode (the full parse and load then word the error)."""
         body = self._bodies.get(skeleton.key)
         known = self._known.get(body.structure) if body is not None else None
-        if known is None:
-            return None
-        values = skeleton.values()
-        decoded = _decoded(values, max_elements) if values is not None else None
-        if decoded is None:
-            return None
-        return _with_values(known, decoded), orjson.loads(body.rest)
+        values = skeleton.values() if known is not None else None
+        recalled = _with_values(known, values, max_elements) if values is not None else None
+        return None if recalled is None else (recalled, orjson.loads(body.rest))
 
     def remember_body(self, skeleton: Skeleton, structure: Structure, data: dict) -> None:
         """Know `skeleton` as a body of `structure`, if that structure is held, the skeleton
@@ -265,20 +255,17 @@ def _nonfinite_in(value: object) -> bool:
     return False
 
 
-def _decoded(values: list, max_elements: int | None) -> list[np.ndarray] | None:
-    """The values as the node schema decodes them; None if one fails."""
+def _with_values(known: KnownGraph, values: list, max_elements: int | None) -> Recalled | None:
+    """The known graph with its valued nodes holding `values` (as parsed) instead, decoded by
+    the node schema (its other columns shared: no node object is built but the sources); None
+    if a value does not decode."""
     try:
-        return load_node_values(values, max_elements=max_elements)
+        decoded = load_node_values(values, max_elements=max_elements)
     except (ValidationError, EngineError):
         return None
-
-
-def _with_values(known: KnownGraph, values: Sequence[np.ndarray]) -> Recalled:
-    """The known graph with its valued nodes holding `values` instead (its other columns
-    shared: no node object is built but the sources)."""
     table = node_table(known.graph.nodes)
     column = list(table.values)
-    for i, value in zip(known.valued, values, strict=True):
+    for i, value in zip(known.valued, decoded, strict=True):
         column[i] = value
     nodes = table.view(values=column)
     output = known.graph.output
