@@ -101,6 +101,10 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "MAX_ELEMENTS": (10_000_000, _positive_int),
     "MAX_TOTAL_ELEMENTS": (50_000_000, _positive_int),
     "COMPUTE_DEADLINE_SECONDS": (10.0, _positive_float),
+    # How long a client may go silent while it sends its request or reads the answer before
+    # the server gives up on it (408 mid-body, else the connection closes): a stalled upload
+    # must not hold a worker until gunicorn kills it.
+    "CLIENT_TIMEOUT_SECONDS": (10.0, _positive_float),
     "MAX_GRADCHECK_ELEMENTS": (10_000, _positive_int),
     "DIAGRAM_MAX_NODES": (300, _positive_int),
     "DIAGRAM_TIMEOUT_SECONDS": (10.0, _positive_float),

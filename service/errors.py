@@ -26,7 +26,7 @@ log = logging.getLogger("chainrule.errors")
 ENGINE_STATUS = {"too_large": 413, "deadline_exceeded": 504}
 
 # Flask's HTTP errors whose contract code is not simply their snake-cased name.
-HTTP_CODES = {413: "too_large", 404: "not_found"}
+HTTP_CODES = {413: "too_large", 404: "not_found", 408: "request_timeout"}
 
 
 class ApiError(Exception):

@@ -2,7 +2,8 @@
 `chainrule serve` (gunicorn -c service/gunicorn.conf.py 'service.wsgi:app').
 
 Values come from the same environment variables as the app (service/config.py): HOST, PORT,
-WEB_CONCURRENCY, COMPUTE_DEADLINE_SECONDS, LOG_LEVEL, LOG_FORMAT, PROMETHEUS_MULTIPROC_DIR.
+WEB_CONCURRENCY, COMPUTE_DEADLINE_SECONDS, CLIENT_TIMEOUT_SECONDS, LOG_LEVEL, LOG_FORMAT,
+PROMETHEUS_MULTIPROC_DIR.
 """
 
 import logging
@@ -22,15 +23,18 @@ from service.observe.jsonlog import formatter_for  # noqa: E402
 
 _settings = load_config()
 _deadline = _settings["COMPUTE_DEADLINE_SECONDS"]
+_client_timeout = _settings["CLIENT_TIMEOUT_SECONDS"]
 
 bind = [f"{_settings['HOST']}:{_settings['PORT']}"]
 workers = _settings["WEB_CONCURRENCY"]
 # Sync workers: one request at a time per process, so a heavy computation never stalls others
 # in the same worker; they close the connection after each response.
-worker_class = "sync"
+worker_class = "service.worker.TimedSyncWorker"  # sync, with CLIENT_TIMEOUT_SECONDS
 # Parsing, loading and dumping a maximal body come on top of the compute deadline; a worker is
 # only killed when it is stuck well past anything a request may legitimately take.
-timeout = int(_deadline) + 30
+# the arbiter replaces a worker silent this long: longer than a computation plus a client's
+# longest allowed silence, so only a worker truly stuck is replaced
+timeout = int(_deadline + _client_timeout) + 30
 graceful_timeout = int(_deadline) + 15
 # Recycle workers now and then (bounded memory growth), staggered so they do not restart at once.
 max_requests = 100_000
@@ -62,6 +66,15 @@ class JsonGunicornLogger(glogging.Logger):
         formatter = formatter_for(_settings["LOG_FORMAT"])
         for handler in (*self.error_log.handlers, *self.access_log.handlers):
             handler.setFormatter(formatter)
+
+    def exception(self, msg, *args, **kwargs):
+        """A client silent past CLIENT_TIMEOUT_SECONDS (service/worker.py), which gunicorn
+        reports as a socket error with its traceback, is one warning line."""
+        if isinstance(sys.exc_info()[1], TimeoutError):
+            self.warning("a client sent or read nothing for %g s: connection closed",
+                         _client_timeout)
+        else:
+            super().exception(msg, *args, **kwargs)
 
     def access(self, resp, req, environ, request_time):
         if not self.access_log.isEnabledFor(logging.INFO):

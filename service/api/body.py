@@ -5,13 +5,24 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from flask import current_app, request
-from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 
 from service.errors import ApiError
 
 
 def read_json_body() -> bytes:
-    """The raw body of an application/json request (415 otherwise; 413 over MAX_BODY_BYTES)."""
+    """The raw body of an application/json request (415 otherwise; 413 over MAX_BODY_BYTES;
+    408 when the client goes silent mid-body for CLIENT_TIMEOUT_SECONDS, service/worker.py)."""
+    try:
+        return _read_json_body()
+    except TimeoutError:
+        raise RequestTimeout(
+            "the request body stopped arriving: the client sent nothing for "
+            f"{current_app.config['CLIENT_TIMEOUT_SECONDS']:g} s"
+        ) from None
+
+
+def _read_json_body() -> bytes:
     if not request.is_json:
         raise ApiError(
             415,
