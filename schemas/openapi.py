@@ -285,7 +285,9 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
             "parameters": ["RequestId", {
                 "name": "If-None-Match", "in": "header", "required": False,
                 "schema": {"type": "string"},
-                "description": 'The ETag of a result held: "<hash>" (or *) answers 304.'}],
+                "description": 'The ETag of a result held: "<hash>", W/"<hash>" (compared '
+                               "weakly), a list naming it, or * answers 304; an unquoted "
+                               "hash is not an entity-tag and names nothing."}],
             "responses": {
                 "200": {
                     "description": f"The body of {cached_paths or 'a computing endpoint'}.",
