@@ -17,6 +17,12 @@ def named_nodes(names: Sequence[str], separator: str) -> str:
     return f"{shown}{separator}... ({len(names):,} nodes in all)"
 
 
+def quoted_with_article(name: str) -> str:
+    """`'name'` after its indefinite article, as a message says it: "an 'add'", "a 'sin'"
+    (op names are read as spelled, so the first letter decides)."""
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} '{name}'"
+
+
 class EngineError(Exception):
     """Root of every error the engine raises about a graph or its values."""
 
