@@ -154,3 +154,25 @@ def test_gradcheck_with_extreme_steps_and_seeds_answers(client, eps, seed):
     status, answer = _post(client, body, "gradcheck")
     assert status == 200, answer
     assert answer["checks"]["x"]["verdict"] in ("good", "ok", "suspect", "wrong")
+
+
+# ---------------------------------------------------------------- integers past 64 bits
+
+HUGE = 10**30  # a JSON integer literal orjson reads as the float 1e+30
+
+
+@pytest.mark.parametrize("op, attrs, shown", [
+    ("sum", {"axis": HUGE}, f"got {HUGE} (past the 64-bit integer range)"),
+    ("sum", {"axis": [0, HUGE]}, f"got [0, {HUGE}] (past the 64-bit integer range)"),
+    ("reshape", {"shape": [HUGE]}, f"got [{HUGE}] (past the 64-bit integer range)"),
+    ("take", {"indices": 2**63 + 5}, f"got {2**63 + 5} (past the 64-bit integer range)"),
+    ("take", {"indices": [[2**64 - 1]]}, f"got [[{2**64 - 1}]] (past the 64-bit integer range)"),
+    ("softmax", {"axis": 1.5}, "must be an integer, got 1.5"),
+])
+def test_integer_attrs_are_reported_as_the_integers_sent(client, op, attrs, shown):
+    graph = {"nodes": [{"id": "x", "op": "input", "value": [[1.0, 2.0]]},
+                       {"id": "s", "op": op, "inputs": ["x"], "attrs": attrs}], "output": "s"}
+    status, body = _post(client, {"graph": graph}, kind="evaluate")
+    error = body["error"]
+    assert (status, error["code"], error["node"]) == (422, "bad_attr", "s")
+    assert error["message"].endswith(shown)
