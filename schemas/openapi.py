@@ -30,6 +30,7 @@ from schemas.jsonschema_forms import (
     TENSOR_COMPONENTS,
     exclusive_bounds,
     node_value_rules,
+    object_sizes,
     tensor_properties,
 )
 from schemas.requests import REGISTERED_SCHEMAS, REQUEST_SCHEMAS
@@ -192,6 +193,7 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
     )
     plugin.converter.add_attribute_function(tensor_properties)
     plugin.converter.add_attribute_function(exclusive_bounds)
+    plugin.converter.add_attribute_function(object_sizes)
     for name, component in TENSOR_COMPONENTS.items():
         spec.components.schema(name, component)
     for name, schema in _SCHEMAS.items():
