@@ -258,7 +258,11 @@ _STRING_OR_NUMBER = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\d[\d.]*(
 def _shown(value: object) -> str:
     """`value` as a message shows it: its repr, where a float in exponent form with a positive
     exponent (a whole number of 1e16 or more) is written out as the integer it is."""
-    text = _STRING_OR_NUMBER.sub(_whole_spelled_out, repr(value)[:400])
+    try:
+        given = repr(value)[:400]
+    except RecursionError:  # a list nested as deep as the body's parser reads
+        return "a value nested too deep to show"
+    text = _STRING_OR_NUMBER.sub(_whole_spelled_out, given)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
