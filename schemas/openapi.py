@@ -247,7 +247,8 @@ def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -
     else:
         ok = {
             "description": endpoint.response_description,
-            "headers": {"X-Request-ID": "X-Request-ID"},
+            # drawn afresh each time, never stored: the request hash, but no X-Cache
+            "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"},
             "content": {media_type: _image_content(media_type, answer)
                         for media_type in endpoint.image_types},
         }

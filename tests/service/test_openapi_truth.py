@@ -157,3 +157,23 @@ def test_the_document_refuses_the_batches_the_server_refuses(spec, app, batch, v
 def test_an_empty_batch_is_bounded_in_keys_not_in_string_length(spec):
     batch = spec["components"]["schemas"]["OptimizeRequest"]["properties"]["batch"]
     assert batch["minProperties"] == 1 and "minLength" not in batch
+
+
+@pytest.mark.parametrize("path", ["/v1/diagram", "/v1/graphs/{id}/diagram",
+                                  "/v1/gradients", "/v1/graphs/{id}/optimize"])
+def test_the_documented_headers_are_the_ones_answered(spec, app, path):
+    documented = set(spec["paths"][path]["post"]["responses"]["200"]["headers"])
+    client = app.test_client()
+    graph = {"nodes": [{"id": "x", "op": "input", "value": 1.0},
+                       {"id": "f", "op": "sin", "inputs": ["x"]}], "output": "f"}
+    body = {"format": "dot"} if path.endswith("diagram") else {}
+    if path.endswith("optimize"):
+        body = {"params": ["x"], "optimizer": {"name": "sgd", "lr": 0.1}, "steps": 1}
+    if "{id}" in path:
+        path = path.replace("{id}", client.post("/v1/graphs", json={"graph": graph})
+                            .get_json()["id"])
+    else:
+        body["graph"] = graph
+    answered = client.post(path, json=body).headers
+    for header in ("ETag", "X-Cache", "X-Request-ID"):
+        assert (header in documented) is (header in answered), header
