@@ -24,7 +24,7 @@ from engine.errors import (
     GraphError,
     MissingInput,
     ShapeMismatch,
-    UnknownNode,
+    quoted_with_article,
 )
 from engine.optim import CONSTANT, Optimizer, Schedule
 
@@ -35,7 +35,8 @@ TrajectoryEntry = dict  # {"step": k, "value": float, "grad_norm": float}
 
 
 class BadParams(GraphError):
-    """params naming a node that is not an input, or one node twice."""
+    """params naming a node that is not an input (a gate, or no node at all), or one node
+    twice: a field error, naming the field in details and the node."""
 
     code = "validation_error"
 
@@ -182,10 +183,12 @@ def check_params(plan, params: Sequence[str]) -> None:
             raise BadParams(message, name, {"params": [message]})
         seen.add(name)
         if name not in plan.index:
-            raise UnknownNode(f"params names '{name}', which is not a node of the graph", name)
-        if plan.op_of(name).name != "input":
-            message = f"params names '{name}', a '{plan.op_of(name).name}' node; " \
+            message = f"params names '{name}', which is not a node of the graph; " \
                       "only input nodes can be optimised"
+            raise BadParams(message, name, {"params": [message]})
+        if plan.op_of(name).name != "input":
+            message = f"params names '{name}', {quoted_with_article(plan.op_of(name).name)} " \
+                      "node; only input nodes can be optimised"
             raise BadParams(message, name, {"params": [message]})
     shape = plan.shape_of(plan.output)
     if shape != ():

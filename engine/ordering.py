@@ -48,8 +48,7 @@ def canonical_order(
     placed = np.concatenate(order) if order else np.zeros(0, dtype=np.intp)
     if placed.size < len(ids):
         cycle = [ids[k] for k in _a_cycle(rank, ins, np.asarray(pending))]
-        raise Cycle("the graph has a cycle through this node: " + " -> ".join(cycle + cycle[:1]),
-                    cycle[0], {"cycle": cycle})
+        raise Cycle.through(cycle)
     return placed, np.concatenate(levels) if levels else placed
 
 

@@ -11,7 +11,14 @@ from itertools import compress
 
 import numpy as np
 
-from engine.errors import MissingInput, NonfiniteInput, UnexpectedValue, UnknownNode
+from engine.errors import (
+    MissingInput,
+    NonfiniteInput,
+    UnexpectedValue,
+    UnknownNode,
+    named_nodes,
+    quoted_with_article,
+)
 from engine.graph import Graph, Node, NodeTable
 from engine.ops import OP_TABLE, OPS
 
@@ -86,7 +93,7 @@ def bind_sources(
 
 def missing_input_error(missing: list[str]) -> MissingInput:
     """The error for sources without a value: the first named, every one listed in details."""
-    listed = ", ".join(f"'{name}'" for name in missing)
+    listed = named_nodes([f"'{name}'" for name in missing], ", ")
     many = len(missing) > 1
     return MissingInput(
         f"input node{'s' if many else ''} {listed} {'have' if many else 'has'} no value: "
@@ -98,7 +105,7 @@ def missing_input_error(missing: list[str]) -> MissingInput:
 def _refuse_value(node: Node) -> None:
     if node.value is not None:
         raise UnexpectedValue(
-            f"node '{node.id}' is a '{node.op}' gate; {GATE_TAKES_NO_VALUE}",
+            f"node '{node.id}' is {quoted_with_article(node.op)} gate; {GATE_TAKES_NO_VALUE}",
             node.id, {"value": [GATE_TAKES_NO_VALUE]},
         )
 

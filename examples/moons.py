@@ -13,7 +13,8 @@ L2 term is the same at every point).
     python examples/moons.py [--url http://localhost:8000] [--png moons.png]
 
 It prints the loss every 10 steps, the training accuracy, and draws the decision boundary
-to a PNG when matplotlib is installed (`pip install 'chainrule[examples]'`).
+to a PNG (moons.png, which git ignores) when matplotlib is installed: in the .venv that
+`make run` made, `.venv/bin/pip install matplotlib`.
 """
 
 from __future__ import annotations
@@ -120,6 +121,17 @@ def draw_boundary(client: cr.Client, trained: Trained, points: np.ndarray, label
     return True
 
 
+# What installs matplotlib beside the SDK (the SDK is in the .venv of `make run` already).
+MATPLOTLIB_HINT = "pip install matplotlib"
+
+
+def accuracy_line(trained: Trained) -> str:
+    """"training accuracy 100% after 100 steps", and why the run ended when it ended early."""
+    result = trained.result
+    early = "" if result.stopped == "steps" else f" (stopped early: {result.stopped})"
+    return f"training accuracy {trained.accuracy:.0%} after {result.steps} steps{early}"
+
+
 def main(argv: list[str] | None = None) -> Trained:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("CHAINRULE_URL", "http://localhost:8000"))
@@ -134,12 +146,11 @@ def main(argv: list[str] | None = None) -> Trained:
 
     with cr.Client(args.url, timeout=120) as client:
         trained = train(client, points, labels, on_step=report)
-        print(f"training accuracy {trained.accuracy:.0%} ({trained.result.stopped} after "
-              f"{trained.result.steps} steps)")
+        print(accuracy_line(trained))
         if draw_boundary(client, trained, points, labels, args.png):
             print(f"decision boundary drawn to {args.png}")
         else:
-            print("matplotlib is not installed: no PNG (pip install 'chainrule[examples]')")
+            print(f"matplotlib is not installed: no PNG ({MATPLOTLIB_HINT})")
     return trained
 
 

@@ -125,15 +125,34 @@ def _canonical_attrs(table: NodeTable) -> list[dict]:
     return list(map(canonical.__getitem__, kinds.tolist()))
 
 
+# Refused attrs are written this many levels deep at most (numpy's most dimensions: no attr
+# the engine reads nests deeper); below, a list or object is written as this marker. The body
+# may nest a thousand levels, orjson writes some 250, and Python's recursion stops near 1000.
+_DEEPEST_GIVEN = 64
+_TOO_DEEP = {"nested": f"deeper than {_DEEPEST_GIVEN} levels"}
+
+
 def _as_given(value: object) -> object:
-    """Attrs the engine refuses, as given; non-finite floats spelled so orjson keeps them."""
-    if type(value) is float and value - value != 0.0:
-        return {"nonfinite": spell_float(value)}
-    if isinstance(value, list | tuple):
-        return [_as_given(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _as_given(item) for key, item in value.items()}
-    return value
+    """Attrs the engine refuses, as given: non-finite floats spelled so orjson keeps them,
+    anything nested past _DEEPEST_GIVEN levels cut there. Walked with an explicit stack (the
+    attrs come from strangers); such a request fails with bad_attr, its hash stored nowhere."""
+    root: list = [None]
+    stack = [(value, root, 0, 0)]  # (item, where its copy goes, at which key, its depth)
+    while stack:
+        item, into, key, depth = stack.pop()
+        if isinstance(item, list | tuple | dict) and depth >= _DEEPEST_GIVEN:
+            into[key] = dict(_TOO_DEEP)
+        elif isinstance(item, list | tuple):
+            into[key] = copy = [None] * len(item)
+            stack.extend((part, copy, k, depth + 1) for k, part in enumerate(item))
+        elif isinstance(item, dict):
+            into[key] = copy = dict.fromkeys(item)
+            stack.extend((part, copy, k, depth + 1) for k, part in item.items())
+        elif type(item) is float and item - item != 0.0:
+            into[key] = {"nonfinite": spell_float(item)}
+        else:
+            into[key] = item
+    return root[0]
 
 
 # ---------------------------------------------------------------- request hash

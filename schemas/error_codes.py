@@ -35,8 +35,8 @@ ERRORS_SECTION = "\n".join([
     f"| 422 | `{VALIDATION_ERROR}` | fields wrong per the request schema: `details` holds the "
     "field errors, shaped like the request; `node` names the node under `graph.nodes.N` |",
     "| 422 | " + ", ".join(f"`{code}`" for code in GRAPH_FAULT_CODES)
-    + " | graph faults, with `node` set; `cycle` lists the cycle and `missing_input` every "
-    "missing input in `details` |",
+    + " | graph faults, with `node` set; `cycle` lists the whole cycle and `missing_input` "
+    "every missing input in `details` (the message names the first ten) |",
     "| 404 | `not_found` | unknown hash or route |",
     "| 405 | `method_not_allowed` | a route that does not take the method |",
     "| 504 | `deadline_exceeded` | the computation ran past its time limit |",

@@ -1,8 +1,10 @@
 """JSON Schema forms that the marshmallow fields cannot state themselves, for the OpenAPI document.
 
-The wire forms of a tensor (a number, a nested list, an encoded object, a non-finite spelling),
-exclusive bounds (apispec drops a Range's min_inclusive=False), and the rule on a node's `value`
-(const needs one, gates take none), so that the document says what the server enforces.
+The wire forms of a tensor (a number, a nested list, an encoded object, a non-finite spelling)
+and of a batched one (a leading axis), exclusive bounds (apispec drops a Range's
+min_inclusive=False), the number of keys of an object (apispec writes a Length on a Dict as a
+string's minLength), and the rule on a node's `value` (const needs one, gates take none), so
+that the document says what the server enforces.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from marshmallow import fields, validate
 
 from engine import OP_TABLE
 from schemas.jsontext import NONFINITE_SPELLINGS
+from schemas.requests import BatchValues
 from schemas.responses import WireFloat
 from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
 
@@ -60,11 +63,23 @@ TENSOR_COMPONENTS = {
             {"$ref": "#/components/schemas/EncodedTensor"},
         ],
     },
+    "BatchTensor": {
+        "description": "A batch's tensor: a nested list or an encoded object whose leading "
+        "axis holds the points, one at least (B >= 1, the same B for every batched input).",
+        "oneOf": [
+            {"allOf": [{"$ref": "#/components/schemas/NestedNumbers"}], "minItems": 1},
+            {"allOf": [{"$ref": "#/components/schemas/EncodedTensor"}],
+             "properties": {"shape": {"minItems": 1}}},
+        ],
+    },
 }
 
 
 def tensor_properties(self, field: fields.Field, **kwargs) -> dict:
-    """apispec attribute function: tensors and wire floats by their wire forms."""
+    """apispec attribute function: tensors and wire floats by their wire forms, a batch's
+    tensors with their leading axis."""
+    if isinstance(field, BatchValues):
+        return {"additionalProperties": {"$ref": "#/components/schemas/BatchTensor"}}
     if isinstance(field, Tensor):
         return {"allOf": [{"$ref": "#/components/schemas/Tensor"}]}
     if isinstance(field, WireFloat):
@@ -85,6 +100,19 @@ def exclusive_bounds(self, field: fields.Field, **kwargs) -> dict:
             if validator.max is not None and not validator.max_inclusive:
                 bounds["exclusiveMaximum"] = True
     return bounds
+
+
+def object_sizes(self, field: fields.Field, ret: dict, **kwargs) -> dict:
+    """apispec attribute function: a Length on a Dict bounds its keys (minProperties), where
+    apispec writes the minLength of a string; the string keywords are taken out of `ret`."""
+    if not isinstance(field, fields.Dict):
+        return {}
+    sizes = {}
+    for string_word, object_word in (("minLength", "minProperties"),
+                                     ("maxLength", "maxProperties")):
+        if string_word in ret:
+            sizes[object_word] = ret.pop(string_word)
+    return sizes
 
 
 def node_value_rules() -> list[dict]:

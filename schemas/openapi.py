@@ -30,6 +30,7 @@ from schemas.jsonschema_forms import (
     TENSOR_COMPONENTS,
     exclusive_bounds,
     node_value_rules,
+    object_sizes,
     tensor_properties,
 )
 from schemas.requests import REGISTERED_SCHEMAS, REQUEST_SCHEMAS
@@ -194,6 +195,7 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
     )
     plugin.converter.add_attribute_function(tensor_properties)
     plugin.converter.add_attribute_function(exclusive_bounds)
+    plugin.converter.add_attribute_function(object_sizes)
     for name, component in TENSOR_COMPONENTS.items():
         spec.components.schema(name, component)
     for name, schema in _SCHEMAS.items():
@@ -247,7 +249,8 @@ def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -
     else:
         ok = {
             "description": endpoint.response_description,
-            "headers": {"X-Request-ID": "X-Request-ID"},
+            # drawn afresh each time, never stored: the request hash, but no X-Cache
+            "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"},
             "content": {media_type: _image_content(media_type, answer)
                         for media_type in endpoint.image_types},
         }
@@ -287,7 +290,9 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
             "parameters": ["RequestId", {
                 "name": "If-None-Match", "in": "header", "required": False,
                 "schema": {"type": "string"},
-                "description": 'The ETag of a result held: "<hash>" (or *) answers 304.'}],
+                "description": 'The ETag of a result held: "<hash>", W/"<hash>" (compared '
+                               "weakly), a list naming it, or * answers 304; an unquoted "
+                               "hash is not an entity-tag and names nothing."}],
             "responses": {
                 "200": {
                     "description": f"The body of {cached_paths or 'a computing endpoint'}.",

@@ -92,12 +92,15 @@ class SourceValues(fields.Dict):
 
 class BatchValues(SourceValues):
     """`batch`: input id -> tensor whose leading axis holds the points, the same length B >= 1
-    for every one; a tensor counts B times a point's elements against the element limit."""
+    for every one; a tensor counts B times a point's elements against the element limit.
+    It names one input at least (its validator, so that the OpenAPI document says so too)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            validate=validate.Length(min=1, error="a batch names one or more inputs"), **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs) -> dict:
         values = super()._deserialize(value, attr, data, **kwargs)
-        if not values:
-            raise ValidationError("a batch names one or more inputs")
         errors = {}
         for key, array in values.items():
             if array.ndim == 0:

@@ -10,8 +10,10 @@ rows with keyword arguments only.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -233,7 +235,9 @@ def coerce_attr(attr: Attr, value: object, node: str) -> object:
         entries = [_slice_entry(entry) for entry in value]
         if all(entry is not None for entry in entries):
             return tuple(entries)
-    raise BadAttr(f"attr '{attr.name}' must be {attr.type_text}, got {_shown(value)}", node)
+    beyond = " (past the 64-bit integer range)" if _holds_huge_integer(value) else ""
+    raise BadAttr(f"attr '{attr.name}' must be {attr.type_text}, got {_shown(value)}{beyond}",
+                  node)
 
 
 def _as_float(value: int | float) -> float:
@@ -243,9 +247,41 @@ def _as_float(value: int | float) -> float:
         return math.inf
 
 
+# The integers an integer attr can hold (numpy's int64). A JSON integer past 2**64 - 1 is read
+# as a float (schemas/jsontext.py), so such an attr arrives as a whole float, 1e+30.
+INT64 = range(-(2**63), 2**63)
+
+# In a repr: a quoted string (left alone) or a number.
+_STRING_OR_NUMBER = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\d[\d.]*(?:e[+-]\d+)?""")
+
+
 def _shown(value: object) -> str:
-    text = repr(value)
+    """`value` as a message shows it: its repr, where a float in exponent form with a positive
+    exponent (a whole number of 1e16 or more) is written out as the integer it is."""
+    try:
+        given = repr(value)[:400]
+    except RecursionError:  # a list nested as deep as the body's parser reads
+        return "a value nested too deep to show"
+    text = _STRING_OR_NUMBER.sub(_whole_spelled_out, given)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _whole_spelled_out(token: re.Match) -> str:
+    text = token[0]
+    return format(Decimal(text), "f") if "e+" in text and text[0].isdigit() else text
+
+
+def _holds_huge_integer(value: object) -> bool:
+    """Whether `value` (nested lists too) holds a whole number past the int64 range."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+        elif (is_int(item) and item not in INT64) or (
+                type(item) is float and math.isfinite(item) and abs(item) >= 2**63):
+            return True
+    return False
 
 
 def _slice_entry(entry: object) -> int | tuple | None:
@@ -265,7 +301,7 @@ def nested_ints(value: object) -> int | tuple | None:
     refuses ragged nesting and more than its maximum number of dimensions.
     """
     if is_int(value):
-        return value
+        return value if value in INT64 else None
     stack = [value]
     while stack:
         item = stack.pop()

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "moons.py"
+README = (EXAMPLE.parents[1] / "README.md").read_text()
 
 
 def load_example():
@@ -43,3 +45,28 @@ def test_the_example_trains_to_95_percent_in_one_call(live_url, tmp_path, capsys
     assert printed[0].startswith("step   0  loss ") and len(printed) == 11 + 2
     assert printed[-2].startswith("training accuracy ")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_what_the_example_prints_is_what_the_readme_shows(live_url, tmp_path, capsys):
+    moons = load_example()
+    moons.main(["--url", live_url, "--png", str(tmp_path / "moons.png")])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2] == "training accuracy 100% after 100 steps"
+    assert printed[-2] in README.split("examples/moons.py --url", 1)[1].split("```\n\n", 1)[0]
+
+
+def test_without_matplotlib_the_hint_is_the_readmes(live_url, tmp_path, capsys, monkeypatch):
+    moons = load_example()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises
+    png = tmp_path / "moons.png"
+    moons.main(["--url", live_url, "--png", str(png)])
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "matplotlib is not installed: no PNG (pip install matplotlib)"
+    assert f".venv/bin/{moons.MATPLOTLIB_HINT}" in README and not png.exists()
+
+
+def test_the_png_the_example_draws_by_default_is_ignored_by_git():
+    root = EXAMPLE.parents[1]
+    default = root / "moons.png"  # --png's default, run from the root as the README does
+    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", str(default)])
+    assert ignored.returncode == 0

@@ -99,8 +99,7 @@ def topological_order(nodes) -> list[Node]:
                            if pending[position[name]])
         loop = walk[seen[current]:]
         cycle = [nodes[k].id for k in (loop[0], *reversed(loop[1:]))]
-        raise Cycle("the graph has a cycle through this node: " + " -> ".join(cycle + cycle[:1]),
-                    cycle[0], {"cycle": cycle})
+        raise Cycle.through(cycle)
     return [nodes[k] for k in queue]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import DeadlineExceeded, ShapeMismatch, UnknownNode
+from engine import DeadlineExceeded, ShapeMismatch
 from engine.optim import SGD, Adam, Schedule
 from engine.optimize import (
     MAX_TRAJECTORY,
@@ -283,9 +283,9 @@ def test_params_must_be_input_nodes():
     assert twice.value.node == "a"
     with pytest.raises(BadParams):
         optimize(plan, sources, [], optimizer=SGD(lr=0.1), steps=1)
-    with pytest.raises(UnknownNode) as unknown:
+    with pytest.raises(BadParams) as unknown:  # a field naming no node: the field's error
         optimize(plan, sources, ["zz"], optimizer=SGD(lr=0.1), steps=1)
-    assert unknown.value.node == "zz"
+    assert unknown.value.node == "zz" and "params" in unknown.value.details
 
 
 def test_the_output_must_be_a_scalar():

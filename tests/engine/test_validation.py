@@ -137,3 +137,11 @@ def test_deadline_aborts_a_run():
     g = chain(5000)
     fault = _fault(g, deadline=time.monotonic() - 1)
     assert fault.code == "deadline_exceeded"
+
+
+@pytest.mark.parametrize("op, said", [("exp", "an 'exp' gate"), ("neg", "a 'neg' gate")])
+def test_a_value_on_a_gate_is_refused_with_the_right_article(op, said):
+    g = graph(X, node("f", op, ["x"], value=1.0), output="f")
+    with pytest.raises(EngineError) as info:
+        bind_sources(g)
+    assert said in info.value.message and info.value.node == "f"

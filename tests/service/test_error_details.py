@@ -56,6 +56,37 @@ def test_a_self_reference_is_a_cycle_of_one(client):
     assert body["error"]["details"] == {"cycle": ["a"]}
 
 
+def test_a_long_cycle_is_named_in_full_in_details_only(client):
+    ring = 50_000
+    graph = {"nodes": [{"id": f"n{k}", "op": "sin", "inputs": [f"n{(k + 1) % ring}"]}
+                       for k in range(ring)], "output": "n0"}
+    status, body = _post(client, {"graph": graph})
+    error = body["error"]
+    assert (status, error["code"]) == (422, "cycle")
+    assert len(error["details"]["cycle"]) == ring
+    named = error["message"].split(": ", 1)[1].split(" -> ")
+    assert named[:10] == error["details"]["cycle"][:10]
+    assert named[10:] == ["... (50,000 nodes in all)"]
+
+
+def test_a_short_cycle_is_named_round_in_the_message(client):
+    graph = {"nodes": [{"id": "a", "op": "neg", "inputs": ["b"]},
+                       {"id": "b", "op": "neg", "inputs": ["a"]}], "output": "a"}
+    status, body = _post(client, {"graph": graph})
+    assert body["error"]["message"].endswith(": a -> b -> a")
+
+
+def test_many_missing_inputs_are_named_in_full_in_details_only(client):
+    names = [f"x{k:03}" for k in range(300)]
+    graph = {"nodes": [*({"id": name, "op": "input"} for name in names),
+                       {"id": "f", "op": "add", "inputs": names}], "output": "f"}
+    status, body = _post(client, {"graph": graph})
+    error = body["error"]
+    assert (status, error["code"], error["details"]) == (422, "missing_input", {"missing": names})
+    assert "'x009', ... (300 nodes in all) have no value" in error["message"]
+    assert "'x010'" not in error["message"]
+
+
 def test_every_missing_input_is_listed_at_once(client):
     graph = {"nodes": [
         {"id": "x", "op": "input"}, {"id": "y", "op": "input"},
@@ -123,3 +154,25 @@ def test_gradcheck_with_extreme_steps_and_seeds_answers(client, eps, seed):
     status, answer = _post(client, body, "gradcheck")
     assert status == 200, answer
     assert answer["checks"]["x"]["verdict"] in ("good", "ok", "suspect", "wrong")
+
+
+# ---------------------------------------------------------------- integers past 64 bits
+
+HUGE = 10**30  # a JSON integer literal orjson reads as the float 1e+30
+
+
+@pytest.mark.parametrize("op, attrs, shown", [
+    ("sum", {"axis": HUGE}, f"got {HUGE} (past the 64-bit integer range)"),
+    ("sum", {"axis": [0, HUGE]}, f"got [0, {HUGE}] (past the 64-bit integer range)"),
+    ("reshape", {"shape": [HUGE]}, f"got [{HUGE}] (past the 64-bit integer range)"),
+    ("take", {"indices": 2**63 + 5}, f"got {2**63 + 5} (past the 64-bit integer range)"),
+    ("take", {"indices": [[2**64 - 1]]}, f"got [[{2**64 - 1}]] (past the 64-bit integer range)"),
+    ("softmax", {"axis": 1.5}, "must be an integer, got 1.5"),
+])
+def test_integer_attrs_are_reported_as_the_integers_sent(client, op, attrs, shown):
+    graph = {"nodes": [{"id": "x", "op": "input", "value": [[1.0, 2.0]]},
+                       {"id": "s", "op": op, "inputs": ["x"], "attrs": attrs}], "output": "s"}
+    status, body = _post(client, {"graph": graph}, kind="evaluate")
+    error = body["error"]
+    assert (status, error["code"], error["node"]) == (422, "bad_attr", "s")
+    assert error["message"].endswith(shown)

@@ -130,3 +130,50 @@ def test_every_cached_result_links_to_where_it_is_stored(spec):
         assert links["GetResult"] == {
             "operationId": GET_RESULT, "parameters": {"hash": "$response.body#/hash"},
             "description": links["GetResult"]["description"]}
+
+
+BATCH_GRAPH = {"nodes": [{"id": "x", "op": "input"}, {"id": "f", "op": "sin", "inputs": ["x"]}],
+               "output": "f"}
+
+
+@pytest.mark.parametrize("batch, valid", [
+    ({}, False),                      # "a batch names one or more inputs"
+    ({"x": 1.0}, False),              # no leading batch axis
+    ({"x": []}, False),               # no points
+    ({"x": {"dtype": "float64", "shape": [], "b64": "AAAAAAAA8D8="}}, False),
+    ({"x": [1.0, 2.0]}, True),
+    ({"x": {"dtype": "float64", "shape": [1], "b64": "AAAAAAAA8D8="}}, True),
+])
+def test_the_document_refuses_the_batches_the_server_refuses(spec, app, batch, valid):
+    for kind in ("gradients", "evaluate", "jacobian"):
+        request = spec["components"]["schemas"][f"{kind.capitalize()}Request"]
+        body = {"graph": BATCH_GRAPH, "batch": batch, **({"wrt": ["x"]} if kind == "jacobian"
+                                                           else {})}
+        assert _validator(spec, request).is_valid(body) is valid
+        response = app.test_client().post(f"/v1/{kind}", json=body)
+        assert response.status_code == (200 if valid else 422)
+
+
+def test_an_empty_batch_is_bounded_in_keys_not_in_string_length(spec):
+    batch = spec["components"]["schemas"]["OptimizeRequest"]["properties"]["batch"]
+    assert batch["minProperties"] == 1 and "minLength" not in batch
+
+
+@pytest.mark.parametrize("path", ["/v1/diagram", "/v1/graphs/{id}/diagram",
+                                  "/v1/gradients", "/v1/graphs/{id}/optimize"])
+def test_the_documented_headers_are_the_ones_answered(spec, app, path):
+    documented = set(spec["paths"][path]["post"]["responses"]["200"]["headers"])
+    client = app.test_client()
+    graph = {"nodes": [{"id": "x", "op": "input", "value": 1.0},
+                       {"id": "f", "op": "sin", "inputs": ["x"]}], "output": "f"}
+    body = {"format": "dot"} if path.endswith("diagram") else {}
+    if path.endswith("optimize"):
+        body = {"params": ["x"], "optimizer": {"name": "sgd", "lr": 0.1}, "steps": 1}
+    if "{id}" in path:
+        path = path.replace("{id}", client.post("/v1/graphs", json={"graph": graph})
+                            .get_json()["id"])
+    else:
+        body["graph"] = graph
+    answered = client.post(path, json=body).headers
+    for header in ("ETag", "X-Cache", "X-Request-ID"):
+        assert (header in documented) is (header in answered), header

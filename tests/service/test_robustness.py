@@ -88,3 +88,18 @@ def test_almost_right_graphs_are_answered_or_refused_never_500(client, kind, req
     if response.status_code != 200:
         error = response.get_json()["error"]
         assert error["code"] and error["message"]
+
+
+@pytest.mark.parametrize("depth", [300, 1015])  # past orjson's writing depth; near its reading
+@pytest.mark.parametrize("attr, open_, close", [
+    ("axis", "[", "]"), ("indices", "[", "]"), ("axis", '{"a":', "}")])
+@pytest.mark.parametrize("path", ["/v1/evaluate", "/v1/graphs"])
+def test_attrs_nested_as_deep_as_json_reads_are_refused_not_500(client, path, depth, attr,
+                                                                 open_, close):
+    op = "take" if attr == "indices" else "sum"
+    deep = open_ * depth + "0" + close * depth
+    body = ('{"graph": {"nodes": [{"id": "x", "op": "input", "value": [1.0, 2.0]}, {"id": "s", '
+            f'"op": "{op}", "inputs": ["x"], "attrs": {{"{attr}": {deep}}}}}], "output": "s"}}}}')
+    response = client.post(path, data=body, content_type="application/json")
+    error = response.get_json()["error"]
+    assert (response.status_code, error["code"], error["node"]) == (422, "bad_attr", "s")

@@ -39,6 +39,31 @@ def test_other_tags_and_star(client, tag):
     assert response.status_code == (304 if tag == "*" else 200)
 
 
+@pytest.mark.parametrize("field, answered", [
+    ('W/"{h}"', 304),             # If-None-Match compares weakly (RFC 9110 13.1.2)
+    ('"0000", W/"{h}"', 304),     # a list naming it
+    ('W/"0000", "{h}"', 304),
+    ('"0000", W/"1111"', 200),
+    ("{h}", 200),                 # unquoted: not an entity-tag, so it names nothing
+    ('W/{h}', 200),
+    ('{h}, "0000"', 200),
+    ('"{h}" , *', 304),           # a member that is no tag is skipped, the rest still count
+])
+def test_weak_tags_and_lists_are_compared_weakly(client, field, answered):
+    digest = _stored_hash(client)
+    response = client.get(f"/v1/results/{digest}",
+                          headers={"If-None-Match": field.format(h=digest)})
+    assert response.status_code == answered
+    assert (response.data == b"") == (answered == 304)
+
+
+def test_if_none_match_sent_on_two_lines_is_one_list(client):
+    digest = _stored_hash(client)
+    response = client.get(f"/v1/results/{digest}",
+                          headers=[("If-None-Match", '"0000"'), ("If-None-Match", f'W/"{digest}"')])
+    assert response.status_code == 304
+
+
 def test_an_unknown_hash_is_404_even_with_a_matching_tag(client):
     digest = "a" * 64
     response = client.get(f"/v1/results/{digest}", headers={"If-None-Match": f'"{digest}"'})
