@@ -1,6 +1,6 @@
 """Big graphs over HTTP against micrograd in-process: the issue-16 benchmark.
 
-    .venv/bin/python -m bench.graphs [--quick] [--repeats 3]
+    .venv/bin/python -m bench.graphs [--quick] [--repeats 5]
 
 A random scalar DAG (add, scale, mul, relu, pow 2; 2,000 inputs, half the nodes at 1,000; each
 gate reading random earlier nodes), the gradients of every input, asked of the service over
@@ -339,7 +339,7 @@ def plan_memory() -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one repeat, sizes up to 30k")
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats

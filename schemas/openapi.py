@@ -291,8 +291,7 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
                 "name": "If-None-Match", "in": "header", "required": False,
                 "schema": {"type": "string"},
                 "description": 'The ETag of a result held: "<hash>", W/"<hash>" (compared '
-                               "weakly), a list naming it, or * answers 304; an unquoted "
-                               "hash is not an entity-tag and names nothing."}],
+                               "weakly), a list naming it, or * answers 304."}],
             "responses": {
                 "200": {
                     "description": f"The body of {cached_paths or 'a computing endpoint'}.",

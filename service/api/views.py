@@ -29,7 +29,6 @@ from flask import Blueprint, Response, current_app, g, request
 from engine import describe_ops
 from schemas import mark_cached, parse_json
 from service.api.body import read_json_body
-from service.api.conditional import names_result
 from service.api.held import hold_until_sent
 from service.api.stream import event_stream_response, wants_event_stream
 from service.errors import ApiError
@@ -85,7 +84,8 @@ def stored_result(digest: str) -> Response:
         reason = results.unavailable_reason(probe=False)
         message = f"no cached result with hash {digest}"
         raise ApiError(404, "not_found", f"{message} ({reason})" if reason else message)
-    if names_result(request.headers.getlist("If-None-Match"), digest):
+    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"<hash>", a list naming it, or *
+    if request.if_none_match.contains_weak(digest):
         # the client holds this very result (a result never changes under its hash)
         return Response(status=304, headers=[("ETag", f'"{digest}"'), ("X-Cache", "hit")])
     return _json_response(mark_cached(body), digest, "hit")
