@@ -31,7 +31,8 @@ ERRORS_SECTION = "\n".join([
     "| 413 | `too_large` | the body, the graph or a tensor is over its limit (numpy's own "
     "included), `node` set where one is to blame |",
     "| 415 | `unsupported_media_type` | the body is not `application/json` |",
-    "| 408 | `request_timeout` | the body stopped arriving: nothing for `CLIENT_TIMEOUT_SECONDS` |",
+    "| 408 | `request_timeout` | the body did not arrive in time: the client went silent for "
+    "`CLIENT_TIMEOUT_SECONDS` or fell behind `CLIENT_MIN_BYTES_PER_SECOND` |",
     f"| 422 | `{VALIDATION_ERROR}` | fields wrong per the request schema: `details` holds the "
     "field errors, shaped like the request; `node` names the node under `graph.nodes.N` |",
     "| 422 | " + ", ".join(f"`{code}`" for code in GRAPH_FAULT_CODES)

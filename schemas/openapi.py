@@ -125,8 +125,9 @@ _ERRORS = {
     "BadJson": ("400", "The body is not JSON (bad_json)."),
     "TooLarge": ("413", "The body, the graph or a tensor is over its limit (too_large)."),
     "UnsupportedMediaType": ("415", "The body is not application/json."),
-    "RequestTimeout": ("408", "The body stopped arriving: the client sent nothing for "
-                       "CLIENT_TIMEOUT_SECONDS (request_timeout)."),
+    "RequestTimeout": ("408", "The body did not arrive in time: the client went silent for "
+                       "CLIENT_TIMEOUT_SECONDS or fell behind CLIENT_MIN_BYTES_PER_SECOND "
+                       "(request_timeout)."),
     "Unprocessable": ("422", f"{VALIDATION_ERROR} (422, fields wrong per the request schema: "
                       "`details` holds them, `node` names a node under graph.nodes.N) or "
                       f"{', '.join(GRAPH_FAULT_CODES)} (422, graph faults with `node` set)."),

@@ -101,10 +101,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "MAX_ELEMENTS": (10_000_000, _positive_int),
     "MAX_TOTAL_ELEMENTS": (50_000_000, _positive_int),
     "COMPUTE_DEADLINE_SECONDS": (10.0, _positive_float),
-    # How long a client may go silent while it sends its request or reads the answer before
-    # the server gives up on it (408 mid-body, else the connection closes): a stalled upload
-    # must not hold a worker until gunicorn kills it.
+    # How long a client may go silent while it sends its request or reads the answer, and the
+    # pace its request must keep (service/worker.py), before the server gives up on it (408
+    # mid-body, else the connection closes): a stalled or trickling upload must not hold a
+    # worker until gunicorn kills it.
     "CLIENT_TIMEOUT_SECONDS": (10.0, _positive_float),
+    "CLIENT_MIN_BYTES_PER_SECOND": (4096.0, _positive_float),
     "MAX_GRADCHECK_ELEMENTS": (10_000, _positive_int),
     "DIAGRAM_MAX_NODES": (300, _positive_int),
     "DIAGRAM_TIMEOUT_SECONDS": (10.0, _positive_float),

@@ -2,8 +2,8 @@
 `chainrule serve` (gunicorn -c service/gunicorn.conf.py 'service.wsgi:app').
 
 Values come from the same environment variables as the app (service/config.py): HOST, PORT,
-WEB_CONCURRENCY, COMPUTE_DEADLINE_SECONDS, CLIENT_TIMEOUT_SECONDS, LOG_LEVEL, LOG_FORMAT,
-PROMETHEUS_MULTIPROC_DIR.
+WEB_CONCURRENCY, COMPUTE_DEADLINE_SECONDS, CLIENT_TIMEOUT_SECONDS, CLIENT_MIN_BYTES_PER_SECOND
+(service/worker.py), LOG_LEVEL, LOG_FORMAT, PROMETHEUS_MULTIPROC_DIR.
 """
 
 import logging
@@ -29,11 +29,11 @@ bind = [f"{_settings['HOST']}:{_settings['PORT']}"]
 workers = _settings["WEB_CONCURRENCY"]
 # Sync workers: one request at a time per process, so a heavy computation never stalls others
 # in the same worker; they close the connection after each response.
-worker_class = "service.worker.TimedSyncWorker"  # sync, with CLIENT_TIMEOUT_SECONDS
-# Parsing, loading and dumping a maximal body come on top of the compute deadline; a worker is
-# only killed when it is stuck well past anything a request may legitimately take.
-# the arbiter replaces a worker silent this long: longer than a computation plus a client's
-# longest allowed silence, so only a worker truly stuck is replaced
+worker_class = "service.worker.TimedSyncWorker"  # sync, and clients must keep a pace
+# The arbiter replaces a worker it has not heard from for this long. A worker moving a client's
+# bytes keeps telling it (service/worker.py); between, it may be silent for a computation (the
+# deadline, with parsing, loading and dumping a maximal body on top) and one client wait: only
+# a worker stuck well past anything a request may legitimately take is replaced.
 timeout = int(_deadline + _client_timeout) + 30
 graceful_timeout = int(_deadline) + 15
 # Recycle workers now and then (bounded memory growth), staggered so they do not restart at once.
@@ -68,11 +68,12 @@ class JsonGunicornLogger(glogging.Logger):
             handler.setFormatter(formatter)
 
     def exception(self, msg, *args, **kwargs):
-        """A client silent past CLIENT_TIMEOUT_SECONDS (service/worker.py), which gunicorn
+        """A client let go for keeping its worker waiting (service/worker.py), which gunicorn
         reports as a socket error with its traceback, is one warning line."""
         if isinstance(sys.exc_info()[1], TimeoutError):
-            self.warning("a client sent or read nothing for %g s: connection closed",
-                         _client_timeout)
+            self.warning("a client was silent for %g s, or sent fewer than %g bytes a second: "
+                         "connection closed", _client_timeout,
+                         _settings["CLIENT_MIN_BYTES_PER_SECOND"])
         else:
             super().exception(msg, *args, **kwargs)
 

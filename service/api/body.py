@@ -12,13 +12,15 @@ from service.errors import ApiError
 
 def read_json_body() -> bytes:
     """The raw body of an application/json request (415 otherwise; 413 over MAX_BODY_BYTES;
-    408 when the client goes silent mid-body for CLIENT_TIMEOUT_SECONDS, service/worker.py)."""
+    408 when the body does not keep the pace service/worker.py sets)."""
     try:
         return _read_json_body()
     except TimeoutError:
+        config = current_app.config
         raise RequestTimeout(
-            "the request body stopped arriving: the client sent nothing for "
-            f"{current_app.config['CLIENT_TIMEOUT_SECONDS']:g} s"
+            "the request body did not arrive in time: the client was silent for "
+            f"{config['CLIENT_TIMEOUT_SECONDS']:g} s, or sent fewer than "
+            f"{config['CLIENT_MIN_BYTES_PER_SECOND']:g} bytes a second"
         ) from None
 
 

@@ -1,6 +1,7 @@
-"""Clients that go silent mid-request, against the real stack: gunicorn with one worker and
-CLIENT_TIMEOUT_SECONDS=1 (service/worker.py). The worker gives up on each silent client and goes
-on serving; none of them gets it killed.
+"""Clients that go silent or trickle mid-request, and slow ones that keep the pace, against the
+real stack: gunicorn with one worker, CLIENT_TIMEOUT_SECONDS=1 and the default
+CLIENT_MIN_BYTES_PER_SECOND (service/worker.py). The worker gives up on each client that keeps
+it waiting and goes on serving, serves the slow ones whole, and none of them gets it killed.
 
 Every wait is a bounded loop or a socket timeout; no test asserts how long anything took.
 """
@@ -8,6 +9,7 @@ Every wait is a bounded loop or a socket timeout; no test asserts how long anyth
 from __future__ import annotations
 
 import base64
+import select
 import socket
 import time
 
@@ -18,6 +20,7 @@ import pytest
 
 from tests.stack.test_stack import GunicornServer
 
+WARNING = "a client was silent for 1 s, or sent fewer than 4096 bytes a second: connection closed"
 BODY_HEAD = (
     b"POST /v1/gradients HTTP/1.1\r\nHost: chainrule\r\nContent-Type: application/json\r\n"
     b"Content-Length: 100\r\n\r\n"
@@ -68,7 +71,7 @@ def test_bodies_that_stop_arriving_get_408_and_the_worker_serves_on(server):
         assert head.startswith(b"HTTP/1.1 408 ")
         error = orjson.loads(body)["error"]
         assert error["code"] == "request_timeout"
-        assert "sent nothing for 1 s" in error["message"]
+        assert "silent for 1 s, or sent fewer than 4096 bytes a second" in error["message"]
     served_by_one_worker(server)
 
 
@@ -78,13 +81,13 @@ def test_headers_that_stop_arriving_close_the_connection_with_one_warning(server
     assert everything_read(connection) == b""
     served_by_one_worker(server)
     log = server.log_text()
-    assert "a client sent or read nothing for 1 s: connection closed" in log
+    assert WARNING in log
     assert "Traceback" not in log
 
 
-def test_a_client_that_does_not_read_its_answer_is_let_go(server):
-    # an answer of tens of megabytes: far more than the sockets' buffers hold
-    x = np.linspace(-1.0, 1.0, 500_000)
+def big_answer_request(points: int) -> bytes:
+    """A request to /v1/evaluate whose answer holds 2 x `points` numbers as JSON text."""
+    x = np.linspace(-1.0, 1.0, points)
     encoded = {"dtype": "float64", "shape": list(x.shape),
                "b64": base64.b64encode(x.astype("<f8").tobytes()).decode()}
     graph = {"nodes": [{"id": "x", "op": "input", "value": encoded},
@@ -93,12 +96,88 @@ def test_a_client_that_does_not_read_its_answer_is_let_go(server):
     body = orjson.dumps({"graph": graph, "cache": False})
     head = (b"POST /v1/evaluate HTTP/1.1\r\nHost: chainrule\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body))
-    connection = opened(server, head + body)  # and never read from
+    return head + body
+
+
+def test_a_client_that_does_not_read_its_answer_is_let_go(server):
+    # an answer of tens of megabytes: far more than the sockets' buffers hold
+    connection = opened(server, big_answer_request(500_000))  # and never read from
 
     give_up = time.monotonic() + 120
     while not any(line["path"] == "/v1/evaluate" for line in server.access_lines()):
         assert time.monotonic() < give_up, server.log_text()
         time.sleep(0.2)
     served_by_one_worker(server)
-    assert "a client sent or read nothing for 1 s: connection closed" in server.log_text()
+    assert WARNING in server.log_text()
     connection.close()
+
+
+def trickled(server: GunicornServer, head: bytes, pieces: bytes) -> socket.socket:
+    """A connection that sends `head`, then `pieces` a byte at a time 0.3 s apart (never
+    silent for the 1 s limit, but far under the minimum pace); it must be let go before it
+    has sent them all (a minute's worth)."""
+    assert len(pieces) >= 200
+    connection = opened(server, head)
+    for byte in pieces:
+        time.sleep(0.3)
+        try:
+            connection.sendall(bytes([byte]))
+        except OSError:  # let go: the server closed its side
+            return connection
+        if select.select([connection], [], [], 0)[0]:  # the server has answered or closed
+            return connection
+    raise AssertionError("the server took a trickle of a minute")
+
+
+def test_a_body_that_trickles_in_gets_408(server):
+    head = BODY_HEAD.replace(b"Content-Length: 100", b"Content-Length: 1000")
+    connection = trickled(server, head, b'{"graph": {"nodes": []}} ' * 10)
+
+    head, _, body = everything_read(connection).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert orjson.loads(body)["error"]["code"] == "request_timeout"
+    served_by_one_worker(server)
+
+
+def test_headers_that_trickle_in_close_the_connection(server):
+    connection = trickled(server, b"", b"POST /v1/gradients HTTP/1.1\r\nHost: chainrule" * 5)
+
+    assert everything_read(connection) == b""
+    served_by_one_worker(server)
+    assert WARNING in server.log_text()
+
+
+def test_a_slow_steady_upload_is_served(server):
+    # 64 KB in 16 pieces 0.25 s apart: several seconds in all, never silent for 1 s, and well
+    # over the minimum pace
+    body = orjson.dumps({"graph": {"nodes": [{"id": "x", "op": "input", "value": 2.0},
+                                             {"id": "f", "op": "exp", "inputs": ["x"]}],
+                                   "output": "f"}, "pad": "x" * 65_000})
+    head = (b"POST /v1/gradients HTTP/1.1\r\nHost: chainrule\r\nContent-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n" % len(body))
+    connection = opened(server, head)
+    for start in range(0, len(body), 4096):
+        time.sleep(0.25)
+        connection.sendall(body[start:start + 4096])
+
+    status, _, answer = everything_read(connection).partition(b"\r\n\r\n")
+    # the body is read whole and judged: its unknown field is the schema's error, not a timeout
+    assert status.startswith(b"HTTP/1.1 422 "), status
+    assert orjson.loads(answer)["error"]["details"] == {"pad": ["Unknown field."]}
+    served_by_one_worker(server)
+
+
+def test_a_slow_steady_reader_gets_its_whole_answer(server):
+    connection = opened(server, big_answer_request(200_000))  # an answer of about 8 MB
+    connection.settimeout(60)
+    received = []
+    while chunk := connection.recv(256 * 1024):  # read over several seconds, never silent
+        received.append(chunk)
+        time.sleep(0.05)
+    connection.close()
+
+    head, _, body = b"".join(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    answer = orjson.loads(body)
+    assert len(answer["nodes"]["y"]["value"]) == 200_000
+    served_by_one_worker(server)
