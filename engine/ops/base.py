@@ -251,8 +251,14 @@ def _as_float(value: int | float) -> float:
 # as a float (schemas/jsontext.py), so such an attr arrives as a whole float, 1e+30.
 INT64 = range(-(2**63), 2**63)
 
-# In a repr: a quoted string (left alone) or a number.
-_STRING_OR_NUMBER = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\d[\d.]*(?:e[+-]\d+)?""")
+# In a repr: a quoted string (left alone), to its end when the repr was cut inside it, or a
+# number. A string's text is never read as numbers: "1.2.3e+5" is no Decimal, and "1e+999999999"
+# would be written out as a gigabyte of zeros.
+_STRING_OR_NUMBER = re.compile(
+    r"""'(?:[^'\\]|\\.?)*(?:'|\Z)|"(?:[^"\\]|\\.?)*(?:"|\Z)|\d+(?:\.\d*)?(?:e[+-]\d+)?"""
+)
+# A float's repr has at most this exponent; a larger one (some other object's repr) stays as is.
+_FLOAT_EXPONENT_MAX = 308
 
 
 def _shown(value: object) -> str:
@@ -268,7 +274,10 @@ def _shown(value: object) -> str:
 
 def _whole_spelled_out(token: re.Match) -> str:
     text = token[0]
-    return format(Decimal(text), "f") if "e+" in text and text[0].isdigit() else text
+    exponent = text.partition("e+")[2]
+    if text[0].isdigit() and exponent and int(exponent) <= _FLOAT_EXPONENT_MAX:
+        return format(Decimal(text), "f")
+    return text
 
 
 def _holds_huge_integer(value: object) -> bool:
