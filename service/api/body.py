@@ -16,10 +16,19 @@ def read_json_body() -> bytes:
     try:
         return _read_json_body()
     except TimeoutError:
-        raise RequestTimeout(
-            "the request body stopped arriving: the client sent nothing for "
-            f"{current_app.config['CLIENT_TIMEOUT_SECONDS']:g} s"
-        ) from None
+        raise _timed_out() from None
+    except ClientDisconnected as error:
+        # werkzeug's stream (a chunked body) reports the socket's timeout as a disconnect
+        if isinstance(error.__context__, TimeoutError):
+            raise _timed_out() from None
+        raise
+
+
+def _timed_out() -> RequestTimeout:
+    return RequestTimeout(
+        "the request body stopped arriving: the client sent nothing for "
+        f"{current_app.config['CLIENT_TIMEOUT_SECONDS']:g} s"
+    )
 
 
 def _read_json_body() -> bytes:
