@@ -102,3 +102,54 @@ def test_a_client_that_does_not_read_its_answer_is_let_go(server):
     served_by_one_worker(server)
     assert "a client sent or read nothing for 1 s: connection closed" in server.log_text()
     connection.close()
+
+
+def test_a_chunked_body_that_stops_arriving_gets_408_too(server):
+    for stalled in (b'10\r\n{"gra', b'4\r\n{"gr\r\n', b'4\r\n{"gr\r\n1'):  # mid-chunk, between
+        connection = opened(server, BODY_HEAD.replace(b"Content-Length: 100",
+                                                      b"Transfer-Encoding: chunked") + stalled)
+        head, _, body = everything_read(connection).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert orjson.loads(body)["error"]["code"] == "request_timeout"
+    served_by_one_worker(server)
+    assert "Traceback" not in server.log_text()
+
+
+def test_an_upload_that_keeps_coming_slowly_is_served(server):
+    body = orjson.dumps({"graph": {"nodes": [{"id": "x", "op": "input", "value": 2.0}],
+                                   "output": "x"}})
+    connection = opened(server, BODY_HEAD.replace(b"100", b"%d" % len(body)))
+    for start in range(0, len(body), 8):  # a piece every half of CLIENT_TIMEOUT_SECONDS
+        time.sleep(0.5)
+        connection.sendall(body[start:start + 8])
+
+    head, _, answer = everything_read(connection).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert orjson.loads(answer)["nodes"]["x"] == {"value": 2.0, "grad": 1.0}
+    served_by_one_worker(server)
+
+
+def test_an_answer_read_steadily_is_sent_whole_however_long_it_takes(server):
+    # Python's sendall counts its timeout over all the data: this answer, read without a
+    # pause anywhere near CLIENT_TIMEOUT_SECONDS, took longer than that to read and was cut
+    x = np.linspace(-1.0, 1.0, 500_000)
+    encoded = {"dtype": "float64", "shape": list(x.shape),
+               "b64": base64.b64encode(x.astype("<f8").tobytes()).decode()}
+    graph = {"nodes": [{"id": "x", "op": "input", "value": encoded},
+                       {"id": "y", "op": "scale", "inputs": ["x"], "attrs": {"a": 3.0}}],
+             "output": "y"}
+    body = orjson.dumps({"graph": graph, "cache": False})
+    connection = opened(server, BODY_HEAD.replace(b"/v1/gradients", b"/v1/evaluate").replace(
+        b"Content-Length: 100", b"Content-Length: %d" % len(body)) + body)
+    connection.settimeout(60)
+    received = []
+    while chunk := connection.recv(16384):
+        received.append(chunk)
+        time.sleep(0.003)
+    connection.close()
+
+    head, _, answer = b"".join(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert len(orjson.loads(answer)["value"]) == len(x)
+    served_by_one_worker(server)
+    assert "connection closed" not in server.log_text()
