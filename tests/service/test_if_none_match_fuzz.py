@@ -25,7 +25,8 @@ fields = st.lists(pieces, max_size=12).map("".join) | st.text(
     st.characters(min_codepoint=32, max_codepoint=255), max_size=40)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=fields)
 def test_any_if_none_match_is_answered_200_or_304(client, digest, field):
     field = field.replace("{h}", digest)
