@@ -46,3 +46,11 @@ def test_showing_any_value_never_fails(value):
     shown = _shown(value)
     assert len(shown) <= 80
     BadAttr(f"attr 'a' must be a number, got {shown}", "s")
+
+
+def test_a_number_attr_given_a_list_is_not_said_to_be_past_the_integer_range(client):
+    response = _evaluate(client, {"a": [1e30]})
+    error = response.get_json()["error"]
+    assert (response.status_code, error["code"]) == (422, "bad_attr")
+    assert error["message"].startswith("attr 'a' must be a number, got [")
+    assert "64-bit integer" not in error["message"]
