@@ -61,9 +61,11 @@ class Cycle(GraphError):
     def through(cls, cycle: list[str]) -> Cycle:
         """The error for `cycle` (ids in the direction values flow): it names its first node,
         its message the first few, its details every one."""
-        walk = cycle + cycle[:1] if len(cycle) <= NAMED_IN_MESSAGE else cycle
-        return cls("the graph has a cycle through this node: " + named_nodes(walk, " -> "),
-                   cycle[0], {"cycle": cycle})
+        # a short cycle is walked round to its first node again (one name more than it has)
+        short = len(cycle) <= NAMED_IN_MESSAGE
+        named = " -> ".join(cycle + cycle[:1]) if short else named_nodes(cycle, " -> ")
+        return cls("the graph has a cycle through this node: " + named, cycle[0],
+                   {"cycle": cycle})
 
 
 class Arity(GraphError):

@@ -235,7 +235,9 @@ def coerce_attr(attr: Attr, value: object, node: str) -> object:
         entries = [_slice_entry(entry) for entry in value]
         if all(entry is not None for entry in entries):
             return tuple(entries)
-    beyond = " (past the 64-bit integer range)" if _holds_huge_integer(value) else ""
+    # said only where integers are asked for: a number attr given [1e+30] is wrong as a list
+    huge = attr.kind in _INTEGER_KINDS and _holds_huge_integer(value)
+    beyond = " (past the 64-bit integer range)" if huge else ""
     raise BadAttr(f"attr '{attr.name}' must be {attr.type_text}, got {_shown(value)}{beyond}",
                   node)
 
@@ -250,9 +252,18 @@ def _as_float(value: int | float) -> float:
 # The integers an integer attr can hold (numpy's int64). A JSON integer past 2**64 - 1 is read
 # as a float (schemas/jsontext.py), so such an attr arrives as a whole float, 1e+30.
 INT64 = range(-(2**63), 2**63)
+# The attr kinds that hold integers (alone, in lists, or in slices).
+_INTEGER_KINDS = frozenset({"int", "int_or_null", "axis", "axes", "shape", "int_list",
+                            "indices", "slices"})
 
-# In a repr: a quoted string (left alone) or a number.
-_STRING_OR_NUMBER = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\d[\d.]*(?:e[+-]\d+)?""")
+# In a repr: a quoted string (left alone), to its end when the repr was cut inside it, or a
+# number. A string's text is never read as numbers: "1.2.3e+5" is no Decimal, and "1e+999999999"
+# would be written out as a gigabyte of zeros.
+_STRING_OR_NUMBER = re.compile(
+    r"""'(?:[^'\\]|\\.?)*(?:'|\Z)|"(?:[^"\\]|\\.?)*(?:"|\Z)|\d+(?:\.\d*)?(?:e[+-]\d+)?"""
+)
+# A float's repr has at most this exponent; a larger one (some other object's repr) stays as is.
+_FLOAT_EXPONENT_MAX = 308
 
 
 def _shown(value: object) -> str:
@@ -268,7 +279,10 @@ def _shown(value: object) -> str:
 
 def _whole_spelled_out(token: re.Match) -> str:
     text = token[0]
-    return format(Decimal(text), "f") if "e+" in text and text[0].isdigit() else text
+    exponent = text.partition("e+")[2]
+    if text[0].isdigit() and exponent and int(exponent) <= _FLOAT_EXPONENT_MAX:
+        return format(Decimal(text), "f")
+    return text
 
 
 def _holds_huge_integer(value: object) -> bool:

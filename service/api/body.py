@@ -16,12 +16,21 @@ def read_json_body() -> bytes:
     try:
         return _read_json_body()
     except TimeoutError:
-        config = current_app.config
-        raise RequestTimeout(
-            "the request body did not arrive in time: the client was silent for "
-            f"{config['CLIENT_TIMEOUT_SECONDS']:g} s, or sent fewer than "
-            f"{config['CLIENT_MIN_BYTES_PER_SECOND']:g} bytes a second"
-        ) from None
+        raise _timed_out() from None
+    except ClientDisconnected as error:
+        # werkzeug's stream (a chunked body) reports the socket's timeout as a disconnect
+        if isinstance(error.__context__, TimeoutError):
+            raise _timed_out() from None
+        raise
+
+
+def _timed_out() -> RequestTimeout:
+    config = current_app.config
+    return RequestTimeout(
+        "the request body did not arrive in time: the client was silent for "
+        f"{config['CLIENT_TIMEOUT_SECONDS']:g} s, or sent fewer than "
+        f"{config['CLIENT_MIN_BYTES_PER_SECOND']:g} bytes a second"
+    )
 
 
 def _read_json_body() -> bytes:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine import (
+    Cycle,
     EngineError,
     Graph,
     Limits,
@@ -145,3 +146,13 @@ def test_a_value_on_a_gate_is_refused_with_the_right_article(op, said):
     with pytest.raises(EngineError) as info:
         bind_sources(g)
     assert said in info.value.message and info.value.node == "f"
+
+
+@pytest.mark.parametrize("length", [9, 10, 11])
+def test_a_cycle_message_counts_the_nodes_of_the_cycle(length):
+    ring = [f"n{k}" for k in range(length)]
+    message = Cycle.through(ring).args[0]
+    if length <= 10:  # named in full, walked round to its first node
+        assert message.endswith(" -> ".join([*ring, "n0"]))
+    else:
+        assert message.endswith(f"n9 -> ... ({length:,} nodes in all)")

@@ -112,6 +112,17 @@ def test_a_client_that_does_not_read_its_answer_is_let_go(server):
     connection.close()
 
 
+def test_a_chunked_body_that_stops_arriving_gets_408_too(server):
+    for stalled in (b'10\r\n{"gra', b'4\r\n{"gr\r\n', b'4\r\n{"gr\r\n1'):  # mid-chunk, between
+        connection = opened(server, BODY_HEAD.replace(b"Content-Length: 100",
+                                                      b"Transfer-Encoding: chunked") + stalled)
+        head, _, body = everything_read(connection).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert orjson.loads(body)["error"]["code"] == "request_timeout"
+    served_by_one_worker(server)
+    assert "Traceback" not in server.log_text()
+
+
 def trickled(server: GunicornServer, head: bytes, pieces: bytes) -> socket.socket:
     """A connection that sends `head`, then `pieces` a byte at a time 0.3 s apart (never
     silent for the 1 s limit, but far under the minimum pace); it must be let go before it
@@ -181,3 +192,4 @@ def test_a_slow_steady_reader_gets_its_whole_answer(server):
     answer = orjson.loads(body)
     assert len(answer["nodes"]["y"]["value"]) == 200_000
     served_by_one_worker(server)
+    assert "connection closed" not in server.log_text()
