@@ -186,6 +186,9 @@ ATTR_KINDS = {
               "[start, stop, step] of integers or nulls",
     "choice": "one of the listed strings",
 }
+# The kinds above that hold integers (alone, in lists, or in slices).
+_INTEGER_KINDS = frozenset({"int", "int_or_null", "axis", "axes", "shape", "int_list",
+                            "indices", "slices"})
 
 
 def is_int(value: object) -> bool:
@@ -252,9 +255,6 @@ def _as_float(value: int | float) -> float:
 # The integers an integer attr can hold (numpy's int64). A JSON integer past 2**64 - 1 is read
 # as a float (schemas/jsontext.py), so such an attr arrives as a whole float, 1e+30.
 INT64 = range(-(2**63), 2**63)
-# The attr kinds that hold integers (alone, in lists, or in slices).
-_INTEGER_KINDS = frozenset({"int", "int_or_null", "axis", "axes", "shape", "int_list",
-                            "indices", "slices"})
 
 # In a repr: a quoted string (left alone), to its end when the repr was cut inside it, or a
 # number. A string's text is never read as numbers: "1.2.3e+5" is no Decimal, and "1e+999999999"
