@@ -12,8 +12,8 @@ stage is timed into Server-Timing.
 
 A streaming kind asked for `Accept: text/event-stream` answers as events (service/api/stream.py).
 
-Each request has one compute deadline, set when it starts: waiting for an identical request
-that is computing, compiling, running and gradchecking all spend from it.
+Each request has one compute deadline, set once its body has arrived: loading, waiting for an
+identical request that is computing, compiling, running and gradchecking all spend from it.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ HASH_FORMAT = re.compile(r"[0-9a-f]{64}")
 SINGLE_FLIGHT_WAIT_SHARE = 0.25
 
 
-@blueprint.before_request
 def start_deadline() -> None:
-    """Each request's compute deadline and how long it may wait for an identical one."""
+    """A request's compute deadline and how long it may wait for an identical one, counted
+    from when its body has arrived (a slow upload is the worker's pace to judge, not this)."""
     started = time.monotonic()
     seconds = current_app.config["COMPUTE_DEADLINE_SECONDS"]
     state = g._get_current_object()
@@ -136,6 +136,7 @@ class InlineLoader:
 def computation(kind: Kind, body: bytes, load: Loader, scope: str = "") -> Response:
     """The answer of `kind` to `body`, loaded by `load`. `scope` tells apart bodies that load
     differently though their bytes are equal (the registered graph they are sent to)."""
+    start_deadline()
     if kind.streams and wants_event_stream():
         return _streamed_computation(kind, _loaded(body, load))
     if kind.cached:
