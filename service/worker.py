@@ -38,6 +38,10 @@ class TimedSyncWorker(SyncWorker):
     min_rate: float = _settings["CLIENT_MIN_BYTES_PER_SECOND"]
 
     def handle(self, listener, client, addr) -> None:
+        if self.cfg.is_ssl:  # TLS wraps the socket object itself: it keeps the silence limit
+            client.settimeout(self.silence)
+            super().handle(listener, client, addr)
+            return
         paced = PacedSocket(client, self.silence, self.min_rate, self.notify)
         super().handle(listener, paced, addr)
 
