@@ -9,8 +9,11 @@ Every wait is a bounded loop or a socket timeout; no test asserts how long anyth
 from __future__ import annotations
 
 import base64
+import contextlib
 import select
 import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -18,7 +21,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.stack.test_stack import GunicornServer
+from tests.stack.test_stack import GUNICORN_CONFIG, REPO, GunicornServer
 
 WARNING = "a client was silent for 1 s, or sent fewer than 4096 bytes a second: connection closed"
 BODY_HEAD = (
@@ -193,3 +196,40 @@ def test_a_slow_steady_reader_gets_its_whole_answer(server):
     assert len(answer["nodes"]["y"]["value"]) == 200_000
     served_by_one_worker(server)
     assert "connection closed" not in server.log_text()
+
+
+def test_under_tls_a_silent_client_is_let_go_too(tmp_path, redis_server):
+    # gunicorn wraps the client socket itself for TLS: it keeps the silence limit alone
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    settings = {"WEB_CONCURRENCY": "1", "CLIENT_TIMEOUT_SECONDS": "1",
+                "GUNICORN_CMD_ARGS": f"--certfile {cert} --keyfile {key}"}
+    server = GunicornServer(tmp_path, redis_server.url, settings)
+    server.url = server.url.replace("http://", "https://")
+    server._log = server.log_path.open("wb")  # started here: its start() polls plain HTTP
+    server.process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "service.wsgi:app"],
+        cwd=REPO, env=server.env, stdout=server._log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        give_up = time.monotonic() + 60
+        while True:
+            assert server.process.poll() is None, server.log_text()
+            assert time.monotonic() < give_up, server.log_text()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(server.url + "/healthz", verify=False, timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        silent = opened(server, b"")  # connects and never starts the handshake
+
+        assert everything_read(silent) == b""
+        answer = httpx.post(server.url + "/v1/gradients", verify=False, timeout=30,
+                            json={"graph": {"nodes": [{"id": "x", "op": "input", "value": 2.0}],
+                                            "output": "x"}})
+        assert answer.json()["nodes"]["x"] == {"value": 2.0, "grad": 1.0}
+        log = server.log_text()
+        assert "WORKER TIMEOUT" not in log and log.count("Booting worker") == 1, log
+    finally:
+        server.stop()
