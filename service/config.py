@@ -129,6 +129,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
 }
 
 
+def pace_broken(silence: float, min_rate: float) -> str:
+    """What a client let go for keeping its worker waiting (CLIENT_TIMEOUT_SECONDS,
+    CLIENT_MIN_BYTES_PER_SECOND: service/worker.py) did, as messages say it."""
+    return f"silent for {silence:g} s, or sent fewer than {min_rate:g} bytes a second"
+
+
 class ConfigError(ValueError):
     """An environment variable or override that cannot be used, named in the message."""
 

@@ -18,7 +18,7 @@ if _package_root not in sys.path:
 
 from gunicorn import glogging  # noqa: E402
 
-from service.config import load_config  # noqa: E402
+from service.config import load_config, pace_broken  # noqa: E402
 from service.observe.jsonlog import formatter_for  # noqa: E402
 
 _settings = load_config()
@@ -71,9 +71,8 @@ class JsonGunicornLogger(glogging.Logger):
         """A client let go for keeping its worker waiting (service/worker.py), which gunicorn
         reports as a socket error with its traceback, is one warning line."""
         if isinstance(sys.exc_info()[1], TimeoutError):
-            self.warning("a client was silent for %g s, or sent fewer than %g bytes a second: "
-                         "connection closed", _client_timeout,
-                         _settings["CLIENT_MIN_BYTES_PER_SECOND"])
+            broken = pace_broken(_client_timeout, _settings["CLIENT_MIN_BYTES_PER_SECOND"])
+            self.warning("a client was %s: connection closed", broken)
         else:
             super().exception(msg, *args, **kwargs)
 

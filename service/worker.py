@@ -25,8 +25,6 @@ from gunicorn.workers.sync import SyncWorker
 
 from service.config import load_config
 
-_settings = load_config()
-
 # The arbiter hears from a worker moving a client's bytes this often at most.
 HEARTBEAT_SECONDS = 1.0
 
@@ -34,8 +32,11 @@ HEARTBEAT_SECONDS = 1.0
 class TimedSyncWorker(SyncWorker):
     """gunicorn's sync worker, serving each client through a PacedSocket."""
 
-    silence: float = _settings["CLIENT_TIMEOUT_SECONDS"]
-    min_rate: float = _settings["CLIENT_MIN_BYTES_PER_SECOND"]
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        settings = load_config()
+        self.silence: float = settings["CLIENT_TIMEOUT_SECONDS"]
+        self.min_rate: float = settings["CLIENT_MIN_BYTES_PER_SECOND"]
 
     def handle(self, listener, client, addr) -> None:
         if self.cfg.is_ssl:  # TLS wraps the socket object itself: it keeps the silence limit

@@ -7,6 +7,7 @@ from typing import BinaryIO
 from flask import current_app, request
 from werkzeug.exceptions import ClientDisconnected, RequestTimeout
 
+from service.config import pace_broken
 from service.errors import ApiError
 
 
@@ -26,11 +27,8 @@ def read_json_body() -> bytes:
 
 def _timed_out() -> RequestTimeout:
     config = current_app.config
-    return RequestTimeout(
-        "the request body did not arrive in time: the client was silent for "
-        f"{config['CLIENT_TIMEOUT_SECONDS']:g} s, or sent fewer than "
-        f"{config['CLIENT_MIN_BYTES_PER_SECOND']:g} bytes a second"
-    )
+    broken = pace_broken(config["CLIENT_TIMEOUT_SECONDS"], config["CLIENT_MIN_BYTES_PER_SECOND"])
+    return RequestTimeout(f"the request body did not arrive in time: the client was {broken}")
 
 
 def _read_json_body() -> bytes:

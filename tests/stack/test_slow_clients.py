@@ -9,11 +9,9 @@ Every wait is a bounded loop or a socket timeout; no test asserts how long anyth
 from __future__ import annotations
 
 import base64
-import contextlib
 import select
 import socket
 import subprocess
-import sys
 import time
 
 import httpx
@@ -21,7 +19,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.stack.test_stack import GUNICORN_CONFIG, REPO, GunicornServer
+from tests.stack.test_stack import GunicornServer
 
 WARNING = "a client was silent for 1 s, or sent fewer than 4096 bytes a second: connection closed"
 BODY_HEAD = (
@@ -208,20 +206,8 @@ def test_under_tls_a_silent_client_is_let_go_too(tmp_path, redis_server):
                 "GUNICORN_CMD_ARGS": f"--certfile {cert} --keyfile {key}"}
     server = GunicornServer(tmp_path, redis_server.url, settings)
     server.url = server.url.replace("http://", "https://")
-    server._log = server.log_path.open("wb")  # started here: its start() polls plain HTTP
-    server.process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "service.wsgi:app"],
-        cwd=REPO, env=server.env, stdout=server._log, stderr=subprocess.STDOUT,
-        start_new_session=True)
+    server.start()
     try:
-        give_up = time.monotonic() + 60
-        while True:
-            assert server.process.poll() is None, server.log_text()
-            assert time.monotonic() < give_up, server.log_text()
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(server.url + "/healthz", verify=False, timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
         silent = opened(server, b"")  # connects and never starts the handshake
 
         assert everything_read(silent) == b""
