@@ -22,6 +22,7 @@ import yaml
 
 from service import create_app
 from service.config import load_config
+from tests.stack.gunicorn_settings import gunicorn_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -163,9 +164,10 @@ def test_api_runs_the_image_and_command_of_compose_as_the_dockerfile_user():
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert set(container["resources"]) == {"requests", "limits"}
-    # gunicorn's graceful shutdown (deadline + 15 s) fits in the pod's grace period
-    deadline = float(api["environment"]["COMPUTE_DEADLINE_SECONDS"])
-    assert pod["terminationGracePeriodSeconds"] >= deadline + 15
+    # gunicorn's graceful shutdown, under the pod's settings, fits in the pod's grace period
+    environment = _by_identity(documents)["ConfigMap", "chainrule-api"]["data"]
+    graceful = gunicorn_settings(environment)["graceful_timeout"]
+    assert pod["terminationGracePeriodSeconds"] > graceful
 
 
 def test_metrics_directory_is_on_an_in_memory_volume():
