@@ -54,7 +54,7 @@ def jacobian(
         values_in, points = batched_sources(plan, sources)
     else:
         values_in, points = plan.bound_sources(sources), 1
-    _check_size(plan, points * seeds)
+    _check_size(plan, points * seeds, needed)
     lead = (points,) if plan.is_batched else ()
     for i in reported:  # J's shape, and the seed axis the backward pass adds, fit numpy
         check_shape((*lead, *out_shape, *plan.shapes[i]), plan.ids[i])
@@ -90,13 +90,25 @@ def _repeated(plan: Plan, values: list, seeds: int) -> list:
             for i, v in enumerate(values)]
 
 
-def _check_size(plan: Plan, rows: int) -> None:
-    """TooLarge when the per-seed gradients of the nodes would pass the plan's limits."""
-    limit = plan.limits.max_total_elements
-    if limit is None:
-        return
-    elements = sum(math.prod(shape) for shape in plan.shapes)
-    if rows * elements > limit:
+def _check_size(plan: Plan, rows: int, needed: np.ndarray) -> None:
+    """TooLarge, before anything is allocated, when the pass over `rows` seeds would pass the
+    plan's limits: in all, or in one tensor (a node's per-seed gradients, which a reported
+    node's J is, or a batched node's values repeated once per seed)."""
+    limits = plan.limits
+    sizes = [math.prod(shape) for shape in plan.shapes]
+    if limits.max_total_elements is not None and rows * sum(sizes) > limits.max_total_elements:
         raise TooLarge(
-            f"a Jacobian over {rows} seeds of a graph of {elements} elements passes the limit "
-            f"of {limit} elements in all; ask for a smaller output or fewer points")
+            f"a Jacobian over {rows} seeds of a graph of {sum(sizes)} elements passes the limit "
+            f"of {limits.max_total_elements} elements in all; ask for a smaller output or "
+            "fewer points")
+    limit = limits.max_elements
+    if limit is None or rows * max(sizes, default=0) <= limit:
+        return
+    held = needed | plan.batched if plan.is_batched else needed
+    for i in np.flatnonzero(held).tolist():
+        if rows * sizes[i] > limit:
+            name = plan.ids[i]
+            raise TooLarge(
+                f"node '{name}' would hold {rows * sizes[i]} elements over the Jacobian's "
+                f"{rows} seeds; the limit is {limit}; ask for a smaller output or fewer points",
+                name)

@@ -305,6 +305,16 @@ def test_jacobian_over_the_limit_is_refused():
         jacobian(plan, {"z": np.zeros(50)}, ["z"])
 
 
+def test_a_jacobian_tensor_over_the_tensor_limit_is_refused_naming_its_node():
+    g = graph(node("z", "input"), node("f", "softmax", ["z"]), output="f")
+    fits = compile_plan(g, {"z": (50,)}, Limits(max_elements=2500))
+    assert jacobian(fits, {"z": np.zeros(50)}, ["z"]).jacobians["z"].shape == (50, 50)
+    plan = compile_plan(g, {"z": (50,)}, Limits(max_elements=2499))
+    with pytest.raises(TooLarge, match="2500 elements over the Jacobian's 50 seeds") as error:
+        jacobian(plan, {"z": np.zeros(50)}, ["z"])
+    assert error.value.node == "z"
+
+
 @pytest.mark.parametrize("op", ["inv", "log", "sqrt", "exp", "abs", "relu", "sigmoid", "tanh"])
 def test_shared_float_gates_agree_with_numpy_on_edge_values(op):
     """Shared 0-d gates run on float kernels; where those raise, numpy's rule decides."""

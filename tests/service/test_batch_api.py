@@ -198,6 +198,29 @@ def test_b_times_a_points_elements_over_the_limits_is_413(client):
     assert jac["code"] == "too_large"
 
 
+def _sine_jacobian(**fields) -> dict:
+    return {"graph": {"nodes": [{"id": "z", "op": "input"},
+                                {"id": "s", "op": "sin", "inputs": ["z"]}], "output": "s"},
+            "wrt": ["z"], **fields}
+
+
+def test_a_jacobian_tensor_over_max_elements_is_413_naming_the_node(client):
+    # J and the per-seed gradients of z hold n * n elements (n seeds), the graph's values n:
+    # under MAX_TOTAL_ELEMENTS (4000) in all, over MAX_ELEMENTS (1000) in one tensor at n = 40
+    fits = ok(client, "/v1/jacobian", _sine_jacobian(inputs={"z": np.ones(31).tolist()}))
+    assert np.shape(fits["jacobian"]["z"]) == (31, 31)
+    too_big = error_of(client, "/v1/jacobian",
+                       _sine_jacobian(inputs={"z": np.ones(40).tolist()}), 413)
+    assert too_big["code"] == "too_large" and too_big["node"] == "z"
+    assert "1600 elements" in too_big["message"] and "1000" in too_big["message"]
+    # a batch multiplies the seeds: 12 points of 10 elements, 120 seeds, 1200 elements in J
+    batched = ok(client, "/v1/jacobian", _sine_jacobian(batch={"z": np.ones((9, 10)).tolist()}))
+    assert np.shape(batched["jacobian"]["z"]) == (9, 10, 10)
+    too_many = error_of(client, "/v1/jacobian",
+                        _sine_jacobian(batch={"z": np.ones((12, 10)).tolist()}), 413)
+    assert too_many["code"] == "too_large" and too_many["node"] == "z"
+
+
 def test_the_workspace_budget_is_a_setting(make_app):
     from engine import WORKSPACES
 
