@@ -113,7 +113,32 @@ class TooLarge(APIError):
 
 
 class ValidationError(APIError):
-    """422 validation_error: `details` maps fields to their errors."""
+    """422 validation_error: `details` maps fields to their errors, which str() lists too."""
+
+    def __str__(self) -> str:
+        fields = _field_errors(self.details)
+        return super().__str__() + (f" [{'; '.join(fields)}]" if fields else "")
+
+
+# str() of a ValidationError lists at most this many field errors (`details` holds them all).
+FIELDS_SHOWN = 5
+
+
+def _field_errors(details: object, path: str = "") -> list[str]:
+    """'field.sub: message' for each error in marshmallow-shaped `details` (nested dicts
+    of lists of messages), the first FIELDS_SHOWN of them."""
+    found: list[str] = []
+    stack = [(path, details)]
+    while stack and len(found) < FIELDS_SHOWN:
+        where, item = stack.pop()
+        if isinstance(item, dict):
+            stack += [(f"{where}.{key}" if where else str(key), value)
+                      for key, value in reversed(item.items())]
+        elif isinstance(item, list) and all(isinstance(message, str) for message in item):
+            found.append(f"{where or 'body'}: {' '.join(item)}")
+        elif item is not None:
+            found.append(f"{where or 'body'}: {item}")
+    return found
 
 
 class GraphError(APIError):

@@ -124,6 +124,7 @@ def parse_gradcheck(reply: Reply, ids: Mapping[Node, str]) -> GradcheckResult:
                 verdict=entry["verdict"],
                 analytic=None if analytic is None else tensor(analytic, f"checks.{node_id}"),
                 numeric=None if numeric is None else tensor(numeric, f"checks.{node_id}"),
+                details=entry.get("details"),
             )
         return GradcheckResult(
             checks=checks,

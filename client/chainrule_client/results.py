@@ -92,12 +92,15 @@ class Result:
 
 @dataclass(frozen=True)
 class Check:
-    """The gradient check of one input: `analytic`/`numeric` are None for large tensors."""
+    """The gradient check of one input: `analytic`/`numeric` are None for large tensors;
+    `details` says why a verdict is poor when the service can tell (an input at a kink, such
+    as relu at 0: `details["reason"]` and `details["kinks"]`), else None."""
 
     max_rel_error: float
     verdict: Literal["good", "ok", "suspect", "wrong"]
     analytic: Tensor | None = None
     numeric: Tensor | None = None
+    details: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -251,6 +251,15 @@ def test_gradcheck_passes_on_a_correct_graph(sdk):
     assert isinstance(sdk.result(result.hash), cr.GradcheckResult)
 
 
+def test_a_check_at_a_kink_carries_the_services_reason(sdk):
+    x = cr.input("x", 0.0)
+    check = sdk.gradcheck(x.relu() * 3.0)[x]
+    assert check.verdict == "wrong"  # the convention (0) against the average of 0 and 3
+    assert "kink" in check.details["reason"]
+    assert check.details["kinks"][0]["right_slope"] == pytest.approx(3.0)
+    assert sdk.gradcheck(cr.input("y", 1.0).relu() * 3.0)["y"].details is None
+
+
 def test_diagrams_in_each_format(sdk):
     x, y, z = cr.input("x", -2.0), cr.input("y", 5.0), cr.input("z", -4.0)
     f = (x + y) * z
@@ -321,6 +330,7 @@ def test_a_schema_violation_is_a_validation_error_with_details(sdk):
         sdk.gradients({"nodes": [{"id": "a", "op": "input", "value": 1}]})
     assert caught.value.code == "validation_error"
     assert caught.value.details
+    assert str(caught.value).endswith("[graph.output: Missing data for required field.]")
 
 
 def test_an_unknown_hash_is_not_found(sdk):

@@ -216,7 +216,8 @@ def test_each_error_status_raises_its_class_with_the_error_fields(no_sleep, stat
     assert (err.status, err.code, err.message, err.node) == (status, code, "it broke", "q")
     assert err.details == details
     assert err.request_id == "req-9"
-    assert str(err) == f"{status} {code}: it broke (node 'q')"
+    listed = " [graph.nodes: bad]" if code == "validation_error" else ""  # the field at fault
+    assert str(err) == f"{status} {code}: it broke (node 'q'){listed}"
     assert "request_id='req-9'" in repr(err)
 
 
