@@ -1,5 +1,8 @@
 """gunicorn settings for chainrule: the one configuration used by `make run`, the Dockerfile and
-`chainrule serve` (gunicorn -c service/gunicorn.conf.py 'service.wsgi:app').
+`chainrule serve` (gunicorn -c service/gunicorn.conf.py 'service.wsgi:app'). `chainrule serve`
+also gives several workers a shared metrics directory when PROMETHEUS_MULTIPROC_DIR is unset;
+gunicorn started by hand with several workers and no such directory serves per-worker /metrics,
+and says so when it starts.
 
 Values come from the same environment variables as the app (service/config.py): HOST, PORT,
 WEB_CONCURRENCY, COMPUTE_DEADLINE_SECONDS, CLIENT_TIMEOUT_SECONDS, CLIENT_MIN_BYTES_PER_SECOND
@@ -106,6 +109,11 @@ def on_starting(server):
         os.makedirs(_multiproc_dir, exist_ok=True)
         for leftover in Path(_multiproc_dir).glob("*.db"):
             leftover.unlink()
+    elif workers > 1:
+        server.log.warning(
+            "PROMETHEUS_MULTIPROC_DIR is unset: each of the %d workers answers /metrics with its "
+            "own counts; set it to a shared directory, or start the service with `chainrule "
+            "serve`, which does", workers)
 
 
 def child_exit(server, worker):
