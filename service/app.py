@@ -222,7 +222,13 @@ def _finish_request(response: Response) -> Response:
     if timer is not None and timer.stages:
         headers["Server-Timing"] = timer.server_timing()
     status = response.status_code
-    resources().metrics.observe_request(_route_of(req), req.method, status, elapsed)
+    route, method, metrics = _route_of(req), req.method, resources().metrics
+    if response.is_streamed:  # an event stream: its time runs until its last event is sent
+        started = finished - elapsed
+        response.call_on_close(lambda: metrics.observe_request(
+            route, method, status, time.perf_counter() - started))
+    else:
+        metrics.observe_request(route, method, status, elapsed)
     return response
 
 

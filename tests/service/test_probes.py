@@ -65,6 +65,22 @@ def test_metrics_count_requests_cache_outcomes_engine_time_and_graph_size(client
     assert values[("chainrule_plan_cache_lookups_total", (("outcome", "hit"),))] == 1
 
 
+def test_a_streamed_answer_is_timed_until_its_last_event(client):
+    graph = {"nodes": [{"id": "x", "op": "input", "value": 3.0},
+                       {"id": "f", "op": "pow", "inputs": ["x"], "attrs": {"exponent": 2}}],
+             "output": "f"}
+    response = client.post("/v1/optimize", json={
+        "graph": graph, "params": ["x"], "steps": 2000, "cache": False,
+        "optimizer": {"name": "sgd", "lr": 1e-4}}, headers={"Accept": "text/event-stream"})
+    assert response.mimetype == "text/event-stream" and b"event: result" in response.data
+    response.close()
+    values = samples(client)
+    run = values[("chainrule_engine_seconds_sum", (("kind", "optimize"), ("stage", "run")))]
+    served = values[("chainrule_http_request_duration_seconds_sum",
+                     (("route", "/v1/optimize"),))]
+    assert served >= run > 0  # the steps ran while the stream was sent, inside its time
+
+
 def test_openapi_document_is_valid_and_lists_every_endpoint(client):
     response = client.get("/openapi.json")
     assert response.status_code == 200
