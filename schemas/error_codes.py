@@ -40,7 +40,7 @@ ERRORS_SECTION = "\n".join([
     "every missing input in `details` (the message names the first ten) |",
     "| 404 | `not_found` | unknown hash or route |",
     "| 405 | `method_not_allowed` | a route that does not take the method |",
-    "| 504 | `deadline_exceeded` | the computation ran past its time limit |",
+    "| 504 | `deadline_exceeded` | the computation ran past `COMPUTE_DEADLINE_SECONDS` |",
     "| 503 | `diagram_unavailable` | /v1/diagram: the server's Graphviz cannot draw |",
     "| 503 | `not_ready` | /readyz: the store is unusable (Redis or a cluster shard unreachable) |",
     "| 500 | `internal` | a bug: no traceback in the body; the log holds the request id |",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -71,9 +71,11 @@ def handle_error(error: Exception) -> Response:
         )
     if isinstance(error, EngineError):
         status = ENGINE_STATUS.get(error.code, 422)
-        return error_response(
-            status, error.code, error.message, node=error.node, details=error.details
-        )
+        message = error.message
+        if error.code == "deadline_exceeded":  # the engine knows the moment, not the setting
+            seconds = current_app.config["COMPUTE_DEADLINE_SECONDS"]
+            message = f"{message} of {seconds:g} s (COMPUTE_DEADLINE_SECONDS)"
+        return error_response(status, error.code, message, node=error.node, details=error.details)
     if isinstance(error, ValidationError):
         return error_response(
             422,

@@ -234,6 +234,7 @@ def test_a_wrong_method_is_405_with_allow(client):
 def test_a_computation_over_the_deadline_is_504(client, chain):
     error = error_of(client.post("/v1/gradients", json=chain(5000)), 504)
     assert error["code"] == "deadline_exceeded"
+    assert error["message"].endswith("time limit of 1e-09 s (COMPUTE_DEADLINE_SECONDS)")
 
 
 def test_a_bug_is_500_without_traceback_and_logged_with_the_request_id(client, circuit,
