@@ -104,7 +104,7 @@ def _api_key_check(ring: KeyRing):
 
 def _metrics_token_check(token_digest: str):
     def check() -> Response | None:
-        if request.path != "/metrics":
+        if request.path != "/metrics" or request.method == "OPTIONS":  # a preflight has no key
             return None
         token = bearer_token()
         if token is None or not hmac.compare_digest(digest(token), token_digest):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from flask import Flask, Response, current_app, request
 
-# What a browser script may read from a response besides the simple headers.
-EXPOSED_HEADERS = "ETag, X-Cache, X-Request-ID, Server-Timing"
+# What a browser script may read from a response besides the simple headers (a 429's
+# Retry-After and a 401's WWW-Authenticate among them).
+EXPOSED_HEADERS = "ETag, X-Cache, X-Request-ID, Server-Timing, Retry-After, WWW-Authenticate"
 ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, Accept, If-None-Match, X-Request-ID"
 PREFLIGHT_MAX_AGE_SECONDS = "600"
 

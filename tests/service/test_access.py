@@ -166,4 +166,21 @@ def test_a_cors_preflight_passes_keys_and_limits(make_app, circuit):
         assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
     for _ in range(3):  # the preflights were not counted
         assert client.post("/v1/gradients", json=circuit, headers=bearer(KEY)).status_code == 200
-    assert_rate_limited(client.post("/v1/gradients", json=circuit, headers=bearer(KEY)))
+    origin = {"Origin": "https://app.example"}
+    refused = client.post("/v1/gradients", json=circuit, headers={**bearer(KEY), **origin})
+    assert_rate_limited(refused)
+    # a script may read when to try again, and why a call was refused
+    exposed = {name.strip() for name in refused.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"Retry-After", "WWW-Authenticate", "ETag", "X-Request-ID"} <= exposed
+
+
+def test_a_cors_preflight_to_metrics_needs_no_token(make_app):
+    client = make_app({"METRICS_TOKEN": "scrape-me",
+                       "CORS_ORIGINS": ("https://app.example",)}).test_client()
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization"}
+    answer = client.options("/metrics", headers=preflight)
+    assert answer.status_code in (200, 204)
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "POST" not in answer.headers["Access-Control-Allow-Methods"]
+    assert client.get("/metrics").status_code == 401  # the scrape itself still needs it
