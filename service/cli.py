@@ -193,6 +193,9 @@ def gradient_check(
             for name in sorted(checks)
         ]
         click.echo(table(("input", "verdict", "max_rel_error", "analytic", "numeric"), rows))
+        for name in sorted(checks):  # why a verdict means nothing, where the check can tell
+            if checks[name].details is not None:
+                click.echo(f"{name}: {checks[name].details['reason']}")
     if not passed:
         raise SystemExit(1)
 
@@ -333,7 +336,8 @@ def optimize_graph(
     if as_json:
         click.echo(json.dumps(answer))
         return
-    click.echo(f"stopped: {answer['stopped']} after {answer['steps']} steps; "
+    steps = answer["steps"]
+    click.echo(f"stopped: {answer['stopped']} after {steps} step{'' if steps == 1 else 's'}; "
                f"value {answer['value']}")
     rows = [(name, summarize(np.asarray(value, dtype=float) if isinstance(value, list)
                              else value, TABLE)) for name, value in answer["params"].items()]

@@ -210,6 +210,15 @@ def test_a_failing_gradcheck_exits_with_status_1(tmp_path):
     assert table_rows(result.stdout)["x"][0] == "wrong"
 
 
+def test_a_gradcheck_at_a_kink_says_why_its_verdict_means_nothing(tmp_path):
+    graph = {"nodes": [{"id": "x", "op": "input", "value": 0.0},
+                       {"id": "r", "op": "relu", "inputs": ["x"]}], "output": "r"}
+    result = invoke("gradcheck", write(tmp_path, "g.json", graph))
+    assert result.exit_code == 1
+    assert table_rows(result.stdout)["x"][0] == "wrong"
+    assert result.stdout.splitlines()[-1].startswith("x: 1 element(s) sit at a kink")
+
+
 def test_gradcheck_names_a_bad_node(tmp_path):
     graph = {"nodes": [{"id": "x", "op": "input"}], "output": "x"}
     result = CliRunner().invoke(cli.main, ["gradcheck", write(tmp_path, "g.json", graph)])

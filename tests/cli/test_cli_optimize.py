@@ -48,7 +48,7 @@ def test_the_seeds_example_locally(seeds_file):
     result = invoke("optimize", seeds_file, *SEEDS_STEP)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "stopped: steps after 1 steps; value -3.8808000000000007"
+    assert lines[0] == "stopped: steps after 1 step; value -3.8808000000000007"
     assert [line.split() for line in lines[3:]] == [["a", "4.98"], ["b", "-3.02"],
                                                      ["c", "-1.98"]]
 
