@@ -5,19 +5,44 @@ and of a batched one (a leading axis), exclusive bounds (apispec drops a Range's
 min_inclusive=False), the number of keys of an object (apispec writes a Length on a Dict as a
 string's minLength), and the rule on a node's `value` (const needs one, gates take none), so
 that the document says what the server enforces.
+
+Enums that several fields share (the non-finite spellings, `encoding`, `reduce`, `format`,
+`goal`) are components of their own, referenced where used: a client generated from the
+document then has one type for each, the same for an inline request and a registered one.
 """
 
 from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from engine import OP_TABLE
+from engine import OP_TABLE, REDUCES
 from schemas.jsontext import NONFINITE_SPELLINGS
-from schemas.requests import BatchValues
+from schemas.optimize import GOALS
+from schemas.requests import DIAGRAM_FORMATS, ENCODINGS, BatchValues
 from schemas.responses import WireFloat
 from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
 
-_NONFINITE = {"type": "string", "enum": list(NONFINITE_SPELLINGS)}
+_NONFINITE = {"$ref": "#/components/schemas/NonFiniteNumber"}
+
+# Field choices that are a component: the choices, as the field's OneOf lists them, -> name.
+_NAMED_CHOICES = {
+    tuple(ENCODINGS): "Encoding",
+    tuple(REDUCES): "Reduce",
+    tuple(DIAGRAM_FORMATS): "DiagramFormat",
+    tuple(GOALS): "Goal",
+}
+
+ENUM_COMPONENTS = {
+    "NonFiniteNumber": {
+        "type": "string",
+        "description": "A number JSON cannot write, spelled as a string.",
+        "enum": list(NONFINITE_SPELLINGS),
+        # generators name enum members after these, where "-Infinity" has no name of its own
+        "x-enum-varnames": ["NAN", "INFINITY", "NEGATIVE_INFINITY"],
+    },
+    **{name: {"type": "string", "enum": list(choices)}
+       for choices, name in _NAMED_CHOICES.items()},
+}
 
 TENSOR_COMPONENTS = {
     "NestedNumbers": {
@@ -84,6 +109,19 @@ def tensor_properties(self, field: fields.Field, **kwargs) -> dict:
         return {"allOf": [{"$ref": "#/components/schemas/Tensor"}]}
     if isinstance(field, WireFloat):
         return {"oneOf": [{"type": "number"}, _NONFINITE]}
+    return {}
+
+
+def named_choices(self, field: fields.Field, ret: dict, **kwargs) -> dict:
+    """apispec attribute function: a field whose choices are a named enum refers to its
+    component; the inline `type` and `enum` are taken out of `ret`."""
+    for validator in field.validators:
+        if isinstance(validator, validate.OneOf):
+            name = _NAMED_CHOICES.get(tuple(validator.choices))
+            if name is not None:
+                ret.pop("type", None)
+                ret.pop("enum", None)
+                return {"allOf": [{"$ref": f"#/components/schemas/{name}"}]}
     return {}
 
 
