@@ -18,7 +18,7 @@ from marshmallow import fields, validate
 from engine import OP_TABLE, REDUCES
 from schemas.jsontext import NONFINITE_SPELLINGS
 from schemas.optimize import GOALS
-from schemas.requests import DIAGRAM_FORMATS, ENCODINGS, BatchValues
+from schemas.requests import DIAGRAM_FORMATS, ENCODINGS, BatchValues, SourceValues
 from schemas.responses import WireFloat
 from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
 
@@ -88,6 +88,16 @@ TENSOR_COMPONENTS = {
             {"$ref": "#/components/schemas/EncodedTensor"},
         ],
     },
+    "Inputs": {
+        "type": "object",
+        "description": "input node id -> its value",
+        "additionalProperties": {"$ref": "#/components/schemas/Tensor"},
+    },
+    "Batch": {
+        "type": "object",
+        "description": "input node id -> its values at B points",
+        "additionalProperties": {"$ref": "#/components/schemas/BatchTensor"},
+    },
     "BatchTensor": {
         "description": "A batch's tensor: a nested list or an encoded object whose leading "
         "axis holds the points, one at least (B >= 1, the same B for every batched input).",
@@ -100,11 +110,14 @@ TENSOR_COMPONENTS = {
 }
 
 
-def tensor_properties(self, field: fields.Field, **kwargs) -> dict:
-    """apispec attribute function: tensors and wire floats by their wire forms, a batch's
-    tensors with their leading axis."""
-    if isinstance(field, BatchValues):
-        return {"additionalProperties": {"$ref": "#/components/schemas/BatchTensor"}}
+def tensor_properties(self, field: fields.Field, ret: dict, **kwargs) -> dict:
+    """apispec attribute function: tensors and wire floats by their wire forms, a request's
+    values and batch by their components."""
+    if isinstance(field, SourceValues):
+        ret.pop("type", None)
+        ret.pop("additionalProperties", None)
+        name = "Batch" if isinstance(field, BatchValues) else "Inputs"
+        return {"allOf": [{"$ref": f"#/components/schemas/{name}"}]}
     if isinstance(field, Tensor):
         return {"allOf": [{"$ref": "#/components/schemas/Tensor"}]}
     if isinstance(field, WireFloat):

@@ -150,7 +150,7 @@ def test_gradients_parse_into_the_response_model_and_read_back_by_hash(api, mode
 def test_a_batch_with_reduce_parses_per_point_and_shared_gradients(api, models, client):
     body = models.GradientsRequest.from_dict(
         {"graph": BATCH_GRAPH, "batch": {"x": [1, 2, 3]}, "reduce": "sum"})
-    assert body.reduce == models.Reduce.SUM
+    assert body.reduce == models.Reduce.SUM and isinstance(body.batch, models.Batch)
     result = call(api, "compute", "gradients").sync(client=client, body=body)
     assert result.nodes["x"].grad == [4.0, 8.0, 12.0]
     assert result.nodes["w"].grad == 14.0
@@ -240,9 +240,12 @@ def test_a_registered_graph_answers_as_the_inline_one(api, models, client):
     inline = call(api, "compute", "optimize").sync(
         client=client, body=models.OptimizeRequest.from_dict({"graph": SEEDS_GRAPH, **request}))
     assert on_graph.hash_ == inline.hash_ and on_graph.value == inline.value
+    # inline and registered requests share their parts' types
+    values = models.RegisteredGradientsRequest.from_dict({"inputs": {"a": 1}, "encoding": "json"})
+    assert isinstance(values.inputs, models.Inputs) and values.encoding == models.Encoding.JSON
     gradients = call(api, "graphs", "gradients_on_graph").sync(
-        summary.id, client=client, body=models.RegisteredGradientsRequest.from_dict({}))
-    assert gradients.nodes["s"].grad == -2.0
+        summary.id, client=client, body=values)
+    assert gradients.nodes["s"].grad == -2.0 and gradients.nodes["a"].value == 1.0
 
 
 def test_catalog_and_probes_parse(api, models, client):
