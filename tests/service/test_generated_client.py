@@ -206,6 +206,14 @@ def test_optimize_parses_params_trajectory_and_why_it_stopped(api, models, clien
     first = result.trajectory[0]
     assert (first.step, first.value) == (0, -4.0)
     assert first.grad_norm == pytest.approx(3.4641016151377544)
+    # built field by field, the model writes every default the document states: the
+    # server's own defaults, so the request is the same one, under the same hash
+    built = models.OptimizeRequest(
+        graph=models.Graph.from_dict(SEEDS_GRAPH), params=["a", "b", "c"],
+        goal=models.Goal.MAXIMIZE, steps=1,
+        optimizer=models.Optimizer(name=models.OptimizerName.SGD, lr=0.01))
+    assert {"encoding", "cache", "record_every"} <= set(built.to_dict())
+    assert call(api, "compute", "optimize").sync(client=client, body=built).hash_ == result.hash_
 
 
 def test_diagrams_come_back_as_the_format_asked(api, models, client):
