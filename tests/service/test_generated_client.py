@@ -296,6 +296,11 @@ def test_graph_faults_and_limits_parse_with_their_node(api, models, client):
     body = models.GradientsRequest.from_dict({"graph": graph, "inputs": {"x": 1}})
     assert _error(gradients.sync_detailed(client=client, body=body),
                   422, "unknown_node").node == "f"
+    ring = {"nodes": [{"id": "a", "op": "sin", "inputs": ["b"]},
+                      {"id": "b", "op": "cos", "inputs": ["a"]}], "output": "a"}
+    answer = gradients.sync_detailed(
+        client=client, body=models.GradientsRequest.from_dict({"graph": ring}))
+    assert sorted(_error(answer, 422, "cycle").details["cycle"]) == ["a", "b"]
     big = {"graph": LOG_GRAPH, "inputs": {"x": [1.0] * (MAX_ELEMENTS + 1)}}
     answer = gradients.sync_detailed(client=client, body=models.GradientsRequest.from_dict(big))
     assert _error(answer, 413, "too_large").node == "x"
