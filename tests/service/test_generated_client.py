@@ -323,3 +323,22 @@ def test_keys_and_rate_limits_answer_documented_errors(api, models, make_server)
     assert evaluate.sync(client=keyed, body=body).value == -12.0
     limited = _error(evaluate.sync_detailed(client=keyed, body=body), 429, "rate_limited")
     assert limited.details["limit"] == "1 per 1 minute"
+
+
+def test_every_stored_result_parses_as_the_model_of_its_kind(api, models, client):
+    # the results schema is anyOf the response schemas: the generated parse tries each
+    requests = {
+        "evaluate": {"graph": CIRCUIT, "inputs": AT},
+        "jacobian": {"graph": CIRCUIT, "inputs": AT, "wrt": ["x"]},
+        "gradcheck": {"graph": CIRCUIT, "inputs": AT},
+        "optimize": {"graph": SEEDS_GRAPH, "params": ["a"], "steps": 2,
+                     "optimizer": {"name": "adam", "lr": 0.1}},
+    }
+    get_result = call(api, "results", "get_result")
+    for kind, request in requests.items():
+        body = getattr(models, f"{kind.capitalize()}Request").from_dict(request)
+        posted = call(api, "compute", kind).sync(client=client, body=body)
+        stored = get_result.sync(posted.hash_, client=client)
+        assert type(stored) is type(posted), kind
+        assert stored.cached is True
+        assert {**stored.to_dict(), "cached": posted.cached} == posted.to_dict(), kind
