@@ -6,9 +6,10 @@ min_inclusive=False), the number of keys of an object (apispec writes a Length o
 string's minLength), and the rule on a node's `value` (const needs one, gates take none), so
 that the document says what the server enforces.
 
-Enums that several fields share (the non-finite spellings, `encoding`, `reduce`, `format`,
-`goal`) are components of their own, referenced where used: a client generated from the
-document then has one type for each, the same for an inline request and a registered one.
+Enums that several fields share (the non-finite spellings, `encoding`, `reduce`, `format`)
+and a request's `inputs` and `batch` are components of their own, referenced where used: a
+client generated from the document then has one type for each, the same for an inline
+request and a registered one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from marshmallow import fields, validate
 
 from engine import OP_TABLE, REDUCES
 from schemas.jsontext import NONFINITE_SPELLINGS
-from schemas.optimize import GOALS
 from schemas.requests import DIAGRAM_FORMATS, ENCODINGS, BatchValues, SourceValues
 from schemas.responses import WireFloat
 from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
@@ -29,7 +29,6 @@ _NAMED_CHOICES = {
     tuple(ENCODINGS): "Encoding",
     tuple(REDUCES): "Reduce",
     tuple(DIAGRAM_FORMATS): "DiagramFormat",
-    tuple(GOALS): "Goal",
 }
 
 ENUM_COMPONENTS = {

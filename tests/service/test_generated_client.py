@@ -197,7 +197,7 @@ def test_optimize_parses_params_trajectory_and_why_it_stopped(api, models, clien
     body = models.OptimizeRequest.from_dict({
         "graph": SEEDS_GRAPH, "params": ["a", "b", "c"], "goal": "maximize",
         "optimizer": {"name": "sgd", "lr": 0.01}, "steps": 1})
-    assert body.goal == models.Goal.MAXIMIZE
+    assert body.goal == models.OptimizeRequestGoal.MAXIMIZE
     result = call(api, "compute", "optimize").sync(client=client, body=body)
     assert isinstance(result, models.OptimizeResponse)
     assert result.params.to_dict() == pytest.approx({"a": 4.98, "b": -3.02, "c": -1.98})
@@ -210,7 +210,7 @@ def test_optimize_parses_params_trajectory_and_why_it_stopped(api, models, clien
     # server's own defaults, so the request is the same one, under the same hash
     built = models.OptimizeRequest(
         graph=models.Graph.from_dict(SEEDS_GRAPH), params=["a", "b", "c"],
-        goal=models.Goal.MAXIMIZE, steps=1,
+        goal=models.OptimizeRequestGoal.MAXIMIZE, steps=1,
         optimizer=models.Optimizer(name=models.OptimizerName.SGD, lr=0.01))
     assert {"encoding", "cache", "record_every"} <= set(built.to_dict())
     assert call(api, "compute", "optimize").sync(client=client, body=built).hash_ == result.hash_
