@@ -131,8 +131,10 @@ def test_every_operation_is_a_call_in_the_module_of_its_tag(api, document):
 
 def test_gradients_parse_into_the_response_model_and_read_back_by_hash(api, models, client):
     body = models.GradientsRequest.from_dict({"graph": CIRCUIT, "inputs": AT})
-    answer = call(api, "compute", "gradients").sync_detailed(client=client, body=body)
+    answer = call(api, "compute", "gradients").sync_detailed(
+        client=client, body=body, x_request_id="genclient-1")
     assert answer.status_code == 200 and answer.headers["X-Cache"] == "miss"
+    assert answer.headers["X-Request-ID"] == "genclient-1"
     result = answer.parsed
     assert isinstance(result, models.GradientsResponse)
     assert (result.output, result.value, result.cached) == ("f", -12.0, False)
