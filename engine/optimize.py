@@ -308,7 +308,8 @@ class _Run:
                 if last is None:
                     raise
                 return self._step_back("deadline", last)
-            grad_norm = math.sqrt(grad @ grad)
+            with np.errstate(all="ignore"):  # a norm past float64 is inf: the loop stops on it
+                grad_norm = math.sqrt(grad @ grad)
             if not self._finite(value, grad_norm):
                 if last is None:
                     return "nonfinite", 0, value, grad_norm

@@ -5,19 +5,43 @@ and of a batched one (a leading axis), exclusive bounds (apispec drops a Range's
 min_inclusive=False), the number of keys of an object (apispec writes a Length on a Dict as a
 string's minLength), and the rule on a node's `value` (const needs one, gates take none), so
 that the document says what the server enforces.
+
+Enums that several fields share (the non-finite spellings, `encoding`, `reduce`, `format`)
+and a request's `inputs` and `batch` are components of their own, referenced where used: a
+client generated from the document then has one type for each, the same for an inline
+request and a registered one.
 """
 
 from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from engine import OP_TABLE
+from engine import OP_TABLE, REDUCES
 from schemas.jsontext import NONFINITE_SPELLINGS
-from schemas.requests import BatchValues
+from schemas.requests import DIAGRAM_FORMATS, ENCODINGS, BatchValues, SourceValues
 from schemas.responses import WireFloat
 from schemas.tensors import MAX_NDIM, WIRE_DTYPES, Tensor
 
-_NONFINITE = {"type": "string", "enum": list(NONFINITE_SPELLINGS)}
+_NONFINITE = {"$ref": "#/components/schemas/NonFiniteNumber"}
+
+# Field choices that are a component: the choices, as the field's OneOf lists them, -> name.
+_NAMED_CHOICES = {
+    tuple(ENCODINGS): "Encoding",
+    tuple(REDUCES): "Reduce",
+    tuple(DIAGRAM_FORMATS): "DiagramFormat",
+}
+
+ENUM_COMPONENTS = {
+    "NonFiniteNumber": {
+        "type": "string",
+        "description": "A number JSON cannot write, spelled as a string.",
+        "enum": list(NONFINITE_SPELLINGS),
+        # generators name enum members after these, where "-Infinity" has no name of its own
+        "x-enum-varnames": ["NAN", "INFINITY", "NEGATIVE_INFINITY"],
+    },
+    **{name: {"type": "string", "enum": list(choices)}
+       for choices, name in _NAMED_CHOICES.items()},
+}
 
 TENSOR_COMPONENTS = {
     "NestedNumbers": {
@@ -63,6 +87,16 @@ TENSOR_COMPONENTS = {
             {"$ref": "#/components/schemas/EncodedTensor"},
         ],
     },
+    "Inputs": {
+        "type": "object",
+        "description": "input node id -> its value",
+        "additionalProperties": {"$ref": "#/components/schemas/Tensor"},
+    },
+    "Batch": {
+        "type": "object",
+        "description": "input node id -> its values at B points",
+        "additionalProperties": {"$ref": "#/components/schemas/BatchTensor"},
+    },
     "BatchTensor": {
         "description": "A batch's tensor: a nested list or an encoded object whose leading "
         "axis holds the points, one at least (B >= 1, the same B for every batched input).",
@@ -75,15 +109,31 @@ TENSOR_COMPONENTS = {
 }
 
 
-def tensor_properties(self, field: fields.Field, **kwargs) -> dict:
-    """apispec attribute function: tensors and wire floats by their wire forms, a batch's
-    tensors with their leading axis."""
-    if isinstance(field, BatchValues):
-        return {"additionalProperties": {"$ref": "#/components/schemas/BatchTensor"}}
+def tensor_properties(self, field: fields.Field, ret: dict, **kwargs) -> dict:
+    """apispec attribute function: tensors and wire floats by their wire forms, a request's
+    values and batch by their components."""
+    if isinstance(field, SourceValues):
+        ret.pop("type", None)
+        ret.pop("additionalProperties", None)
+        name = "Batch" if isinstance(field, BatchValues) else "Inputs"
+        return {"allOf": [{"$ref": f"#/components/schemas/{name}"}]}
     if isinstance(field, Tensor):
         return {"allOf": [{"$ref": "#/components/schemas/Tensor"}]}
     if isinstance(field, WireFloat):
         return {"oneOf": [{"type": "number"}, _NONFINITE]}
+    return {}
+
+
+def named_choices(self, field: fields.Field, ret: dict, **kwargs) -> dict:
+    """apispec attribute function: a field whose choices are a named enum refers to its
+    component; the inline `type` and `enum` are taken out of `ret`."""
+    for validator in field.validators:
+        if isinstance(validator, validate.OneOf):
+            name = _NAMED_CHOICES.get(tuple(validator.choices))
+            if name is not None:
+                ret.pop("type", None)
+                ret.pop("enum", None)
+                return {"allOf": [{"$ref": f"#/components/schemas/{name}"}]}
     return {}
 
 

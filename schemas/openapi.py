@@ -24,15 +24,18 @@ from schemas.catalog import (
     OpsResponseSchema,
     package_version,
 )
-from schemas.error_codes import ERRORS_SECTION, GRAPH_FAULT_CODES, VALIDATION_ERROR
+from schemas.error_codes import ERRORS_SECTION
 from schemas.graph import GraphSchema, NodeSchema, RegisterGraphSchema
 from schemas.jsonschema_forms import (
+    ENUM_COMPONENTS,
     TENSOR_COMPONENTS,
     exclusive_bounds,
+    named_choices,
     node_value_rules,
     object_sizes,
     tensor_properties,
 )
+from schemas.openapi_shared import OPTIONAL_BEARER, add_shared_components, error_responses, named
 from schemas.requests import REGISTERED_SCHEMAS, REQUEST_SCHEMAS
 from schemas.responses import (
     HASH_PATTERN,
@@ -87,6 +90,10 @@ def request_component(kind: str) -> str:
 
 GET_RESULT = "getResult"
 
+def registered_operation_id(kind: str) -> str:
+    """The operationId of a kind on a registered graph: "gradients" -> "gradientsOnGraph"."""
+    return f"{kind}OnGraph"
+
 
 def registered_request_component(kind: str) -> str:
     """The component name of a kind's request against a registered graph (without `graph`)."""
@@ -121,42 +128,24 @@ _SCHEMAS: dict[str, type[Schema] | Schema] = {
     "Health": HealthSchema,
 }
 
-_ERRORS = {
-    "BadJson": ("400", "The body is not JSON (bad_json)."),
-    "TooLarge": ("413", "The body, the graph or a tensor is over its limit (too_large)."),
-    "UnsupportedMediaType": ("415", "The body is not application/json."),
-    "RequestTimeout": ("408", "The body did not arrive in time: the client went silent for "
-                       "CLIENT_TIMEOUT_SECONDS or fell behind CLIENT_MIN_BYTES_PER_SECOND "
-                       "(request_timeout)."),
-    "Unprocessable": ("422", f"{VALIDATION_ERROR} (422, fields wrong per the request schema: "
-                      "`details` holds them, `node` names a node under graph.nodes.N) or "
-                      f"{', '.join(GRAPH_FAULT_CODES)} (422, graph faults with `node` set)."),
-    "NotFound": ("404", "Unknown hash or route (not_found)."),
-    "DeadlineExceeded": ("504", "The computation ran past its time limit."),
-    "DiagramUnavailable": ("503", "Graphviz's dot is missing or failed (diagram_unavailable); "
-                           "the other endpoints still answer."),
-    "Internal": ("500", "A bug; the body holds no traceback, the log holds the request id."),
-}
-
-
-def _errors(*names: str) -> dict:
-    return {_ERRORS[name][0]: name for name in ("Internal", *names)}
-
-
 def _compute_operation(
-    summary: str, request: str, ok: dict, *errors: str, example: object = None
+    name: tuple[str, str], summary: str, request: str, ok: dict, *errors: str,
+    example: object = None,
 ) -> dict:
+    """A POST taking `request`; `name` is its operationId and tag."""
     body: dict = {"schema": request}
     if example is not None:
         body["example"] = example
     return {
+        "operationId": name[0],
+        "tags": [name[1]],
         "summary": summary,
         "parameters": ["RequestId"],
         "requestBody": {"required": True, "content": {"application/json": body}},
         "responses": {
             "200": ok,
-            **_errors("BadJson", "TooLarge", "UnsupportedMediaType", "RequestTimeout",
-                      "Unprocessable", "DeadlineExceeded", *errors),
+            **error_responses("BadJson", "TooLarge", "UnsupportedMediaType",
+                              "RequestTimeout", "Unprocessable", "DeadlineExceeded", *errors),
         },
     }
 
@@ -197,50 +186,33 @@ def build_spec(endpoints: Sequence[ComputeEndpoint] = ()) -> dict:
     plugin.converter.add_attribute_function(tensor_properties)
     plugin.converter.add_attribute_function(exclusive_bounds)
     plugin.converter.add_attribute_function(object_sizes)
-    for name, component in TENSOR_COMPONENTS.items():
+    plugin.converter.add_attribute_function(named_choices)
+    for name, component in {**ENUM_COMPONENTS, **TENSOR_COMPONENTS}.items():
         spec.components.schema(name, component)
     for name, schema in _SCHEMAS.items():
         spec.components.schema(name, schema=schema)
-    _add_shared_components(spec)
+    add_shared_components(spec)
     for endpoint in endpoints:
         spec.path(path=endpoint.path, operations={"post": _endpoint_operation(endpoint)})
     _add_fixed_paths(spec, [e for e in endpoints if e.response_schema])
     _add_graph_paths(spec, endpoints)
     document = spec.to_dict()
     document["components"]["schemas"]["Node"]["allOf"] = node_value_rules()
+    _mark_guarded(document)
     return document
 
 
-def _add_shared_components(spec: APISpec) -> None:
-    spec.components.parameter(
-        "RequestId",
-        "header",
-        {"name": "X-Request-ID", "required": False, "schema": {"type": "string"},
-         "description": "Echoed in the response; generated when absent."},
-    )
-    spec.components.header(
-        "X-Request-ID", {"schema": {"type": "string"}, "description": "The request's id."}
-    )
-    spec.components.header(
-        "ETag", {"schema": {"type": "string"}, "description": 'The result hash, quoted: "<hash>".'}
-    )
-    spec.components.header(
-        "X-Cache",
-        {"schema": {"type": "string", "enum": ["hit", "miss", "bypass"]},
-         "description": "Whether the result came from the cache."},
-    )
-    for name, (_, description) in _ERRORS.items():
-        spec.components.response(
-            name,
-            {"description": f"{description} The body is the `Error` schema; its codes are "
-                            "listed once, under Errors.",
-             "content": {"application/json": {"schema": "Error",
-                                               "example": examples.ERROR_EXAMPLE}},
-             "headers": {"X-Request-ID": "X-Request-ID"}},
-        )
+def _mark_guarded(document: dict) -> None:
+    """API keys guard /v1 and the metrics token /metrics, when the server sets them."""
+    for path, item in document["paths"].items():
+        if path.startswith("/v1/") or path == "/metrics":
+            for method, operation in item.items():
+                if method != "parameters":
+                    operation["security"] = OPTIONAL_BEARER
 
 
 def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -> dict:
+    """The endpoint's POST; with `request`, on a registered graph, with that request schema."""
     answer = examples.RESPONSE_EXAMPLES.get(endpoint.kind)
     if endpoint.response_schema is not None:
         ok = _result_ok(endpoint.response_schema, endpoint.response_description, answer)
@@ -255,8 +227,11 @@ def _endpoint_operation(endpoint: ComputeEndpoint, request: str | None = None) -
             "content": {media_type: _image_content(media_type, answer)
                         for media_type in endpoint.image_types},
         }
+    name = ((registered_operation_id(endpoint.kind), "graphs") if request
+            else (endpoint.kind, "compute"))
     return _compute_operation(
-        endpoint.summary, request or request_component(endpoint.kind), ok, *endpoint.errors,
+        name, endpoint.summary, request or request_component(endpoint.kind), ok,
+        *endpoint.errors,
         example=_request_example(endpoint.kind, registered=request is not None),
     )
 
@@ -288,6 +263,7 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
         operations={"get": {
             "summary": "A cached result body, with cached: true",
             "operationId": GET_RESULT,
+            "tags": ["results"],
             "parameters": ["RequestId", {
                 "name": "If-None-Match", "in": "header", "required": False,
                 "schema": {"type": "string"},
@@ -309,57 +285,60 @@ def _add_fixed_paths(spec: APISpec, cached: list[ComputeEndpoint]) -> None:
                 },
                 "304": {"description": "If-None-Match named this result: the client has it.",
                         "headers": {"ETag": "ETag", "X-Request-ID": "X-Request-ID"}},
-                **_errors("NotFound"),
+                **error_responses("NotFound"),
             },
         }},
     )
     spec.path(
         path="/v1/ops",
-        operations={"get": {
+        operations={"get": named("listOps", "catalog", {
             "summary": "The op catalog that validation uses",
             "responses": {"200": _json_body("OpsResponse", "Every op, in catalog order.",
                                             examples.OPS_EXAMPLE),
-                          **_errors()},
-        }},
+                          **error_responses()},
+        })},
     )
     spec.path(
         path="/healthz",
-        operations={"get": {"summary": "Liveness", "responses": {
-            "200": _json_body("Health", "The process serves.", examples.HEALTH_EXAMPLE)}}},
+        operations={"get": named("liveness", "probes", {"summary": "Liveness", "responses": {
+            "200": _json_body("Health", "The process serves.", examples.HEALTH_EXAMPLE)}})},
     )
     spec.path(
         path="/readyz",
-        operations={"get": {"summary": "Readiness", "responses": {
+        operations={"get": named("readiness", "probes", {"summary": "Readiness", "responses": {
             "200": _json_body("Health", "The cache backend answers.", examples.READY_EXAMPLE),
             "503": _json_body("Error", "not_ready: the store is unusable, e.g. Redis or a "
                               "cluster shard unreachable (the message says which); /v1 "
                               "requests are still answered, without the cache."),
-        }}},
+        }})},
     )
     spec.path(
         path="/metrics",
-        operations={"get": {"summary": "Prometheus metrics", "responses": {"200": {
-            "description": "Prometheus text exposition format.",
-            "content": {"text/plain": {"schema": {"type": "string"},
-                                       "example": examples.METRICS_EXAMPLE}},
-        }}}},
+        operations={"get": named("metrics", "probes", {
+            "summary": "Prometheus metrics", "responses": {"200": {
+                "description": "Prometheus text exposition format.",
+                "content": {"text/plain": {"schema": {"type": "string"},
+                                           "example": examples.METRICS_EXAMPLE}},
+            }, "401": "Unauthorized"}})},
     )
-    for path, summary in (("/", "The playground"), ("/docs", "The API documentation")):
+    for path, operation_id, summary in (("/", "playground", "The playground"),
+                                        ("/docs", "documentation", "The API documentation")):
         spec.path(
             path=path,
-            operations={"get": {"summary": summary, "responses": {"200": {
-                "description": "An HTML page.",
-                "content": {"text/html": {"schema": {"type": "string"},
-                                          "example": examples.PAGE_EXAMPLE}},
-            }}}},
+            operations={"get": named(operation_id, "pages", {"summary": summary, "responses": {
+                "200": {"description": "An HTML page.",
+                        "content": {"text/html": {"schema": {"type": "string"},
+                                                  "example": examples.PAGE_EXAMPLE}}},
+            }})},
         )
     spec.path(
         path="/openapi.json",
-        operations={"get": {"summary": "This document", "responses": {
-            "200": {"description": "The OpenAPI 3 document.",
-                    "content": {"application/json": {"schema": {"type": "object"},
-                                                     "example": examples.DOCUMENT_EXAMPLE}}},
-        }}},
+        operations={"get": named("openapiDocument", "pages", {
+            "summary": "This document", "responses": {
+                "200": {"description": "The OpenAPI 3 document.",
+                        "content": {"application/json": {"schema": {"type": "object"},
+                                                         "example": examples.DOCUMENT_EXAMPLE}}},
+            }})},
     )
 
 
@@ -372,6 +351,7 @@ _GRAPH_ID = {"name": "id", "in": "path", "required": True,
 def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> None:
     """POST /v1/graphs, GET /v1/graphs/{id} and one POST per computing endpoint under it."""
     registration = _compute_operation(
+        ("registerGraph", "graphs"),
         "Register a graph: later requests send only their values",
         "RegisterGraphRequest",
         _json_body("GraphSummary", "Registered already: the same id as before.",
@@ -391,18 +371,18 @@ def _add_graph_paths(spec: APISpec, endpoints: Sequence[ComputeEndpoint]) -> Non
     spec.path(
         path="/v1/graphs/{id}",
         parameters=[_GRAPH_ID],
-        operations={"get": {
+        operations={"get": named("getGraph", "graphs", {
             "summary": "A registered graph, in canonical form",
             "parameters": ["RequestId"],
             "responses": {"200": _json_body("GraphResource", "The graph and its summary.",
                                             examples.GRAPH_RESOURCE_EXAMPLE),
-                          **_errors("NotFound")},
-        }},
+                          **error_responses("NotFound")},
+        })},
     )
     for endpoint in endpoints:
         operation = _endpoint_operation(endpoint, registered_request_component(endpoint.kind))
         operation["summary"] = f"{endpoint.summary}, on a registered graph"
-        operation["responses"].update(_errors("NotFound"))
+        operation["responses"].update(error_responses("NotFound"))
         spec.path(
             path=f"/v1/graphs/{{id}}/{endpoint.kind}",
             parameters=[_GRAPH_ID],

@@ -196,8 +196,10 @@ class ErrorDetailSchema(Schema):
     details = fields.Dict(
         required=True,
         allow_none=True,
-        metadata={"description": "for validation_error: the field errors, shaped like the "
-                  "request"},
+        metadata={"description": "what the code adds, else null: for validation_error the "
+                  "field errors, shaped like the request; `cycle` (every node of it) for cycle, "
+                  "`missing` (every input lacking a value) for missing_input, `limit` and "
+                  "`retry_after_seconds` for rate_limited, `cache` (the backend) for not_ready"},
     )
 
 

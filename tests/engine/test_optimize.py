@@ -269,6 +269,17 @@ def test_nonfinite_at_the_start():
     assert len(result.trajectory) == 1
 
 
+def test_a_gradient_norm_past_float64_stops_the_run_without_a_warning():
+    """Each gradient is finite (1e200) but their squared norm is not: inf, and the run stops
+    (the suite turns warnings into errors, so an unguarded overflow would fail here)."""
+    plan, sources = compiled(graph(
+        node("a", "input", value=1.0), node("b", "input", value=1.0),
+        node("c", "const", value=1e200), node("p", "mul", ["a", "c"]),
+        node("q", "mul", ["b", "c"]), node("f", "add", ["p", "q"]), output="f"))
+    result = optimize(plan, sources, ["a", "b"], optimizer=SGD(lr=1.0), steps=3)
+    assert (result.stopped, result.steps, result.value) == ("nonfinite", 0, 2e200)
+
+
 # ---------------------------------------------------------------- bad requests
 
 

@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 
 from engine import OPS
 from schemas import build_spec
-from schemas.openapi import GRAPH_FAULT_CODES
+from schemas.error_codes import GRAPH_FAULT_CODES
 from schemas.requests import REQUEST_SCHEMAS
 from service.kinds import openapi_endpoints
 
