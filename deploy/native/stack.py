@@ -87,9 +87,9 @@ class NativeStack:
         self.cluster: RedisClusterProcesses | None = None
         self.nginx: subprocess.Popen | None = None
         self.replicas: list[subprocess.Popen | None] = [None] * plan.replicas
-        self._started_at = [0.0] * plan.replicas
-        self._backoff = [0.5] * plan.replicas
-        self._died_at: list[float | None] = [None] * plan.replicas
+        self._replica_restarts = [Restarts(f"replica {i + 1}") for i in range(plan.replicas)]
+        self._redis_restarts = Restarts("redis-server")
+        self._nginx_restarts = Restarts("nginx")
         self.redis_url = ""
 
     def start(self) -> None:
@@ -107,7 +107,7 @@ class NativeStack:
         process = subprocess.Popen(api_argv(self.compose), env={**os.environ, **env},
                                    start_new_session=True)
         self.replicas[index] = process
-        self._started_at[index] = time.monotonic()
+        self._replica_restarts[index].started(process)
         return process
 
     def describe(self) -> list[str]:
@@ -116,36 +116,21 @@ class NativeStack:
         for index, process in enumerate(self.replicas):
             lines.append(f"replica {index + 1} on http://127.0.0.1:{self.plan.api_ports[index]}"
                          f" (pid {process.pid})")
-        lines.append(f"redis at {self.redis_url}")
+        redis_pid = f" (pid {self.redis.pid})" if self.redis is not None else ""
+        lines.append(f"redis at {self.redis_url}{redis_pid}")
         return lines
 
-    def watch_once(self) -> str | None:
-        """Restart replicas that died (compose's `restart: unless-stopped`); the reason to stop
-        the whole stack when nginx or Redis died, else None."""
+    def watch_once(self) -> None:
+        """Restart what died, as compose's `restart: unless-stopped` does for every service:
+        a replica, nginx, the single redis-server (a cluster's shards stay down, as a shard
+        without a replica does)."""
         for index, process in enumerate(self.replicas):
-            if process is not None and process.poll() is not None:
-                self._restart_when_due(index, process.returncode)
-        if self.nginx is not None and self.nginx.poll() is not None:
-            return f"nginx exited with status {self.nginx.returncode}"
-        if self.redis is not None and self.redis.poll() is not None:
-            return f"redis-server exited with status {self.redis.returncode}"
-        return None
-
-    def _restart_when_due(self, index: int, status: int) -> None:
-        """Start a dead replica again after a delay: 1 s, doubling up to 30 s while it keeps
-        dying young, as Docker backs off a container that keeps crashing."""
-        now = time.monotonic()
-        if self._died_at[index] is None:
-            self._died_at[index] = now
-            lived = now - self._started_at[index]
-            self._backoff[index] = 1.0 if lived > 10 else min(2 * self._backoff[index], 30.0)
-            print(f"replica {index + 1} exited with status {status}; restarting in "
-                  f"{self._backoff[index]:g} s", flush=True)
-        if now - self._died_at[index] < self._backoff[index]:
-            return
-        self._died_at[index] = None
-        restarted = self.start_replica(index)
-        print(f"replica {index + 1} restarted (pid {restarted.pid})", flush=True)
+            if self._replica_restarts[index].due(process):
+                self.start_replica(index)
+        if self._nginx_restarts.due(self.nginx):
+            self._start_nginx()
+        if self._redis_restarts.due(self.redis):
+            self._spawn_redis()
 
     def stop(self) -> None:
         """SIGTERM to everything (gunicorn drains its workers), SIGKILL what outlives 30 s."""
@@ -171,9 +156,13 @@ class NativeStack:
             self.cluster.launch()
             self.redis_url = self.cluster.url
         else:
-            self.redis = subprocess.Popen(redis_argv(self.compose, self.plan.redis_port),
-                                          stdout=subprocess.DEVNULL)
+            self._spawn_redis()
             self.redis_url = single_redis_url(self.compose, self.plan.redis_port)
+
+    def _spawn_redis(self) -> None:
+        self.redis = subprocess.Popen(redis_argv(self.compose, self.plan.redis_port),
+                                      stdout=subprocess.DEVNULL)
+        self._redis_restarts.started(self.redis)
 
     def _start_nginx(self) -> None:
         lb_environment = self.compose["services"]["lb"]["environment"]
@@ -181,4 +170,35 @@ class NativeStack:
         prefix = self.workdir / "nginx"
         config = nginx.write_config(prefix, values)
         self.nginx = subprocess.Popen(nginx.nginx_argv(config, prefix))
+        self._nginx_restarts.started(self.nginx)
         nginx.wait_listening(self.nginx, self.plan.port)
+
+
+class Restarts:
+    """When to start a dead process again: after 1 s, the delay doubling up to 30 s while it
+    keeps dying young, as Docker backs off a container that keeps crashing."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.started_at = 0.0
+        self.backoff = 0.5
+        self.died_at: float | None = None
+
+    def started(self, process: subprocess.Popen) -> None:
+        self.started_at = time.monotonic()
+        if self.died_at is not None:
+            print(f"{self.name} restarted (pid {process.pid})", flush=True)
+        self.died_at = None
+
+    def due(self, process: subprocess.Popen | None) -> bool:
+        """Whether `process` has died and its delay has passed (saying so when it is found)."""
+        if process is None or process.poll() is None:
+            return False
+        now = time.monotonic()
+        if self.died_at is None:
+            self.died_at = now
+            lived = now - self.started_at
+            self.backoff = 1.0 if lived > 10 else min(2 * self.backoff, 30.0)
+            print(f"{self.name} exited with status {process.returncode}; restarting in "
+                  f"{self.backoff:g} s", flush=True)
+        return now - self.died_at >= self.backoff

@@ -246,6 +246,27 @@ def test_a_replica_killed_under_load_costs_no_request(stack):
               stack.log)
 
 
+def test_a_killed_redis_costs_no_request_and_is_started_again(stack):
+    pid = int(re.search(r"^redis at \S+ \(pid (\d+)\)$", stack.log_text(), re.M).group(1))
+    os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: "redis-server exited" in stack.log_text(), 30, "redis death not seen",
+              stack.log)
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        # answered while Redis is down or coming back: computed, at worst not stored
+        for x in (11.0, 12.0, 13.0):
+            answer = client.post("/v1/gradients", json=_graph(x))
+            assert (answer.status_code, answer.json()["value"]) == (200, (x + 5) * -4)
+        _wait_for(lambda: "redis-server restarted" in stack.log_text(), 30,
+                  "redis-server not restarted", stack.log)
+        for url in stack.replica_urls:
+            _wait_for(lambda url=url: _answers(url, "/readyz"), 30, f"{url} not ready again",
+                      stack.log)
+        # the new redis-server is the store again: a result computed once is a hit after
+        body = _graph(float(uuid.uuid4().int % 100_000))
+        assert client.post("/v1/gradients", json=body).headers["X-Cache"] == "miss"
+        assert client.post("/v1/gradients", json=body).headers["X-Cache"] == "hit"
+
+
 @pytest.mark.timeout(120)
 def test_stack_native_starts_a_redis_cluster_of_three_masters_for_the_api(tmp_path):
     port = free_port_block(2)
