@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -211,11 +213,18 @@ def ops(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"ops": catalog}, indent=2))
         return
-    rows = [
-        (op["name"], op["arity"], op["symbol"], attrs_text(op["attrs"]), op["description"])
-        for op in catalog
-    ]
-    click.echo(table(("op", "inputs", "symbol", "attrs", "description"), rows))
+    # a short row per op, its attrs and description wrapped beneath, indented: the catalog
+    # reads in a terminal of any width (one row of all five columns ran to 280 characters)
+    rows = table(("op", "inputs", "symbol"),
+                 [(op["name"], op["arity"], op["symbol"]) for op in catalog]).splitlines()
+    width = min(shutil.get_terminal_size().columns, 100)
+    click.echo("\n".join(rows[:2]))
+    for row, op in zip(rows[2:], catalog, strict=True):
+        click.echo(row)
+        attrs = attrs_text(op["attrs"])
+        for text in ([f"attrs: {attrs}"] if attrs else []) + [op["description"]]:
+            click.echo(textwrap.fill(text, width, initial_indent="    ",
+                                     subsequent_indent="      "))
 
 
 def attrs_text(attrs: Sequence[Mapping[str, Any]]) -> str:
