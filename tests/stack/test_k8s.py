@@ -128,7 +128,18 @@ def test_config_map_is_the_compose_api_environment_but_redis_url():
     assert data["REDIS_URL"] == f"redis://chainrule-redis:{redis_service}/0"
     assert set(data) == set(compose_env)
     assert _api_container(render(K8S / "base"))["envFrom"] == [
-        {"configMapRef": {"name": "chainrule-api"}}]
+        {"configMapRef": {"name": "chainrule-api"}},
+        {"secretRef": {"name": "chainrule-api-secrets", "optional": True}}]
+
+
+def test_the_secrets_deploy_readme_creates_are_the_ones_the_api_reads():
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    created = re.search(r"kubectl create secret generic (\S+) \\\n(.*)", readme)
+    name, literals = created.group(1), re.findall(r"--from-literal=(\w+)=", created.group(2))
+    (secret,) = [source["secretRef"] for source in _api_container(render(K8S / "base"))["envFrom"]
+                 if "secretRef" in source]
+    assert secret["name"] == name and secret["optional"] is True
+    assert set(literals) == {"API_KEYS", "METRICS_TOKEN"} <= set(load_config(environ={}))
 
 
 def test_redis_cluster_overlay_points_at_a_cluster_and_drops_the_dev_redis():
