@@ -369,6 +369,8 @@ def optimize_body(
     body["steps"] = steps or body.get("steps", 100)
     if not body.get("params"):
         raise BadInput(f"{graph_file}: name the input nodes to optimise with --params")
+    if body.get("batch_size") is not None and not body.get("batch"):
+        raise BadInput("--batch-size draws mini-batches from a batch: give --batch DATA.json")
     return body
 
 

@@ -83,6 +83,8 @@ def test_refusals_name_the_node_locally_and_remotely(seeds_file, live_url):
     assert "422 validation_error (node 's')" in remote.stderr
     missing = invoke("optimize", seeds_file)
     assert missing.exit_code == 2 and "--params" in missing.stderr
+    unbatched = invoke("optimize", seeds_file, "--params", "a", "--batch-size", "2")
+    assert unbatched.exit_code == 2 and "give --batch DATA.json" in unbatched.stderr
 
 
 def test_an_unreachable_service_is_one_line(seeds_file):
