@@ -4,7 +4,9 @@ Inputs sit on the left as plain labels, gates are boxes showing their op symbol,
 wire carries its forward value above it (green) and, below it (red), the gradient that flows
 back along that wire: where a value fans out, each wire shows its own share (the engine's
 `edge_gradients`) and the node shows the total, the sum of the shares. The output's wire ends
-on the right with the output value over the seed. `circuit_dot` builds the DOT text
+on the right with the output value over the seed, in an arrow; a node no wire leaves (an input
+nothing reads, a gate that does not reach the output) ends in the same kind of wire, without
+the arrow, carrying its value over its gradient (0). `circuit_dot` builds the DOT text
 (deterministic: the same nodes give the same text) and `render_circuit` turns it into SVG or
 PNG with Graphviz's `dot`, under a timeout.
 """
@@ -142,7 +144,8 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
     names: dict[str, str] = {}
     by_id: dict[str, Any] = {}
     sources: list[str] = []
-    forks = _forks(nodes, output)
+    wires_out = _wires_out(nodes, output)
+    forks = {node_id for node_id, count in wires_out.items() if count > 1}
     for index, node in enumerate(nodes):
         node_id = str(_field(node, "id"))
         names[node_id] = f"n{index}"
@@ -172,14 +175,20 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
 
     wires = 0
 
-    def wire(tail: str, head: str, source: Any, grad: Any) -> None:
+    def wire(tail: str, head: str, source: Any, grad: Any, arrow: bool = True) -> None:
         nonlocal wires
         name = f"w{wires}"
         wires += 1
         dot.node(name, label=_wire_label(_field(source, "value"), grad, grad is not None),
                  shape="plain")
         dot.edge(tail, name, headport="w")
-        dot.edge(name, head, tailport="e", dir="forward")
+        dot.edge(name, head, tailport="e", dir="forward" if arrow else "none")
+
+    def loose_end(node_id: str, arrow: bool) -> None:
+        """A wire out of `node_id` to nowhere, so its value and total gradient are drawn."""
+        end = "end" if node_id == output else f"end_{names[node_id]}"
+        dot.node(end, label="", shape="point", style="invis", width="0.01")
+        wire(names[node_id], end, by_id[node_id], _field(by_id[node_id], "grad"), arrow)
 
     for node in nodes:
         head = names[str(_field(node, "id"))]
@@ -192,8 +201,11 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
             grad = shares[position] if shares is not None else _field(source, "grad")
             wire(names[str(input_id)], head, source, grad)
     if output in by_id:
-        dot.node("end", label="", shape="point", style="invis", width="0.01")
-        wire(names[output], "end", by_id[output], _field(by_id[output], "grad"))
+        loose_end(output, arrow=True)
+    # an input nothing reads or a gate off the path to the output would otherwise show no value
+    for node_id in by_id:
+        if node_id not in wires_out:
+            loose_end(node_id, arrow=False)
     if sources:
         with dot.subgraph(name="inputs", graph_attr={"rank": "min"}) as column:
             for name in sources:
@@ -201,13 +213,13 @@ def circuit_dot(nodes: Sequence[Any], output: str) -> str:
     return dot.source
 
 
-def _forks(nodes: Sequence[Any], output: str) -> set[str]:
-    """Ids of the nodes whose value leaves on more than one wire (the output's own counts)."""
+def _wires_out(nodes: Sequence[Any], output: str) -> dict[str, int]:
+    """How many wires leave each node that some wire leaves (the output's own counts)."""
     wires_out: dict[str, int] = {output: 1}
     for node in nodes:
         for input_id in _field(node, "inputs") or ():
             wires_out[str(input_id)] = wires_out.get(str(input_id), 0) + 1
-    return {node_id for node_id, count in wires_out.items() if count > 1}
+    return wires_out
 
 
 def _total_text(node: Any) -> str:

@@ -482,3 +482,90 @@ def test_gradcheck_blames_only_inputs_behind_the_broken_op(client: Any) -> None:
     response = client.post("/v1/gradcheck", json=request_body(spec, "f", check=["a", "b"]))
     checks = response.get_json()["checks"]
     assert (checks["a"]["verdict"], checks["b"]["verdict"]) == ("wrong", "good")
+
+
+# ---------------------------------------------------------------- loose ends
+
+# An input nothing reads (i1) and a gate off the path to the output (dd, fed by another, d).
+LOOSE_ENDS: list[dict[str, Any]] = [
+    {"id": "x", "op": "input", "value": 3},
+    {"id": "y", "op": "input", "value": -4},
+    {"id": "i1", "op": "input", "value": 7},
+    {"id": "q", "op": "mul", "inputs": ["x", "y"]},
+    {"id": "d", "op": "exp", "inputs": ["y"]},
+    {"id": "dd", "op": "add", "inputs": ["d", "x"]},
+    {"id": "f", "op": "add_const", "inputs": ["q"], "attrs": {"c": 1}},
+]
+
+
+def wires_leaving(svg: bytes) -> dict[str, list[tuple[str, str]]]:
+    """Graph node id -> (value, gradient) written on each wire that leaves it, read off the SVG.
+
+    Graphviz titles each drawn node with its DOT name (n3, w5) and each edge `tail->head`; a
+    gate's id is its 8-point line, a source's id its first line.
+    """
+    root = ET.fromstring(svg)
+    texts: dict[str, list[Any]] = {}
+    tails: dict[str, str] = {}
+    for group in root.iter(f"{SVG_NS}g"):
+        title = group.findtext(f"{SVG_NS}title") or ""
+        if group.get("class") == "node":
+            texts[title] = list(group.iter(f"{SVG_NS}text"))
+        elif group.get("class") == "edge" and "->w" in title:
+            tail, wire = title.split("->")
+            tails[wire.split(":")[0]] = tail
+    ids = {}
+    for name, items in texts.items():
+        if name.startswith("n"):
+            small = [el.text for el in items if el.get("font-size") == "8.00"]
+            ids[name] = small[0] if small else items[0].text
+    leaving: dict[str, list[tuple[str, str]]] = {}
+    for wire, tail in tails.items():
+        by_color = {el.get("fill"): (el.text or "").strip() for el in texts[wire]}
+        leaving.setdefault(ids[tail], []).append(
+            (by_color[diagram.VALUE_COLOR], by_color[diagram.GRAD_COLOR]))
+    return leaving
+
+
+def test_loose_ends_nodes_no_wire_leaves_show_value_and_gradient(client: Any) -> None:
+    response = client.post("/v1/diagram", json=request_body(LOOSE_ENDS, "f"))
+    assert response.status_code == 200
+    leaving = wires_leaving(response.data)
+    # i1 = 7 and dd = e**-4 + 3 = 3.02 do not reach f: their gradient is 0.
+    assert leaving["i1"] == [("7", "0")]
+    assert leaving["dd"] == [("3.02", "0")]
+    assert leaving["d"] == [("0.0183", "0")]
+    # The output's wire is as before: f = -11 over the seed.
+    assert leaving["f"] == [("-11", "1")]
+    grads = client.post("/v1/gradients", json=request_body(LOOSE_ENDS, "f")).get_json()
+    for node_id, node in grads["nodes"].items():
+        assert (summarize(node["value"]), summarize(node["grad"])) in leaving[node_id]
+
+
+def test_every_node_of_a_random_graph_shows_its_value() -> None:
+    rng = random.Random(3)
+    spec: list[dict[str, Any]] = [
+        {"id": f"i{k}", "op": "input", "value": rng.uniform(-2, 2)} for k in range(6)]
+    for k in range(54):
+        readable = [item["id"] for item in spec if item["id"] not in ("i1", "i2")][-12:]
+        op = rng.choice(["add", "mul", "max", "exp", "sigmoid", "tanh"])
+        arity = 2 if op in ("add", "mul", "max") else 1
+        spec.append({"id": f"g{k}", "op": op, "inputs": rng.sample(readable, arity)})
+    nodes = drawn_nodes(spec, "g53")
+    leaving = wires_leaving(render_circuit(circuit_dot(nodes, "g53"), "svg", timeout=20))
+    assert set(leaving) == {node["id"] for node in nodes}
+    for node in nodes:
+        # at a fork each wire carries its own share of the gradient: the value is on all of them
+        assert {value for value, _ in leaving[node["id"]]} == {summarize(node["value"])}
+
+
+@pytest.mark.parametrize("fmt", ["dot", "png"])
+def test_loose_ends_are_drawn_in_every_format(client: Any, fmt: str) -> None:
+    response = client.post("/v1/diagram", json=request_body(LOOSE_ENDS, "f", format=fmt))
+    assert response.status_code == 200
+    dot = circuit_dot(drawn_nodes(LOOSE_ENDS, "f"), "f")
+    assert '<FONT COLOR="#2a9d3a">7</FONT>' in dot and ">3.02<" in dot
+    if fmt == "dot":
+        assert response.data == dot.encode("utf-8")
+    else:
+        assert response.data == render_circuit(dot, "png", timeout=20)
