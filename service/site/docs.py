@@ -38,6 +38,21 @@ nav li { list-style: none; }
 pre.example { background: #f6f6f3; border: 1px solid #e4e2dc; border-radius: 6px;
               padding: .5rem .7rem; font-size: .8rem; overflow-x: auto; max-height: 22rem; }
 details > summary { cursor: pointer; color: #555; font-size: .9rem; }
+@media (max-width: 40rem) {
+  /* a phone: a wide table scrolls inside its own box, never the page; a shadow shows the side
+     with more to see (the white covers scroll with the table and hide it at the edge) */
+  table { display: block; overflow-x: auto;
+    background:
+      linear-gradient(to right, #fff 50%, #fff0) left / 28px 100% no-repeat local,
+      linear-gradient(to left, #fff 50%, #fff0) right / 28px 100% no-repeat local,
+      radial-gradient(farthest-side at 0 50%, #23262b47, #0000) left / 14px 100% no-repeat,
+      radial-gradient(farthest-side at 100% 50%, #23262b47, #0000) right / 14px 100% no-repeat,
+      #fff; }
+  /* a sentence keeps a readable measure: the table scrolls rather than stack it a word a line */
+  td.prose, td:last-child { min-width: 11rem; }
+  body { margin-top: 1rem; }
+  .links { float: none; margin: 0; }
+}
 """
 
 
@@ -49,6 +64,8 @@ def render_docs_page(spec: dict[str, Any], ops: Sequence[Mapping[str, Any]] = ()
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        # without it a phone lays the page out 980 px wide and shrinks it to unreadable
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<link rel="icon" href="static/favicon.svg" type="image/svg+xml">',
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
         '<p class="links"><a href="./">Playground</a> · <a href="openapi.json">openapi.json</a>'
@@ -90,7 +107,7 @@ def _render_ops(ops: Sequence[Mapping[str, Any]]) -> str:
         parts.append(
             f"<tr><td><code>{escape(str(op['name']))}</code></td>"
             f"<td>{escape(str(op.get('arity', '')))}</td><td>{attrs}</td>"
-            f"<td>{inline(str(op.get('description', '')))}</td></tr>"
+            f'<td class="prose">{inline(str(op.get("description", "")))}</td></tr>'
         )
     parts.append("</table>")
     return "\n".join(parts)
@@ -157,7 +174,7 @@ def _render_operation(
             response = _resolve(spec, response)
             parts.append(
                 f"<tr><td>{escape(str(status))}</td>"
-                f"<td>{inline(str(response.get('description', '')))}</td>"
+                f'<td class="prose">{inline(str(response.get("description", "")))}</td>'
                 f"<td>{_content_text(response.get('content', {}))}</td></tr>"
             )
         parts.append("</table>")
@@ -202,7 +219,7 @@ def _render_schema(name: str, schema: dict[str, Any]) -> str:
             parts.append(
                 f"<tr><td><code>{escape(field)}</code>{flag}</td>"
                 f"<td>{_type_text(field_schema)}</td>"
-                f"<td>{inline(str(field_schema.get('description', '')))}</td></tr>"
+                f'<td class="prose">{inline(str(field_schema.get("description", "")))}</td></tr>'
             )
         parts.append("</table>")
     else:

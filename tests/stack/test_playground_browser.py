@@ -7,6 +7,7 @@ tests read what a person would see: the drawn circuit, the node table, the error
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -296,3 +297,102 @@ def test_docs_and_playground_link_each_other_and_have_an_icon(page: Page, base_u
     expect(page.locator("#ops + p + table tr")).to_have_count(len(OP_TABLE) + 1)
     page.click("text=Playground")
     expect(page).to_have_url(base_url)
+
+
+# ---------------------------------------------------------------- a phone's width
+
+PHONE = {"width": 375, "height": 812}
+STAGED = "staged f(x, y) = (x + σ(y)) / (σ(x) + (x + y)²)"
+
+# How many line boxes a cell's text takes: a number broken in two ("0.952" over "6") takes 2.
+LINE_BOXES = """cell => {
+  const range = document.createRange();
+  range.selectNodeContents(cell);
+  return range.getClientRects().length;
+}"""
+
+# The darkest and the lightest grey in a strip `width` px wide at the box's left or right inner
+# edge, read back from a screenshot of the box (drawn on a canvas in the page itself).
+EDGE_GREYS = """async ([png, side, width]) => {
+  const image = new Image();
+  image.src = "data:image/png;base64," + png;
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const border = 2;  // the box's own border, antialiased
+  const x = side === "left" ? border : image.width - border - width;
+  const rows = Math.floor(image.height / 3);  // the middle third: clear of the rounded corners
+  const { data } = context.getImageData(x, rows, width, rows);
+  const greys = [];
+  for (let i = 0; i < data.length; i += 4) greys.push(Math.min(data[i], data[i + 1], data[i + 2]));
+  return [Math.min(...greys), Math.max(...greys)];
+}"""
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def scroll_width(page: Page) -> int:
+    return page.evaluate("document.scrollingElement.scrollWidth")
+
+
+def edge_greys(page: Page, box: str, side: str) -> list[int]:
+    png = base64.b64encode(page.locator(box).screenshot()).decode()
+    return page.evaluate(EDGE_GREYS, [png, side, 4])
+
+
+def test_the_docs_fit_a_phone_and_their_tables_scroll_in_their_own_box(
+    phone: Page, base_url: str, tmp_path: Path
+) -> None:
+    phone.goto(f"{base_url}docs")
+    assert scroll_width(phone) <= phone.evaluate("window.innerWidth") == PHONE["width"]
+    viewport = phone.evaluate("document.querySelector('meta[name=viewport]')?.content ?? ''")
+    assert "width=device-width" in viewport  # else a phone lays the page out 980 px wide
+    catalog = phone.locator("#ops + p + table")
+    assert catalog.evaluate("t => t.scrollWidth > t.clientWidth")  # wide: it scrolls itself
+    phone.screenshot(path=tmp_path / "docs-phone.png", full_page=True)
+
+
+def test_the_playground_fits_a_phone_and_never_breaks_a_number(
+    phone: Page, base_url: str, tmp_path: Path
+) -> None:
+    phone.goto(base_url)
+    phone.select_option("#circuit", label=STAGED)
+    expect(phone.locator("#nodes tbody tr")).to_have_count(10)
+    expect(phone.locator("#diagram svg")).to_contain_text("Σ 2.06")
+    phone.screenshot(path=tmp_path / "playground-phone.png", full_page=True)
+    assert scroll_width(phone) <= phone.evaluate("window.innerWidth") == PHONE["width"]
+
+    numbers = phone.locator("#nodes tbody td.num")
+    expect(numbers).to_have_count(20)
+    assert cell(phone, "sigx", "value") == "0.9526"
+    assert [td.evaluate(LINE_BOXES) for td in numbers.all()] == [1] * 20
+    one_line = phone.locator('#nodes tbody tr[data-node="x"] td.value').evaluate(
+        "td => td.offsetHeight")
+    assert numbers.evaluate_all("tds => tds.map(td => td.offsetHeight)") == [one_line] * 20
+
+
+def test_the_diagram_shows_the_side_it_scrolls_to(phone: Page, base_url: str) -> None:
+    phone.goto(base_url)
+    phone.select_option("#circuit", label=STAGED)
+    expect(phone.locator("#diagram svg")).to_contain_text("Σ 2.06")  # this circuit's drawing
+    diagram = phone.locator("#diagram")
+    assert diagram.evaluate("d => d.scrollWidth > d.clientWidth")  # too wide for a phone
+    white = 255
+    # at the start: a shadow on the right, where more is to see, none on the left
+    assert edge_greys(phone, "#diagram", "left") == [white, white]
+    assert edge_greys(phone, "#diagram", "right")[1] < white - 20
+    diagram.evaluate("d => { d.scrollLeft = d.scrollWidth; }")
+    assert edge_greys(phone, "#diagram", "left")[1] < white - 20
+    assert edge_greys(phone, "#diagram", "right") == [white, white]
