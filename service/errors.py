@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, has_app_context, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -58,7 +58,10 @@ def error_response(
     details: dict | None = None,
     headers: dict | None = None,
 ) -> Response:
-    """A response carrying the contract's error body."""
+    """A response carrying the contract's error body, counted by its code in /metrics."""
+    resources = current_app.extensions.get("chainrule") if has_app_context() else None
+    if resources is not None:
+        resources.metrics.count_error(code, status)
     body = error_body(code, message, node=node, details=details)
     return Response(body, status=status, mimetype="application/json", headers=headers)
 

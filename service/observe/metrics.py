@@ -70,6 +70,10 @@ class ServiceMetrics:
             "chainrule_http_request_duration_seconds",
             "Time from request start to response, by route.", LATENCY_BUCKETS, "route",
         )
+        self.errors = counter(
+            "chainrule_errors", "Error answers by the contract's code and HTTP status (an event "
+            "stream's error event among them).", "code", "status",
+        )
         self.cache_lookups = counter(
             "chainrule_cache_lookups",
             "Result cache lookups by outcome: hit, miss, or bypass (the request set cache false).",
@@ -107,6 +111,7 @@ class ServiceMetrics:
             True: self.plan_lookups.labels("hit"), False: self.plan_lookups.labels("miss")
         }
         self._engine_children: dict[tuple[str, str], Histogram] = {}
+        self._error_children: dict[tuple[str, int], Counter] = {}
         self._graph_nodes_children: dict[str, Histogram] = {}
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
@@ -127,6 +132,13 @@ class ServiceMetrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_error(self, code: str, status: int) -> None:
+        """One error answer with the contract's `code`."""
+        child = self._error_children.get((code, status))
+        if child is None:
+            child = self._error_children[code, status] = self.errors.labels(code, str(status))
+        child.inc()
 
     def count_cache_lookup(self, outcome: str) -> None:
         """One result cache lookup: "hit", "miss" or "bypass"."""

@@ -65,6 +65,18 @@ def test_metrics_count_requests_cache_outcomes_engine_time_and_graph_size(client
     assert values[("chainrule_plan_cache_lookups_total", (("outcome", "hit"),))] == 1
 
 
+def test_error_answers_are_counted_by_code(client, circuit):
+    unknown = {"graph": {"nodes": [{"id": "x", "op": "nope"}], "output": "x"}}
+    for _ in range(2):
+        assert client.post("/v1/gradients", json=unknown).status_code == 422
+    assert client.get("/v1/results/" + "0" * 64).status_code == 404
+    assert client.post("/v1/gradients", json=circuit).status_code == 200
+    counted = {labels: value for (name, labels), value in samples(client).items()
+               if name == "chainrule_errors_total"}
+    assert counted == {(("code", "unknown_op"), ("status", "422")): 2,
+                       (("code", "not_found"), ("status", "404")): 1}
+
+
 def test_a_streamed_answer_is_timed_until_its_last_event(client):
     graph = {"nodes": [{"id": "x", "op": "input", "value": 3.0},
                        {"id": "f", "op": "pow", "inputs": ["x"], "attrs": {"exponent": 2}}],
