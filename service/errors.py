@@ -17,7 +17,7 @@ from flask import Flask, Response, current_app, has_app_context, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from engine import EngineError
+from engine import DeadlineExceeded, EngineError
 from schemas import BadJson, error_body
 from service.diagram import DiagramError
 
@@ -75,7 +75,8 @@ def handle_error(error: Exception) -> Response:
     if isinstance(error, EngineError):
         status = ENGINE_STATUS.get(error.code, 422)
         message = error.message
-        if error.code == "deadline_exceeded":  # the engine knows the moment, not the setting
+        if type(error) is DeadlineExceeded:  # the engine's clock knows the moment, not the
+            # setting (a diagram's rendering timeout, a subclass, names its own)
             seconds = current_app.config["COMPUTE_DEADLINE_SECONDS"]
             message = f"{message} of {seconds:g} s (COMPUTE_DEADLINE_SECONDS)"
         return error_response(status, error.code, message, node=error.node, details=error.details)

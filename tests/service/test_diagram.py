@@ -403,6 +403,9 @@ def test_diagram_endpoint_times_out_with_504(
     response = app.test_client().post("/v1/diagram", json=request_body(ADD_MUL, "f"))
     assert response.status_code == 504
     assert response.get_json()["error"]["code"] == "deadline_exceeded"
+    # its own limit named, not the compute deadline's
+    assert response.get_json()["error"]["message"] == (
+        "rendering the diagram took longer than 0.5 s")
 
 
 def test_diagram_endpoint_draws_ids_with_control_characters(client: Any) -> None:
